@@ -1,0 +1,129 @@
+//! Connectors turn one catalog's configuration into a DataFusion catalog.
+//!
+//! A connector knows storage and pushdown; it never sees policies or wire
+//! protocols. The contract is deliberately small ([`Connector`]): build a
+//! catalog from options, name the option keys that are secrets (so the
+//! gateway can redact them anywhere it prints configuration), and state the
+//! pushdown the source supports. Concrete connectors live in one module per
+//! source kind and are wired in by the binary through [`ConnectorRegistry`].
+//!
+//! Options arrive as the TOML table of the catalog (minus the keys the gateway
+//! owns, such as `connector` and `description`); each connector deserialises
+//! them into its own typed struct that rejects unknown keys, so a typo is an
+//! error that names the key rather than a silently ignored setting.
+
+mod delta;
+mod error;
+mod files;
+mod storage;
+mod types;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::catalog::CatalogProvider;
+use datafusion::execution::SessionState;
+
+pub use delta::DeltaConnector;
+pub use error::ConnectorError;
+pub use files::FilesConnector;
+pub use storage::StorageOptions;
+
+/// What a source can evaluate itself, so the planner knows what it may push down.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PushdownCapabilities {
+    /// Only the referenced columns are read.
+    pub projection: bool,
+    /// Predicates prune data at the source (exactly or as a pre-filter).
+    pub filters: bool,
+    /// A LIMIT stops reading early.
+    pub limit: bool,
+    /// Whole sub-plans (joins, aggregates) can run at the source as SQL.
+    pub sub_plans: bool,
+}
+
+/// Everything a connector may use while it builds a catalog.
+pub struct ConnectorContext {
+    /// A session whose runtime is the one queries will run on: object stores a
+    /// connector registers here are the ones its scans will read through.
+    pub session: SessionState,
+    /// Relative paths in options are resolved against this directory (the
+    /// directory of the configuration file).
+    pub base_dir: PathBuf,
+}
+
+/// The contract every source kind implements.
+#[async_trait]
+pub trait Connector: Send + Sync {
+    /// The value of `connector = "..."` in a catalog's configuration.
+    fn kind(&self) -> &'static str;
+
+    /// Option keys (dotted paths inside the catalog table) whose values are
+    /// secrets and must never be printed.
+    fn secret_keys(&self) -> &'static [&'static str];
+
+    /// What this source evaluates itself.
+    fn capabilities(&self) -> PushdownCapabilities;
+
+    /// Check the options without touching the source.
+    fn validate(&self, options: &toml::Table) -> Result<(), ConnectorError>;
+
+    /// Build the catalog named `name` from its options.
+    async fn build_catalog(
+        &self,
+        ctx: &ConnectorContext,
+        name: &str,
+        options: &toml::Table,
+    ) -> Result<Arc<dyn CatalogProvider>, ConnectorError>;
+}
+
+/// The connectors a binary knows, by kind.
+#[derive(Clone, Default)]
+pub struct ConnectorRegistry {
+    connectors: BTreeMap<&'static str, Arc<dyn Connector>>,
+}
+
+impl ConnectorRegistry {
+    /// A registry holding every connector built into this crate.
+    pub fn builtin() -> Self {
+        let mut registry = Self::default();
+        registry.register(Arc::new(FilesConnector));
+        registry.register(Arc::new(DeltaConnector));
+        registry
+    }
+
+    pub fn register(&mut self, connector: Arc<dyn Connector>) {
+        self.connectors.insert(connector.kind(), connector);
+    }
+
+    pub fn get(&self, kind: &str) -> Option<&Arc<dyn Connector>> {
+        self.connectors.get(kind)
+    }
+
+    /// The known kinds, for error messages.
+    pub fn kinds(&self) -> Vec<&'static str> {
+        self.connectors.keys().copied().collect()
+    }
+}
+
+/// Deserialise a connector's options into its typed form, naming the key on error.
+pub(crate) fn parse_options<T: serde::de::DeserializeOwned>(
+    options: &toml::Table,
+) -> Result<T, ConnectorError> {
+    let value = toml::Value::Table(options.clone());
+    serde_path_to_error::deserialize(value).map_err(|err| {
+        let path = err.path().to_string();
+        ConnectorError::InvalidOption {
+            key: if path == "." { String::new() } else { path },
+            message: err
+                .into_inner()
+                .to_string()
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+        }
+    })
+}

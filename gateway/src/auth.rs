@@ -1,0 +1,176 @@
+//! Users and passwords, shared by every front end.
+//!
+//! Passwords are stored as PBKDF2-HMAC-SHA256 hashes in the form
+//! `pbkdf2-sha256$ITERATIONS$SALT$HASH` (base64). That hash is exactly SCRAM's
+//! `SaltedPassword`, so pgwire can run SCRAM-SHA-256 against it and Flight SQL
+//! can verify a basic-auth password against it; neither ever needs the
+//! password. Unknown users and wrong passwords fail the same way, so a client
+//! cannot probe which user names exist.
+
+use std::collections::HashMap;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use meshgate_planner::Identity;
+use pgwire::api::auth::sasl::scram::gen_salted_password;
+
+use crate::config::Config;
+
+/// The iteration count meshgate hashes with; SCRAM announces one count per
+/// server, so every stored hash must use it.
+pub const ITERATIONS: usize = 4096;
+const PREFIX: &str = "pbkdf2-sha256";
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct PasswordHash {
+    pub salt: Vec<u8>,
+    pub salted_password: Vec<u8>,
+}
+
+impl std::fmt::Debug for PasswordHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PasswordHash(..)")
+    }
+}
+
+impl PasswordHash {
+    /// Hash `password` with a fresh random salt.
+    pub fn generate(password: &str) -> Self {
+        let salt: [u8; 16] = rand::random();
+        Self {
+            salted_password: gen_salted_password(password, &salt, ITERATIONS),
+            salt: salt.to_vec(),
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let hint = "expected a hash printed by `meshgate hash-password` (pbkdf2-sha256$4096$SALT$HASH), never a plain password";
+        let parts: Vec<&str> = s.split('$').collect();
+        let [prefix, iterations, salt, hash] = parts.as_slice() else {
+            return Err(hint.to_owned());
+        };
+        if *prefix != PREFIX {
+            return Err(hint.to_owned());
+        }
+        if iterations.parse::<usize>().ok() != Some(ITERATIONS) {
+            return Err(format!(
+                "iterations must be {ITERATIONS}, got `{iterations}`"
+            ));
+        }
+        let salt = B64.decode(salt).map_err(|e| format!("bad salt: {e}"))?;
+        let salted_password = B64.decode(hash).map_err(|e| format!("bad hash: {e}"))?;
+        if salted_password.len() != 32 || salt.is_empty() {
+            return Err("hash must be 32 bytes with a non-empty salt".into());
+        }
+        Ok(Self {
+            salt,
+            salted_password,
+        })
+    }
+
+    pub fn verify(&self, password: &str) -> bool {
+        let candidate = gen_salted_password(password, &self.salt, ITERATIONS);
+        constant_time_eq(&candidate, &self.salted_password)
+    }
+}
+
+impl std::fmt::Display for PasswordHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{PREFIX}${ITERATIONS}${}${}",
+            B64.encode(&self.salt),
+            B64.encode(&self.salted_password)
+        )
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum AuthError {
+    #[error("password authentication failed for user \"{0}\"")]
+    BadCredentials(String),
+}
+
+/// The configured users.
+#[derive(Debug, Clone, Default)]
+pub struct UserStore {
+    users: HashMap<String, PasswordHash>,
+}
+
+impl UserStore {
+    pub fn from_config(config: &Config) -> Self {
+        let users = config
+            .users
+            .iter()
+            .filter_map(|(name, u)| {
+                PasswordHash::parse(&u.password)
+                    .ok()
+                    .map(|h| (name.clone(), h))
+            })
+            .collect();
+        Self { users }
+    }
+
+    pub fn insert(&mut self, user: impl Into<String>, hash: PasswordHash) {
+        self.users.insert(user.into(), hash);
+    }
+
+    pub fn get(&self, user: &str) -> Option<&PasswordHash> {
+        self.users.get(user)
+    }
+
+    /// Check a cleartext password (Flight basic auth, pgwire cleartext mode).
+    pub fn verify(&self, user: &str, password: &str) -> Result<Identity, AuthError> {
+        match self.users.get(user) {
+            Some(hash) if hash.verify(password) => Ok(Identity::new(user)),
+            Some(_) => Err(AuthError::BadCredentials(user.to_owned())),
+            None => {
+                // Spend the same work as a real check so timing does not reveal the user.
+                let _ = PasswordHash::generate(password);
+                Err(AuthError::BadCredentials(user.to_owned()))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_round_trip_and_verify() {
+        let hash = PasswordHash::generate("s3cret");
+        let parsed = PasswordHash::parse(&hash.to_string()).unwrap();
+        assert_eq!(parsed, hash);
+        assert!(parsed.verify("s3cret"));
+        assert!(!parsed.verify("S3cret"));
+    }
+
+    #[test]
+    fn plain_or_malformed_values_are_rejected() {
+        assert!(PasswordHash::parse("s3cret").is_err());
+        assert!(PasswordHash::parse("pbkdf2-sha256$1000$YQ==$YQ==")
+            .unwrap_err()
+            .contains("iterations"));
+        assert!(PasswordHash::parse("pbkdf2-sha256$4096$YQ==$YQ==").is_err());
+    }
+
+    #[test]
+    fn unknown_users_fail_like_wrong_passwords() {
+        let mut store = UserStore::default();
+        store.insert("alice", PasswordHash::generate("pw"));
+        assert_eq!(store.verify("alice", "pw").unwrap().user, "alice");
+        assert!(matches!(
+            store.verify("alice", "no"),
+            Err(AuthError::BadCredentials(_))
+        ));
+        assert!(matches!(
+            store.verify("mallory", "pw"),
+            Err(AuthError::BadCredentials(_))
+        ));
+    }
+}

@@ -1,0 +1,283 @@
+//! `meshgate demo`: a small, deterministic health-insurance data mesh.
+//!
+//! Three domains, each in the store its team would pick:
+//! - `members` — a CSV file (`members.public.members`),
+//! - `claims` — a Delta Lake table partitioned by status (`claims.public.claims`),
+//! - `providers` — a Parquet file (`providers.public.providers`).
+//!
+//! The data is generated from fixed seeds, so every run (and every test) sees
+//! the same rows. [`write_demo`] writes the data and a `meshgate.toml` next to
+//! it; the CLI then serves that configuration.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    ArrayRef, Date32Array, Decimal128Array, Int32Array, Int64Array, RecordBatch, StringArray,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::parquet::arrow::ArrowWriter;
+use deltalake::DeltaTableBuilder;
+
+use crate::auth::PasswordHash;
+
+pub const MEMBERS: usize = 200;
+pub const PROVIDERS: usize = 25;
+pub const CLAIMS: usize = 1000;
+/// The demo's user and password (printed by `meshgate demo`).
+pub const DEMO_USER: &str = "analyst";
+pub const DEMO_PASSWORD: &str = "meshgate";
+
+const STATES: &[&str] = &["CA", "NY", "TX", "WA", "FL"];
+const PLANS: &[&str] = &["bronze", "silver", "gold"];
+const FIRST: &[&str] = &[
+    "Ana", "Ben", "Chen", "Dara", "Eli", "Farah", "Gus", "Hana", "Ivan", "Jun",
+];
+const LAST: &[&str] = &[
+    "Silva", "Okafor", "Novak", "Haddad", "Kim", "Lopez", "Meyer", "Sato",
+];
+const SPECIALTIES: &[&str] = &[
+    "cardiology",
+    "dermatology",
+    "family medicine",
+    "orthopedics",
+    "pediatrics",
+];
+const STATUSES: &[&str] = &["approved", "denied", "pending"];
+
+/// Where the demo listens and what it writes.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    pub data_dir: PathBuf,
+    pub pgwire_address: String,
+    pub flight_sql_address: Option<String>,
+}
+
+/// A tiny deterministic generator (64-bit LCG): same seed, same mesh.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[self.below(items.len())]
+    }
+}
+
+/// Days since 1970-01-01 for a date in 2025 (day 0..365).
+fn day_2025(day: usize) -> i32 {
+    20089 + day as i32
+}
+
+fn members() -> RecordBatch {
+    let mut rng = Rng(7);
+    let mut id = Vec::new();
+    let mut first = Vec::new();
+    let mut last = Vec::new();
+    let mut state = Vec::new();
+    let mut plan = Vec::new();
+    let mut birth = Vec::new();
+    for i in 0..MEMBERS {
+        id.push(1000 + i as i64);
+        first.push(rng.pick(FIRST).to_owned());
+        last.push(rng.pick(LAST).to_owned());
+        state.push(rng.pick(STATES).to_owned());
+        plan.push(rng.pick(PLANS).to_owned());
+        birth.push(-3650 + rng.below(15000) as i32);
+    }
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("member_id", DataType::Int64, false),
+        Field::new("first_name", DataType::Utf8, false),
+        Field::new("last_name", DataType::Utf8, false),
+        Field::new("state", DataType::Utf8, false),
+        Field::new("plan", DataType::Utf8, false),
+        Field::new("birth_date", DataType::Date32, false),
+    ]));
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from(id)),
+        Arc::new(StringArray::from(first)),
+        Arc::new(StringArray::from(last)),
+        Arc::new(StringArray::from(state)),
+        Arc::new(StringArray::from(plan)),
+        Arc::new(Date32Array::from(birth)),
+    ];
+    RecordBatch::try_new(schema, columns).expect("static schema")
+}
+
+fn providers() -> RecordBatch {
+    let mut rng = Rng(11);
+    let mut id = Vec::new();
+    let mut name = Vec::new();
+    let mut specialty = Vec::new();
+    let mut state = Vec::new();
+    for i in 0..PROVIDERS {
+        id.push(1 + i as i32);
+        name.push(format!("{} Clinic {}", rng.pick(LAST), i + 1));
+        specialty.push(rng.pick(SPECIALTIES).to_owned());
+        state.push(rng.pick(STATES).to_owned());
+    }
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("provider_id", DataType::Int32, false),
+        Field::new("name", DataType::Utf8, false),
+        Field::new("specialty", DataType::Utf8, false),
+        Field::new("state", DataType::Utf8, false),
+    ]));
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(Int32Array::from(id)),
+        Arc::new(StringArray::from(name)),
+        Arc::new(StringArray::from(specialty)),
+        Arc::new(StringArray::from(state)),
+    ];
+    RecordBatch::try_new(schema, columns).expect("static schema")
+}
+
+fn claims() -> RecordBatch {
+    let mut rng = Rng(13);
+    let mut id = Vec::new();
+    let mut member = Vec::new();
+    let mut provider = Vec::new();
+    let mut date = Vec::new();
+    let mut amount = Vec::new();
+    let mut status = Vec::new();
+    for i in 0..CLAIMS {
+        id.push(500_000 + i as i64);
+        member.push(1000 + rng.below(MEMBERS) as i64);
+        provider.push(1 + rng.below(PROVIDERS) as i32);
+        date.push(day_2025(rng.below(365)));
+        amount.push(2_500 + rng.below(250_000) as i128); // cents
+        status.push(rng.pick(STATUSES).to_owned());
+    }
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("claim_id", DataType::Int64, false),
+        Field::new("member_id", DataType::Int64, false),
+        Field::new("provider_id", DataType::Int32, false),
+        Field::new("service_date", DataType::Date32, false),
+        Field::new("amount", DataType::Decimal128(10, 2), false),
+        Field::new("status", DataType::Utf8, false),
+    ]));
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from(id)),
+        Arc::new(Int64Array::from(member)),
+        Arc::new(Int32Array::from(provider)),
+        Arc::new(Date32Array::from(date)),
+        Arc::new(
+            Decimal128Array::from(amount)
+                .with_precision_and_scale(10, 2)
+                .expect("valid precision"),
+        ),
+        Arc::new(StringArray::from(status)),
+    ];
+    RecordBatch::try_new(schema, columns).expect("static schema")
+}
+
+fn write_csv(path: &Path, batch: &RecordBatch) -> anyhow::Result<()> {
+    let file = std::fs::File::create(path)?;
+    let mut writer = datafusion::arrow::csv::WriterBuilder::new()
+        .with_header(true)
+        .build(file);
+    writer.write(batch)?;
+    Ok(())
+}
+
+fn write_parquet(path: &Path, batch: &RecordBatch) -> anyhow::Result<()> {
+    let file = std::fs::File::create(path)?;
+    let mut writer = ArrowWriter::try_new(file, batch.schema(), None)?;
+    writer.write(batch)?;
+    writer.close()?;
+    Ok(())
+}
+
+async fn write_delta(dir: &Path, batch: RecordBatch) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let url = url::Url::from_directory_path(dir.canonicalize()?)
+        .map_err(|_| anyhow::anyhow!("{} is not an absolute path", dir.display()))?;
+    // A new, unloaded table: the write creates it (no log to read yet).
+    DeltaTableBuilder::from_url(url)?
+        .build()?
+        .write(vec![batch])
+        .with_partition_columns(["status"])
+        .await?;
+    Ok(())
+}
+
+/// Write the demo data and its `meshgate.toml` into `options.data_dir`
+/// (replacing an earlier demo there) and return the config file's path.
+pub async fn write_demo(options: &DemoOptions) -> anyhow::Result<PathBuf> {
+    let dir = &options.data_dir;
+    for domain in ["members", "claims", "providers"] {
+        let path = dir.join(domain);
+        if path.exists() {
+            std::fs::remove_dir_all(&path)?;
+        }
+        std::fs::create_dir_all(&path)?;
+    }
+    write_csv(&dir.join("members/members.csv"), &members())?;
+    write_parquet(&dir.join("providers/providers.parquet"), &providers())?;
+    write_delta(&dir.join("claims/claims"), claims()).await?;
+
+    let mut config = String::new();
+    writeln!(
+        config,
+        "# Written by `meshgate demo`: three domains, three stores."
+    )?;
+    writeln!(config, "[server]\ndefault_catalog = \"members\"\n")?;
+    writeln!(
+        config,
+        "[listeners.pgwire]\naddress = \"{}\"",
+        options.pgwire_address
+    )?;
+    if let Some(flight) = &options.flight_sql_address {
+        writeln!(config, "[listeners.flight_sql]\naddress = \"{flight}\"")?;
+    }
+    writeln!(
+        config,
+        "\n# password: {DEMO_PASSWORD}\n[users.{DEMO_USER}]\npassword = \"{}\"\n",
+        PasswordHash::generate(DEMO_PASSWORD)
+    )?;
+    config.push_str(
+        r#"[catalogs.members]
+connector = "files"
+description = "Membership domain: who is insured, on which plan."
+root = "members"
+[catalogs.members.tables.members]
+path = "members.csv"
+format = "csv"
+header = true
+
+[catalogs.claims]
+connector = "delta"
+description = "Claims domain: every claim filed, partitioned by status."
+root = "claims"
+[catalogs.claims.tables.claims]
+path = "claims"
+
+[catalogs.providers]
+connector = "files"
+description = "Provider network domain."
+root = "providers"
+[catalogs.providers.tables.providers]
+path = "providers.parquet"
+"#,
+    );
+    let config_path = dir.join("meshgate.toml");
+    std::fs::write(&config_path, config)?;
+    Ok(config_path)
+}
+
+/// The README's cross-domain join: claims per state and specialty.
+pub const CROSS_DOMAIN_JOIN: &str =
+    "SELECT m.state, p.specialty, count(*) AS claims, sum(c.amount) AS total \
+FROM claims.public.claims c \
+JOIN members.public.members m ON m.member_id = c.member_id \
+JOIN providers.public.providers p ON p.provider_id = c.provider_id \
+WHERE c.status = 'approved' \
+GROUP BY m.state, p.specialty ORDER BY total DESC LIMIT 5";

@@ -1,0 +1,18 @@
+//! The meshgate gateway: configuration, authentication and the wire-protocol
+//! front ends over the planner's one query path.
+//!
+//! This is the only crate that knows protocols. Each front end authenticates
+//! a user against the shared [`auth::UserStore`], opens a
+//! [`meshgate_planner::QuerySession`] for that identity, and encodes the Arrow
+//! batches it gets back; none of them touches DataFusion directly or makes
+//! access decisions of its own.
+
+pub mod auth;
+pub mod config;
+pub mod demo;
+pub mod pgwire;
+pub mod server;
+pub mod tls;
+
+pub use config::{Config, ConfigError};
+pub use server::{Gateway, GatewayError, RunningGateway};

@@ -1,0 +1,19 @@
+//! Query errors as PostgreSQL ErrorResponses.
+
+use meshgate_planner::QueryError;
+use pgwire::error::{ErrorInfo, PgWireError};
+
+pub fn to_pg_error(err: &QueryError) -> PgWireError {
+    PgWireError::UserError(Box::new(error_info(err)))
+}
+
+pub(crate) fn error_info(err: &QueryError) -> ErrorInfo {
+    if matches!(err, QueryError::Internal(_)) {
+        tracing::warn!(error = %err, "internal error in query");
+    }
+    ErrorInfo::new(
+        "ERROR".to_owned(),
+        err.sqlstate().to_owned(),
+        err.to_string(),
+    )
+}

@@ -1,0 +1,146 @@
+//! The PostgreSQL wire protocol front end.
+//!
+//! Per connection, pgwire asks [`ConnectionHandlers`] for its handlers; we
+//! hand out a fresh [`startup::MeshgateStartup`] (authentication state is per
+//! connection) and one [`query::PgConnection`] that owns the connection's
+//! [`meshgate_planner::QuerySession`]. Everything SQL goes through that
+//! session: this module only authenticates, translates parameters and
+//! encodes Arrow batches into rows.
+
+mod encode;
+mod errors;
+mod query;
+mod startup;
+
+use std::sync::Arc;
+
+use pgwire::api::auth::StartupHandler;
+use pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::{ClientInfo, ConnectionManager, ErrorHandler, PgWireServerHandlers};
+use pgwire::error::PgWireError;
+use pgwire::tokio::process_socket;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+
+use meshgate_planner::QueryService;
+
+use crate::auth::UserStore;
+
+pub use errors::to_pg_error;
+
+/// Settings of the pgwire listener.
+#[derive(Clone)]
+pub struct PgWireSettings {
+    pub tls: Option<TlsAcceptor>,
+    /// The PEM certificate, for SCRAM-SHA-256-PLUS channel binding.
+    pub tls_cert_pem: Option<Vec<u8>>,
+    pub tls_required: bool,
+    pub allow_cleartext: bool,
+}
+
+/// Serves the PostgreSQL protocol for one listener.
+pub struct PgWireFrontend {
+    service: Arc<QueryService>,
+    users: Arc<UserStore>,
+    settings: PgWireSettings,
+    connections: Arc<ConnectionManager>,
+}
+
+impl PgWireFrontend {
+    pub fn new(
+        service: Arc<QueryService>,
+        users: Arc<UserStore>,
+        settings: PgWireSettings,
+    ) -> Self {
+        Self {
+            service,
+            users,
+            settings,
+            connections: Arc::new(ConnectionManager::new()),
+        }
+    }
+
+    /// Accept connections until `shutdown` fires; each runs on its own task.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: CancellationToken) {
+        loop {
+            let accepted = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                accepted = listener.accept() => accepted,
+            };
+            let (socket, peer) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "pgwire accept failed");
+                    continue;
+                }
+            };
+            let _ = socket.set_nodelay(true);
+            let handlers = ConnectionHandlers::new(self.clone());
+            let tls = self.settings.tls.clone();
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    result = process_socket(socket, tls, handlers) => {
+                        if let Err(e) = result {
+                            tracing::debug!(%peer, error = %e, "pgwire connection ended with an error");
+                        }
+                    }
+                    _ = shutdown.cancelled() => {}
+                }
+            });
+        }
+    }
+}
+
+/// The handlers of one connection.
+struct ConnectionHandlers {
+    frontend: Arc<PgWireFrontend>,
+    connection: Arc<query::PgConnection>,
+}
+
+impl ConnectionHandlers {
+    fn new(frontend: Arc<PgWireFrontend>) -> Self {
+        let connection = Arc::new(query::PgConnection::new(frontend.service.clone()));
+        Self {
+            frontend,
+            connection,
+        }
+    }
+}
+
+impl PgWireServerHandlers for ConnectionHandlers {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        self.connection.clone()
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        self.connection.clone()
+    }
+
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        Arc::new(startup::MeshgateStartup::new(
+            self.frontend.service.clone(),
+            self.frontend.users.clone(),
+            &self.frontend.settings,
+            self.frontend.connections.clone(),
+        ))
+    }
+
+    fn cancel_handler(&self) -> Arc<impl CancelHandler> {
+        Arc::new(DefaultCancelHandler::new(self.frontend.connections.clone()))
+    }
+
+    fn error_handler(&self) -> Arc<impl ErrorHandler> {
+        Arc::new(LogErrors)
+    }
+}
+
+struct LogErrors;
+
+impl ErrorHandler for LogErrors {
+    fn on_error<C: ClientInfo>(&self, client: &C, error: &mut PgWireError) {
+        tracing::debug!(peer = %client.socket_addr(), error = %error, "pgwire error sent to client");
+    }
+}

@@ -1,0 +1,382 @@
+//! Simple and extended query handling for one connection.
+//!
+//! The connection's [`QuerySession`] is opened on first use from the start-up
+//! parameters (user, database, `options=-c search_path=...`,
+//! application_name); authentication has already succeeded by then. Parse
+//! plans the statement once; Bind decodes parameters with the types the plan
+//! inferred (or the client declared); Execute streams the result, and pgwire
+//! suspends and resumes the stream when the client asks for `max_rows` at a
+//! time.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use arrow_pg::datatypes::df::deserialize_parameters;
+use arrow_pg::datatypes::into_pg_type;
+use async_trait::async_trait;
+use futures::channel::oneshot;
+use futures::Sink;
+use futures::SinkExt;
+use meshgate_planner::datafusion::arrow::datatypes::DataType;
+use meshgate_planner::{
+    Identity, Prepared, QueryError, QueryOutput, QueryService, QuerySession, SessionOptions,
+    TxEffect,
+};
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::{
+    send_execution_response, send_query_response, send_ready_for_query, ExtendedQueryHandler,
+    SimpleQueryHandler,
+};
+use pgwire::api::results::{FieldInfo, Response, Tag};
+use pgwire::api::stmt::QueryParser;
+use pgwire::api::store::PortalStore;
+use pgwire::api::{ClientInfo, ClientPortalStore, ConnectionHandle, PgWireConnectionState, Type};
+use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::response::{EmptyQueryResponse, TransactionStatus};
+use pgwire::messages::simplequery::Query;
+use pgwire::messages::PgWireBackendMessage;
+use pgwire::types::format::FormatOptions;
+use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
+
+use super::encode;
+use super::errors::to_pg_error;
+
+/// A statement after Parse: the plan and the types of its parameters.
+#[derive(Debug, Clone)]
+pub(crate) struct PgStatement {
+    prepared: Prepared,
+    param_types: Vec<Option<DataType>>,
+}
+
+/// The session of one connection, opened lazily.
+struct SessionSlot {
+    service: Arc<QueryService>,
+    session: Mutex<Option<QuerySession>>,
+}
+
+impl SessionSlot {
+    async fn lock<C: ClientInfo>(
+        &self,
+        client: &C,
+    ) -> PgWireResult<MappedMutexGuard<'_, QuerySession>> {
+        let mut guard = self.session.lock().await;
+        if guard.is_none() {
+            let meta = client.metadata();
+            let user = meta.get("user").cloned().unwrap_or_default();
+            let options = SessionOptions {
+                database: meta.get("database").cloned(),
+                search_path: startup_option(meta.get("options").map(String::as_str), "search_path"),
+                application_name: meta.get("application_name").cloned(),
+            };
+            let session = self
+                .service
+                .open_session(Identity::new(user), options)
+                .map_err(|e| to_pg_error(&e))?;
+            *guard = Some(session);
+        }
+        Ok(MutexGuard::map(guard, |s| {
+            s.as_mut().expect("session opened above")
+        }))
+    }
+}
+
+/// Find `-c name=value` / `--name=value` in the start-up `options` string.
+fn startup_option(options: Option<&str>, name: &str) -> Option<String> {
+    let options = options?;
+    let mut tokens = options.split_whitespace().peekable();
+    while let Some(token) = tokens.next() {
+        let setting = if token == "-c" {
+            tokens.next()
+        } else if let Some(rest) = token.strip_prefix("-c") {
+            Some(rest)
+        } else {
+            token.strip_prefix("--")
+        };
+        if let Some((key, value)) = setting.and_then(|s| s.split_once('=')) {
+            if key.replace('-', "_").eq_ignore_ascii_case(name) {
+                return Some(value.to_owned());
+            }
+        }
+    }
+    None
+}
+
+pub(crate) struct PgConnection {
+    slot: Arc<SessionSlot>,
+    parser: Arc<PgParser>,
+}
+
+impl PgConnection {
+    pub(crate) fn new(service: Arc<QueryService>) -> Self {
+        let slot = Arc::new(SessionSlot {
+            service,
+            session: Mutex::new(None),
+        });
+        Self {
+            parser: Arc::new(PgParser { slot: slot.clone() }),
+            slot,
+        }
+    }
+}
+
+fn format_options<C: ClientInfo>(client: &C) -> Option<Arc<FormatOptions>> {
+    Some(Arc::new(FormatOptions::from_client_metadata(
+        client.metadata(),
+    )))
+}
+
+fn to_response(
+    output: QueryOutput,
+    prepared: &Prepared,
+    format: &Format,
+    options: Option<Arc<FormatOptions>>,
+) -> PgWireResult<Response> {
+    Ok(match output {
+        QueryOutput::Rows(stream) => {
+            let mut response = encode::query_response(stream, format, options)?;
+            let tag = prepared.command_tag();
+            if tag != "SELECT" {
+                response.set_command_tag(&tag);
+            }
+            Response::Query(response)
+        }
+        QueryOutput::Command { tag, tx } => match tx {
+            TxEffect::Begin => Response::TransactionStart(Tag::new(&tag)),
+            TxEffect::End => Response::TransactionEnd(Tag::new(&tag)),
+            TxEffect::None => Response::Execution(Tag::new(&tag)),
+        },
+        QueryOutput::Empty => Response::EmptyQuery,
+    })
+}
+
+/// The receiver that fires when a CancelRequest names this connection.
+async fn cancel_signal<C: ClientInfo>(client: &C) -> Option<oneshot::Receiver<()>> {
+    let handle = client.session_extensions().get::<Arc<ConnectionHandle>>()?;
+    Some(handle.start_query().await)
+}
+
+/// Resolves only on a real cancel request (a replaced sender is not one).
+async fn cancelled(rx: Option<oneshot::Receiver<()>>) {
+    match rx {
+        Some(rx) => {
+            if rx.await.is_err() {
+                std::future::pending::<()>().await
+            }
+        }
+        None => std::future::pending::<()>().await,
+    }
+}
+
+impl PgConnection {
+    /// Run each statement of a simple query to completion, rows streamed to
+    /// the client, before planning the next: a later statement never runs
+    /// after an earlier one failed, even when the failure surfaces mid-stream.
+    async fn run_simple<C>(
+        &self,
+        client: &mut C,
+        sql: &str,
+        tx: &mut TransactionStatus,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let options = format_options(client);
+        let mut session = self.slot.lock(client).await?;
+        let statements = session.parse(sql).map_err(|e| to_pg_error(&e))?;
+        for statement in statements {
+            let prepared = session
+                .prepare_statement(statement)
+                .await
+                .map_err(|e| to_pg_error(&e))?;
+            let output = session
+                .execute(&prepared, None)
+                .await
+                .map_err(|e| to_pg_error(&e))?;
+            match to_response(output, &prepared, &Format::UnifiedText, options.clone())? {
+                Response::Query(rows) => send_query_response(client, rows, true).await?,
+                Response::Execution(tag) => send_execution_response(client, tag).await?,
+                Response::TransactionStart(tag) => {
+                    send_execution_response(client, tag).await?;
+                    *tx = tx.to_in_transaction_state();
+                }
+                Response::TransactionEnd(tag) => {
+                    send_execution_response(client, tag).await?;
+                    *tx = tx.to_idle_state();
+                }
+                _ => {
+                    client
+                        .feed(PgWireBackendMessage::EmptyQueryResponse(
+                            EmptyQueryResponse::new(),
+                        ))
+                        .await?
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl SimpleQueryHandler for PgConnection {
+    async fn on_query<C>(&self, client: &mut C, query: Query) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if !matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
+            return Err(PgWireError::NotReadyForQuery);
+        }
+        client.set_state(PgWireConnectionState::QueryInProgress);
+        let mut tx = client.transaction_status();
+        if query.query.chars().all(|c| c == ';' || c.is_whitespace()) {
+            client
+                .feed(PgWireBackendMessage::EmptyQueryResponse(
+                    EmptyQueryResponse::new(),
+                ))
+                .await?;
+        } else {
+            let cancel = cancel_signal(client).await;
+            tokio::select! {
+                result = self.run_simple(client, &query.query, &mut tx) => result?,
+                _ = cancelled(cancel) => return Err(to_pg_error(&QueryError::Cancelled)),
+            }
+        }
+        client.set_state(PgWireConnectionState::ReadyForQuery);
+        client.set_transaction_status(tx);
+        send_ready_for_query(client, tx).await
+    }
+
+    async fn do_query<C>(&self, _client: &mut C, _query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        unreachable!("on_query runs simple queries itself")
+    }
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for PgConnection {
+    type Statement = PgStatement;
+    type QueryParser = PgParser;
+
+    fn query_parser(&self) -> Arc<Self::QueryParser> {
+        self.parser.clone()
+    }
+
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Self::Statement>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let statement = &portal.statement.statement;
+        let params = if portal.parameter_len() == 0 && statement.param_types.is_empty() {
+            None
+        } else {
+            let inferred: Vec<Option<&DataType>> =
+                statement.param_types.iter().map(Option::as_ref).collect();
+            Some(deserialize_parameters(portal, &inferred)?)
+        };
+        let options = format_options(client);
+        let mut session = self.slot.lock(client).await?;
+        let output = session
+            .execute(&statement.prepared, params)
+            .await
+            .map_err(|e| to_pg_error(&e))?;
+        to_response(
+            output,
+            &statement.prepared,
+            &portal.result_column_format,
+            options,
+        )
+    }
+}
+
+pub(crate) struct PgParser {
+    slot: Arc<SessionSlot>,
+}
+
+#[async_trait]
+impl QueryParser for PgParser {
+    type Statement = PgStatement;
+
+    async fn parse_sql<C>(
+        &self,
+        client: &C,
+        sql: &str,
+        _types: &[Option<Type>],
+    ) -> PgWireResult<Option<Self::Statement>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let session = self.slot.lock(client).await?;
+        let prepared = session.prepare(sql).await.map_err(|e| to_pg_error(&e))?;
+        let param_types = prepared.parameter_types().map_err(|e| to_pg_error(&e))?;
+        Ok(Some(PgStatement {
+            prepared,
+            param_types,
+        }))
+    }
+
+    fn get_parameter_types(&self, stmt: &Self::Statement) -> PgWireResult<Vec<Type>> {
+        stmt.param_types
+            .iter()
+            .map(|t| match t {
+                Some(t) => into_pg_type(t),
+                // PostgreSQL resolves an unconstrained parameter as text.
+                None => Ok(Type::TEXT),
+            })
+            .collect()
+    }
+
+    fn get_result_schema(
+        &self,
+        stmt: &Self::Statement,
+        column_format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
+        if !stmt.prepared.returns_rows() {
+            return Ok(vec![]);
+        }
+        encode::fields(
+            &stmt.prepared.output_schema(),
+            column_format.unwrap_or(&Format::UnifiedText),
+            None,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::startup_option;
+
+    #[test]
+    fn search_path_is_read_from_startup_options() {
+        assert_eq!(
+            startup_option(Some("-c search_path=claims,public"), "search_path").as_deref(),
+            Some("claims,public")
+        );
+        assert_eq!(
+            startup_option(
+                Some("--search-path=x -c statement_timeout=5"),
+                "search_path"
+            )
+            .as_deref(),
+            Some("x")
+        );
+        assert_eq!(startup_option(Some("-c a=b"), "search_path"), None);
+        assert_eq!(startup_option(None, "search_path"), None);
+    }
+}

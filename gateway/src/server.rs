@@ -1,0 +1,166 @@
+//! Builds the gateway from a configuration and runs its listeners.
+//!
+//! [`Gateway::build`] does the slow part once (catalogs from connectors);
+//! [`Gateway::start`] binds every configured listener (port 0 picks a free
+//! port, which tests rely on) and returns a [`RunningGateway`] that knows the
+//! bound addresses and shuts everything down on request.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use meshgate_connectors::ConnectorRegistry;
+use meshgate_planner::{CatalogRegistry, QueryService};
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::UserStore;
+use crate::config::{Config, ConfigError};
+use crate::pgwire::{PgWireFrontend, PgWireSettings};
+use crate::tls;
+
+#[derive(Debug, Error)]
+pub enum GatewayError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot listen on {address} ({listener}): {source}")]
+    Bind {
+        listener: &'static str,
+        address: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("TLS: {0}")]
+    Tls(String),
+}
+
+/// A configured gateway whose catalogs are built.
+pub struct Gateway {
+    config: Config,
+    service: Arc<QueryService>,
+    users: Arc<UserStore>,
+}
+
+impl Gateway {
+    pub async fn build(config: Config) -> Result<Self, GatewayError> {
+        tls::install_crypto_provider();
+        let registry = CatalogRegistry::build(
+            &config.catalog_specs(),
+            &ConnectorRegistry::builtin(),
+            config.base_dir.clone(),
+        )
+        .await
+        .map_err(|e| config.registry_error(e))?;
+        let service = Arc::new(QueryService::new(
+            Arc::new(registry),
+            config.server.default_catalog.clone(),
+        ));
+        let users = Arc::new(UserStore::from_config(&config));
+        Ok(Self {
+            config,
+            service,
+            users,
+        })
+    }
+
+    pub fn service(&self) -> &Arc<QueryService> {
+        &self.service
+    }
+
+    /// Bind the listeners and start serving.
+    pub async fn start(self) -> Result<RunningGateway, GatewayError> {
+        let shutdown = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+        let mut running = RunningGateway {
+            pgwire_addr: None,
+            flight_sql_addr: None,
+            shutdown: shutdown.clone(),
+            tasks: JoinSet::new(),
+        };
+        let tls = match &self.config.tls {
+            Some(t) => {
+                let cert = self.config.resolve_path(&t.cert);
+                let key = self.config.resolve_path(&t.key);
+                let server =
+                    tls::server_config(&cert, &key, &[b"postgresql"]).map_err(GatewayError::Tls)?;
+                let pem = std::fs::read(&cert)
+                    .map_err(|e| GatewayError::Tls(format!("{}: {e}", cert.display())))?;
+                Some((TlsAcceptor::from(server), pem, t.required))
+            }
+            None => None,
+        };
+        if let Some(listener) = &self.config.listeners.pgwire {
+            let (socket, addr) = bind("pgwire", &listener.address).await?;
+            let settings = PgWireSettings {
+                tls: tls.as_ref().map(|(acceptor, _, _)| acceptor.clone()),
+                tls_cert_pem: tls.as_ref().map(|(_, pem, _)| pem.clone()),
+                tls_required: tls
+                    .as_ref()
+                    .map(|(_, _, required)| *required)
+                    .unwrap_or(false),
+                allow_cleartext: self.config.auth.allow_cleartext,
+            };
+            let frontend = Arc::new(PgWireFrontend::new(
+                self.service.clone(),
+                self.users.clone(),
+                settings,
+            ));
+            tasks.spawn(frontend.serve(socket, shutdown.clone()));
+            tracing::info!(%addr, tls = tls.is_some(), "pgwire listening");
+            running.pgwire_addr = Some(addr);
+        }
+        running.tasks = tasks;
+        Ok(running)
+    }
+}
+
+async fn bind(
+    listener: &'static str,
+    address: &str,
+) -> Result<(TcpListener, SocketAddr), GatewayError> {
+    let err = |source| GatewayError::Bind {
+        listener,
+        address: address.to_owned(),
+        source,
+    };
+    let socket = TcpListener::bind(address).await.map_err(err)?;
+    let addr = socket.local_addr().map_err(err)?;
+    Ok((socket, addr))
+}
+
+/// A serving gateway.
+pub struct RunningGateway {
+    pub pgwire_addr: Option<SocketAddr>,
+    pub flight_sql_addr: Option<SocketAddr>,
+    shutdown: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+impl RunningGateway {
+    /// Stop accepting, close connections and wait for the listeners to end.
+    pub async fn shutdown(mut self) {
+        self.shutdown.cancel();
+        while self.tasks.join_next().await.is_some() {}
+    }
+
+    /// Serve until Ctrl-C (or SIGTERM), then shut down.
+    pub async fn run_until_signal(self) {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("install SIGTERM handler");
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("shutting down");
+        self.shutdown().await;
+    }
+}

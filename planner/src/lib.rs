@@ -1,0 +1,31 @@
+//! The one query path of meshgate.
+//!
+//! Every front end (pgwire, Flight SQL, HTTP) authenticates a user, asks the
+//! [`QueryService`] for a [`QuerySession`] bound to that [`Identity`], and hands
+//! it SQL. The session parses, plans and executes with DataFusion over the
+//! catalogs in the [`CatalogRegistry`], and returns Arrow record batches as a
+//! stream; the front end only encodes them into its wire format.
+//!
+//! Two decisions a newcomer must know:
+//! - A session owns its own DataFusion context (default catalog/schema,
+//!   settings) but shares the catalogs and the runtime (memory pool, object
+//!   stores) with every other session. Front ends never see the context.
+//! - meshgate is a read-only gateway: DDL, DML and DataFusion's own `SET
+//!   datafusion.*` statements are refused; PostgreSQL session statements
+//!   (`SET search_path`, `SHOW`, `BEGIN`, ...) are handled here so every
+//!   protocol gets the same answers.
+
+mod error;
+mod registry;
+mod service;
+mod settings;
+
+pub use error::{QueryError, QueryResult};
+pub use registry::{CatalogRegistry, CatalogSpec, RegistryError};
+pub use service::{
+    Identity, Prepared, QueryOutput, QueryService, QuerySession, SessionOptions, TxEffect,
+};
+pub use settings::{SessionSettings, SERVER_VERSION};
+
+/// Re-exported so front ends name Arrow and DataFusion types through one path.
+pub use datafusion;

@@ -1,0 +1,147 @@
+//! The catalogs meshgate serves, built once from configuration.
+//!
+//! Each configured catalog is built by its connector into a DataFusion
+//! `CatalogProvider`. Every session shares these providers and one runtime
+//! (memory pool, object stores), so a connection costs no catalog work.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use datafusion::catalog::CatalogProvider;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::execution::SessionStateBuilder;
+use meshgate_connectors::{ConnectorContext, ConnectorError, ConnectorRegistry};
+use thiserror::Error;
+
+/// One catalog as configured: `[catalogs.NAME] connector = "..."` plus its options.
+#[derive(Debug, Clone)]
+pub struct CatalogSpec {
+    pub name: String,
+    pub connector: String,
+    pub description: Option<String>,
+    pub options: toml::Table,
+}
+
+#[derive(Debug, Error)]
+pub enum RegistryError {
+    #[error("catalog `{catalog}`: unknown connector `{kind}` (known: {known})")]
+    UnknownConnector {
+        catalog: String,
+        kind: String,
+        known: String,
+    },
+    #[error("catalog `{catalog}`: {source}")]
+    Connector {
+        catalog: String,
+        #[source]
+        source: ConnectorError,
+    },
+    #[error("runtime: {0}")]
+    Runtime(String),
+}
+
+/// The built catalogs, by name.
+pub struct CatalogRegistry {
+    catalogs: BTreeMap<String, Arc<dyn CatalogProvider>>,
+    descriptions: BTreeMap<String, String>,
+    runtime: Arc<RuntimeEnv>,
+}
+
+impl std::fmt::Debug for CatalogRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CatalogRegistry")
+            .field("catalogs", &self.catalogs.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl CatalogRegistry {
+    /// Check every spec's connector and options without touching any source.
+    pub fn validate(
+        specs: &[CatalogSpec],
+        connectors: &ConnectorRegistry,
+    ) -> Result<(), RegistryError> {
+        for spec in specs {
+            let connector = lookup(spec, connectors)?;
+            connector
+                .validate(&spec.options)
+                .map_err(|source| RegistryError::Connector {
+                    catalog: spec.name.clone(),
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Build every catalog. Relative paths in options resolve against `base_dir`.
+    pub async fn build(
+        specs: &[CatalogSpec],
+        connectors: &ConnectorRegistry,
+        base_dir: PathBuf,
+    ) -> Result<Self, RegistryError> {
+        let runtime = RuntimeEnvBuilder::new()
+            .build_arc()
+            .map_err(|e| RegistryError::Runtime(e.to_string()))?;
+        let session = SessionStateBuilder::new()
+            .with_runtime_env(runtime.clone())
+            .with_default_features()
+            .build();
+        let ctx = ConnectorContext { session, base_dir };
+        let mut catalogs = BTreeMap::new();
+        let mut descriptions = BTreeMap::new();
+        for spec in specs {
+            let connector = lookup(spec, connectors)?;
+            let catalog = connector
+                .build_catalog(&ctx, &spec.name, &spec.options)
+                .await
+                .map_err(|source| RegistryError::Connector {
+                    catalog: spec.name.clone(),
+                    source,
+                })?;
+            tracing::info!(catalog = %spec.name, connector = %spec.connector, schemas = ?catalog.schema_names(), "catalog ready");
+            catalogs.insert(spec.name.clone(), catalog);
+            if let Some(d) = &spec.description {
+                descriptions.insert(spec.name.clone(), d.clone());
+            }
+        }
+        Ok(Self {
+            catalogs,
+            descriptions,
+            runtime,
+        })
+    }
+
+    pub fn catalog_names(&self) -> impl Iterator<Item = &str> {
+        self.catalogs.keys().map(String::as_str)
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.catalogs.contains_key(name)
+    }
+
+    pub fn catalogs(&self) -> &BTreeMap<String, Arc<dyn CatalogProvider>> {
+        &self.catalogs
+    }
+
+    pub fn description(&self, catalog: &str) -> Option<&str> {
+        self.descriptions.get(catalog).map(String::as_str)
+    }
+
+    pub fn runtime(&self) -> Arc<RuntimeEnv> {
+        self.runtime.clone()
+    }
+}
+
+fn lookup<'a>(
+    spec: &CatalogSpec,
+    connectors: &'a ConnectorRegistry,
+) -> Result<&'a Arc<dyn meshgate_connectors::Connector>, RegistryError> {
+    connectors
+        .get(&spec.connector)
+        .ok_or_else(|| RegistryError::UnknownConnector {
+            catalog: spec.name.clone(),
+            kind: spec.connector.clone(),
+            known: connectors.kinds().join(", "),
+        })
+}

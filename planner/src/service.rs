@@ -1,0 +1,593 @@
+//! [`QueryService`] and the per-connection [`QuerySession`].
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::catalog::{CatalogProviderList, MemoryCatalogProviderList};
+use datafusion::common::ParamValues;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::logical_expr::{LogicalPlan, Statement as PlanStatement};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::SendableRecordBatchStream;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::parser::{DFParserBuilder, Statement as DfStatement};
+use datafusion::sql::sqlparser::ast::{self, Expr as SqlExpr, Set, Value as SqlValue};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use futures::stream;
+
+use crate::settings::split_list;
+use crate::{CatalogRegistry, QueryError, QueryResult, SessionSettings};
+
+/// Who is asking. Front ends build it after authentication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub user: String,
+}
+
+impl Identity {
+    pub fn new(user: impl Into<String>) -> Self {
+        Self { user: user.into() }
+    }
+}
+
+/// What a client asked for when it connected.
+#[derive(Debug, Clone, Default)]
+pub struct SessionOptions {
+    /// The connection's database: picks the default catalog.
+    pub database: Option<String>,
+    /// Initial `search_path` (the first existing schema is the default one).
+    pub search_path: Option<String>,
+    pub application_name: Option<String>,
+}
+
+/// Plans and runs SQL for authenticated identities over the configured catalogs.
+pub struct QueryService {
+    registry: Arc<CatalogRegistry>,
+    default_catalog: String,
+    catalog_list: Arc<dyn CatalogProviderList>,
+}
+
+impl QueryService {
+    /// `default_catalog` is used when a client names no database (or the
+    /// conventional `postgres`); without it, the first catalog by name.
+    pub fn new(registry: Arc<CatalogRegistry>, default_catalog: Option<String>) -> Self {
+        let default_catalog = default_catalog
+            .or_else(|| registry.catalog_names().next().map(str::to_owned))
+            .unwrap_or_else(|| "meshgate".to_owned());
+        let list = MemoryCatalogProviderList::new();
+        for (name, catalog) in registry.catalogs() {
+            list.register_catalog(name.clone(), catalog.clone());
+        }
+        Self {
+            registry,
+            default_catalog,
+            catalog_list: Arc::new(list),
+        }
+    }
+
+    pub fn registry(&self) -> &CatalogRegistry {
+        &self.registry
+    }
+
+    pub fn default_catalog(&self) -> &str {
+        &self.default_catalog
+    }
+
+    /// Resolve a client's database name to a catalog.
+    pub fn resolve_database(
+        &self,
+        identity: &Identity,
+        database: Option<&str>,
+    ) -> QueryResult<String> {
+        match database {
+            None | Some("") | Some("postgres") => Ok(self.default_catalog.clone()),
+            Some(db) if self.registry.contains(db) => Ok(db.to_owned()),
+            Some(db) if db == identity.user => Ok(self.default_catalog.clone()),
+            Some(db) => Err(QueryError::UndefinedDatabase(format!(
+                "database \"{db}\" does not exist (catalogs: {})",
+                self.registry.catalog_names().collect::<Vec<_>>().join(", ")
+            ))),
+        }
+    }
+
+    /// A session for `identity`; fails if the requested database is unknown.
+    pub fn open_session(
+        &self,
+        identity: Identity,
+        options: SessionOptions,
+    ) -> QueryResult<QuerySession> {
+        let catalog = self.resolve_database(&identity, options.database.as_deref())?;
+        let mut settings = SessionSettings::default();
+        if let Some(path) = &options.search_path {
+            settings.set("search_path", Some(path))?;
+        }
+        if let Some(app) = &options.application_name {
+            settings.set("application_name", Some(app))?;
+        }
+        let mut config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_create_default_catalog_and_schema(false)
+            .with_default_catalog_and_schema(&catalog, "public");
+        // TIMESTAMP WITH TIME ZONE needs a session zone to carry one.
+        config.options_mut().execution.time_zone = Some(settings.get("TimeZone")?.to_owned());
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(self.registry.runtime())
+            .with_catalog_list(self.catalog_list.clone())
+            .with_default_features()
+            .build();
+        let mut session = QuerySession {
+            identity,
+            ctx: SessionContext::new_with_state(state),
+            catalog,
+            settings,
+        };
+        session.apply_search_path();
+        Ok(session)
+    }
+}
+
+/// A statement ready to run: planned once, executed any number of times.
+#[derive(Debug, Clone)]
+pub enum Prepared {
+    Query {
+        sql: String,
+        plan: LogicalPlan,
+    },
+    Command {
+        sql: String,
+        command: SessionCommand,
+    },
+    Empty,
+}
+
+/// Statements the session answers itself rather than DataFusion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionCommand {
+    Set { name: String, value: Option<String> },
+    ResetAll,
+    Show(String),
+    ShowAll,
+    Begin,
+    Commit,
+    Rollback,
+    DiscardAll,
+}
+
+impl Prepared {
+    pub fn sql(&self) -> &str {
+        match self {
+            Prepared::Query { sql, .. } | Prepared::Command { sql, .. } => sql,
+            Prepared::Empty => "",
+        }
+    }
+
+    /// The columns the statement returns (empty for commands without rows).
+    pub fn output_schema(&self) -> SchemaRef {
+        match self {
+            Prepared::Query { plan, .. } if returns_rows(plan) => {
+                Arc::new(plan.schema().as_arrow().clone())
+            }
+            Prepared::Command {
+                command: SessionCommand::Show(name),
+                ..
+            } => show_schema(&[name.as_str()]),
+            Prepared::Command {
+                command: SessionCommand::ShowAll,
+                ..
+            } => show_schema(&["name", "setting", "description"]),
+            _ => Arc::new(Schema::empty()),
+        }
+    }
+
+    /// Types of `$1..$n`, in order; `None` where the planner could not infer one.
+    pub fn parameter_types(&self) -> QueryResult<Vec<Option<DataType>>> {
+        let Prepared::Query { plan, .. } = self else {
+            return Ok(vec![]);
+        };
+        let types = plan.get_parameter_types()?;
+        let mut indexed: Vec<(usize, Option<DataType>)> = types
+            .into_iter()
+            .filter_map(|(name, ty)| {
+                name.trim_start_matches('$')
+                    .parse::<usize>()
+                    .ok()
+                    .map(|i| (i, ty))
+            })
+            .collect();
+        indexed.sort_by_key(|(i, _)| *i);
+        let count = indexed.last().map(|(i, _)| *i).unwrap_or(0);
+        let mut out = vec![None; count];
+        for (i, ty) in indexed {
+            if i >= 1 {
+                out[i - 1] = ty;
+            }
+        }
+        Ok(out)
+    }
+
+    /// True when executing the statement yields rows (even zero of them).
+    pub fn returns_rows(&self) -> bool {
+        match self {
+            Prepared::Query { plan, .. } => returns_rows(plan),
+            Prepared::Command { command, .. } => {
+                matches!(command, SessionCommand::Show(_) | SessionCommand::ShowAll)
+            }
+            Prepared::Empty => false,
+        }
+    }
+
+    /// The PostgreSQL command tag for statements that return no rows.
+    pub fn command_tag(&self) -> String {
+        match self {
+            Prepared::Query { plan, .. } => match plan {
+                LogicalPlan::Statement(PlanStatement::Prepare(_)) => "PREPARE".into(),
+                LogicalPlan::Statement(PlanStatement::Deallocate(_)) => "DEALLOCATE".into(),
+                _ => "SELECT".into(),
+            },
+            Prepared::Command { command, .. } => match command {
+                SessionCommand::Set { .. } => "SET".into(),
+                SessionCommand::ResetAll => "RESET".into(),
+                SessionCommand::Show(_) | SessionCommand::ShowAll => "SHOW".into(),
+                SessionCommand::Begin => "BEGIN".into(),
+                SessionCommand::Commit => "COMMIT".into(),
+                SessionCommand::Rollback => "ROLLBACK".into(),
+                SessionCommand::DiscardAll => "DISCARD ALL".into(),
+            },
+            Prepared::Empty => String::new(),
+        }
+    }
+}
+
+fn returns_rows(plan: &LogicalPlan) -> bool {
+    !matches!(
+        plan,
+        LogicalPlan::Statement(PlanStatement::Prepare(_))
+            | LogicalPlan::Statement(PlanStatement::Deallocate(_))
+    )
+}
+
+fn show_schema(columns: &[&str]) -> SchemaRef {
+    Arc::new(Schema::new(
+        columns
+            .iter()
+            .map(|c| Field::new(*c, DataType::Utf8, false))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// How a statement changes the client's transaction state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxEffect {
+    None,
+    Begin,
+    End,
+}
+
+/// What executing a statement produced.
+pub enum QueryOutput {
+    /// Rows, streamed batch by batch as the plan produces them.
+    Rows(SendableRecordBatchStream),
+    /// A statement without rows: its PostgreSQL command tag.
+    Command {
+        tag: String,
+        tx: TxEffect,
+    },
+    Empty,
+}
+
+/// One client's session: its identity, default catalog and schema, and settings.
+pub struct QuerySession {
+    identity: Identity,
+    ctx: SessionContext,
+    catalog: String,
+    settings: SessionSettings,
+}
+
+impl QuerySession {
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    pub fn settings(&self) -> &SessionSettings {
+        &self.settings
+    }
+
+    /// The catalog unqualified names resolve in (the connection's database).
+    pub fn current_catalog(&self) -> &str {
+        &self.catalog
+    }
+
+    /// The schema unqualified names resolve in (first existing schema of `search_path`).
+    pub fn current_schema(&self) -> String {
+        self.ctx
+            .state()
+            .config()
+            .options()
+            .catalog
+            .default_schema
+            .clone()
+    }
+
+    /// Split SQL text into statements (PostgreSQL dialect).
+    pub fn parse(&self, sql: &str) -> QueryResult<Vec<DfStatement>> {
+        let dialect = PostgreSqlDialect {};
+        let mut parser = DFParserBuilder::new(sql).with_dialect(&dialect).build()?;
+        Ok(parser.parse_statements()?.into_iter().collect())
+    }
+
+    /// Parse and plan SQL that must hold at most one statement (extended query,
+    /// Flight SQL); empty text yields [`Prepared::Empty`].
+    pub async fn prepare(&self, sql: &str) -> QueryResult<Prepared> {
+        let mut statements = self.parse(sql)?;
+        match statements.len() {
+            0 => Ok(Prepared::Empty),
+            1 => self.prepare_statement(statements.remove(0)).await,
+            n => Err(QueryError::Syntax(format!(
+                "cannot insert multiple commands into a prepared statement (got {n})"
+            ))),
+        }
+    }
+
+    /// Plan one parsed statement.
+    pub async fn prepare_statement(&self, statement: DfStatement) -> QueryResult<Prepared> {
+        let sql = statement.to_string();
+        if let Some(command) = session_command(&statement)? {
+            return Ok(Prepared::Command { sql, command });
+        }
+        let plan = self.ctx.state().statement_to_plan(statement).await?;
+        check_read_only(&plan)?;
+        Ok(Prepared::Query { sql, plan })
+    }
+
+    /// Run a prepared statement with `$n` parameter values.
+    pub async fn execute(
+        &mut self,
+        prepared: &Prepared,
+        params: Option<ParamValues>,
+    ) -> QueryResult<QueryOutput> {
+        match prepared {
+            Prepared::Empty => Ok(QueryOutput::Empty),
+            Prepared::Command { command, .. } => self.run_command(command, prepared),
+            Prepared::Query { plan, .. } => {
+                let plan = match params {
+                    Some(params) => plan.clone().with_param_values(params)?,
+                    None => plan.clone(),
+                };
+                let returns_rows = returns_rows(&plan);
+                let df = self.ctx.execute_logical_plan(plan).await?;
+                if returns_rows {
+                    Ok(QueryOutput::Rows(df.execute_stream().await?))
+                } else {
+                    Ok(QueryOutput::Command {
+                        tag: prepared.command_tag(),
+                        tx: TxEffect::None,
+                    })
+                }
+            }
+        }
+    }
+
+    /// Plan and run SQL text holding any number of statements, stopping at the
+    /// first error (as PostgreSQL's simple query protocol does).
+    pub async fn run(&mut self, sql: &str) -> QueryResult<Vec<QueryOutput>> {
+        let mut outputs = Vec::new();
+        for statement in self.parse(sql)? {
+            let prepared = self.prepare_statement(statement).await?;
+            outputs.push(self.execute(&prepared, None).await?);
+        }
+        Ok(outputs)
+    }
+
+    fn run_command(
+        &mut self,
+        command: &SessionCommand,
+        prepared: &Prepared,
+    ) -> QueryResult<QueryOutput> {
+        let tag = prepared.command_tag();
+        let tx = match command {
+            SessionCommand::Set { name, value } => {
+                self.settings.set(name, value.as_deref())?;
+                if name.eq_ignore_ascii_case("search_path") {
+                    self.apply_search_path();
+                }
+                if name.eq_ignore_ascii_case("timezone") {
+                    let tz = self.settings.get("TimeZone")?.to_owned();
+                    self.ctx
+                        .state_ref()
+                        .write()
+                        .config_mut()
+                        .options_mut()
+                        .execution
+                        .time_zone = Some(tz);
+                }
+                TxEffect::None
+            }
+            SessionCommand::ResetAll | SessionCommand::DiscardAll => {
+                self.settings.reset_all();
+                self.apply_search_path();
+                TxEffect::None
+            }
+            SessionCommand::Show(name) => {
+                let value = self.settings.get(name)?.to_owned();
+                return Ok(rows(prepared.output_schema(), vec![vec![value]]));
+            }
+            SessionCommand::ShowAll => {
+                let all = self
+                    .settings
+                    .all()
+                    .into_iter()
+                    .map(|(n, v, d)| vec![n, v, d])
+                    .collect();
+                return Ok(rows(prepared.output_schema(), all));
+            }
+            SessionCommand::Begin => TxEffect::Begin,
+            SessionCommand::Commit | SessionCommand::Rollback => TxEffect::End,
+        };
+        Ok(QueryOutput::Command { tag, tx })
+    }
+
+    /// Point DataFusion's default schema at the first `search_path` entry that
+    /// exists in the current catalog.
+    fn apply_search_path(&mut self) {
+        let catalog = self.ctx.catalog(&self.catalog);
+        let chosen = self
+            .settings
+            .search_path()
+            .into_iter()
+            .map(|s| {
+                if s == "$user" {
+                    self.identity.user.clone()
+                } else {
+                    s
+                }
+            })
+            .find(|s| {
+                catalog
+                    .as_ref()
+                    .map(|c| c.schema(s).is_some())
+                    .unwrap_or(false)
+            })
+            .unwrap_or_else(|| "public".to_owned());
+        self.ctx
+            .state_ref()
+            .write()
+            .config_mut()
+            .options_mut()
+            .catalog
+            .default_schema = chosen;
+    }
+}
+
+/// A one-shot stream of string rows (SHOW).
+fn rows(schema: SchemaRef, rows: Vec<Vec<String>>) -> QueryOutput {
+    let columns = (0..schema.fields().len())
+        .map(|i| {
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r[i].as_str()),
+            )) as datafusion::arrow::array::ArrayRef
+        })
+        .collect::<Vec<_>>();
+    let batch = RecordBatch::try_new(schema.clone(), columns);
+    let stream = stream::iter(vec![batch.map_err(Into::into)]);
+    QueryOutput::Rows(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
+}
+
+/// Recognise the PostgreSQL session statements meshgate answers itself.
+fn session_command(statement: &DfStatement) -> QueryResult<Option<SessionCommand>> {
+    let DfStatement::Statement(stmt) = statement else {
+        if let DfStatement::Reset(datafusion::sql::parser::ResetStatement::Variable(name)) =
+            statement
+        {
+            let name = name.to_string();
+            if name.eq_ignore_ascii_case("all") {
+                return Ok(Some(SessionCommand::ResetAll));
+            }
+            return Ok(Some(SessionCommand::Set { name, value: None }));
+        }
+        return Ok(None);
+    };
+    let command = match stmt.as_ref() {
+        ast::Statement::Set(set) => match set {
+            Set::SingleAssignment {
+                variable, values, ..
+            } => {
+                let name = variable.to_string();
+                if name.to_ascii_lowercase().starts_with("datafusion.") {
+                    return Err(QueryError::PermissionDenied(format!(
+                        "parameter \"{name}\" is managed by the gateway"
+                    )));
+                }
+                SessionCommand::Set {
+                    value: setting_value(values),
+                    name,
+                }
+            }
+            Set::SetTimeZone { value, .. } => SessionCommand::Set {
+                name: "TimeZone".into(),
+                value: setting_value(std::slice::from_ref(value)),
+            },
+            Set::SetNames { charset_name, .. } => SessionCommand::Set {
+                name: "client_encoding".into(),
+                value: Some(charset_name.value.clone()),
+            },
+            other => {
+                return Err(QueryError::FeatureNotSupported(format!(
+                    "{other} is not supported"
+                )))
+            }
+        },
+        ast::Statement::ShowVariable { variable } => {
+            let name = variable
+                .iter()
+                .map(|i| i.value.as_str())
+                .collect::<Vec<_>>()
+                .join(" ");
+            let lower = name.to_ascii_lowercase();
+            if lower == "all" {
+                SessionCommand::ShowAll
+            } else if lower == "transaction isolation level" {
+                SessionCommand::Show("transaction_isolation".into())
+            } else if lower == "time zone" {
+                SessionCommand::Show("TimeZone".into())
+            } else if lower.starts_with("datafusion.") {
+                return Ok(None);
+            } else {
+                SessionCommand::Show(name)
+            }
+        }
+        ast::Statement::StartTransaction { .. } => SessionCommand::Begin,
+        ast::Statement::Commit { .. } => SessionCommand::Commit,
+        ast::Statement::Rollback {
+            savepoint: None, ..
+        } => SessionCommand::Rollback,
+        ast::Statement::Discard { object_type } => {
+            if object_type.to_string().eq_ignore_ascii_case("all") {
+                SessionCommand::DiscardAll
+            } else {
+                return Err(QueryError::FeatureNotSupported(format!(
+                    "DISCARD {object_type} is not supported"
+                )));
+            }
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(command))
+}
+
+/// The textual value of `SET x = v1, v2`; `None` for `DEFAULT`.
+fn setting_value(values: &[SqlExpr]) -> Option<String> {
+    let parts: Vec<String> = values
+        .iter()
+        .map(|v| match v {
+            SqlExpr::Value(v) => match &v.value {
+                SqlValue::SingleQuotedString(s) | SqlValue::DoubleQuotedString(s) => s.clone(),
+                other => other.to_string(),
+            },
+            SqlExpr::Identifier(ident) => ident.value.clone(),
+            other => other.to_string(),
+        })
+        .collect();
+    if parts.len() == 1 && parts[0].eq_ignore_ascii_case("default") {
+        return None;
+    }
+    // search_path items keep their own quoting rules; join the rest as given.
+    Some(split_list(&parts.join(", ")).join(", "))
+}
+
+fn check_read_only(plan: &LogicalPlan) -> QueryResult<()> {
+    let what = match plan {
+        LogicalPlan::Ddl(ddl) => ddl.name().to_string(),
+        LogicalPlan::Dml(dml) => dml.op.to_string(),
+        LogicalPlan::Copy(_) => "COPY TO".to_string(),
+        LogicalPlan::Statement(PlanStatement::Prepare(_))
+        | LogicalPlan::Statement(PlanStatement::Execute(_))
+        | LogicalPlan::Statement(PlanStatement::Deallocate(_)) => return Ok(()),
+        LogicalPlan::Statement(other) => other.name().to_string(),
+        _ => return Ok(()),
+    };
+    Err(QueryError::ReadOnly(format!(
+        "cannot execute {what}: meshgate is a read-only gateway"
+    )))
+}

@@ -1,0 +1,149 @@
+//! The `meshgate` binary and `psql`, as a user runs them.
+
+use std::process::Command;
+
+use meshgate_gateway::demo::CROSS_DOMAIN_JOIN;
+use meshgate_tests::{meshgate_bin, TestMesh};
+
+#[tokio::test]
+async fn psql_runs_the_cross_domain_join() {
+    let mesh = TestMesh::start().await;
+    let addr = mesh.pgwire_addr();
+    let conn = format!(
+        "host={} port={} user=analyst dbname=members",
+        addr.ip(),
+        addr.port()
+    );
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("psql")
+            .arg(conn)
+            .args([
+                "-X",
+                "-A",
+                "-t",
+                "-F",
+                "|",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                CROSS_DOMAIN_JOIN,
+            ])
+            .env("PGPASSWORD", "meshgate")
+            .output()
+            .expect("psql is installed (the CI script installs postgresql-client)")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "psql failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().filter(|l| !l.is_empty()).collect();
+    assert_eq!(lines.len(), 5, "{stdout}");
+    for line in lines {
+        let fields: Vec<&str> = line.split('|').collect();
+        assert_eq!(fields.len(), 4, "{line}");
+        assert!(fields[2].parse::<i64>().unwrap() > 0, "{line}");
+        assert!(fields[3].contains('.'), "amounts are decimals: {line}");
+    }
+}
+
+#[tokio::test]
+async fn psql_reports_sqlstate_of_errors() {
+    let mesh = TestMesh::start().await;
+    let addr = mesh.pgwire_addr();
+    let conn = format!(
+        "host={} port={} user=analyst dbname=members",
+        addr.ip(),
+        addr.port()
+    );
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("psql")
+            .arg(conn)
+            .args([
+                "-X",
+                "-v",
+                "VERBOSITY=verbose",
+                "-c",
+                "SELECT * FROM nope",
+                "-c",
+                "SELECT 42",
+            ])
+            .env("PGPASSWORD", "meshgate")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stderr.contains("42P01"), "{stderr}");
+    assert!(
+        stdout.contains("42"),
+        "the next command still ran: {stdout}"
+    );
+}
+
+#[test]
+fn check_config_names_file_key_and_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[listeners.pgwire]\naddress = \"127.0.0.1:0\"\n[catalogs.sales]\nconnector = \"files\"\n[catalogs.sales.tables.orders]\npath = \"orders.csv\"\ndelimiter = \";;\"\n",
+    )
+    .unwrap();
+    let output = Command::new(meshgate_bin())
+        .arg("check-config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("bad.toml"), "{stderr}");
+    assert!(
+        stderr.contains("catalogs.sales.tables.orders.delimiter"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("single ASCII character"), "{stderr}");
+
+    std::fs::write(&path, "[users.bob]\npassword = \"hunter2\"\n").unwrap();
+    let output = Command::new(meshgate_bin())
+        .arg("check-config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("users.bob.password"), "{stderr}");
+}
+
+#[test]
+fn hash_password_output_is_accepted_by_check_config() {
+    let output = Command::new(meshgate_bin())
+        .args(["hash-password", "pw"])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let hash = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+    assert!(hash.starts_with("pbkdf2-sha256$4096$"), "{hash}");
+    assert!(
+        !hash.contains("pw$"),
+        "the password itself is not in the hash"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ok.toml");
+    std::fs::write(&path, format!("[users.bob]\npassword = \"{hash}\"\n")).unwrap();
+    let output = Command::new(meshgate_bin())
+        .arg("check-config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

@@ -1,0 +1,8 @@
+//! End-to-end tests: a real gateway on an ephemeral port, real clients.
+//!
+//! One test binary with a module per area keeps link time down.
+
+mod cli;
+mod pgwire_errors;
+mod pgwire_queries;
+mod pgwire_types;

@@ -1,0 +1,215 @@
+//! Simple and extended queries through tokio-postgres, and the cross-domain join.
+
+use std::collections::HashMap;
+
+use meshgate_gateway::demo::{CLAIMS, CROSS_DOMAIN_JOIN, MEMBERS, PROVIDERS};
+use meshgate_tests::TestMesh;
+use rust_decimal::Decimal;
+use tokio_postgres::SimpleQueryMessage;
+
+fn simple_rows(messages: &[SimpleQueryMessage]) -> Vec<Vec<Option<String>>> {
+    messages
+        .iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(row) => Some(
+                (0..row.len())
+                    .map(|i| row.get(i).map(str::to_owned))
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn simple_query_runs_several_statements_in_one_message() {
+    let mesh = TestMesh::start().await;
+    let client = mesh.connect("members").await;
+    let messages = client
+        .simple_query("SELECT count(*) FROM members; SELECT 'two' AS n; SHOW search_path")
+        .await
+        .unwrap();
+    let rows = simple_rows(&messages);
+    assert_eq!(rows[0][0].as_deref(), Some(MEMBERS.to_string().as_str()));
+    assert_eq!(rows[1][0].as_deref(), Some("two"));
+    assert_eq!(rows[2][0].as_deref(), Some("\"$user\", public"));
+    let completions = messages
+        .iter()
+        .filter(|m| matches!(m, SimpleQueryMessage::CommandComplete(_)))
+        .count();
+    assert_eq!(completions, 3);
+}
+
+#[tokio::test]
+async fn extended_query_binds_inferred_and_declared_parameters() {
+    let mesh = TestMesh::start().await;
+    let client = mesh.connect("members").await;
+    // Inferred: member_id is BIGINT, state is text.
+    let stmt = client
+        .prepare("SELECT member_id, state FROM members WHERE member_id = $1 AND state <> $2")
+        .await
+        .unwrap();
+    assert_eq!(
+        stmt.params(),
+        &[
+            tokio_postgres::types::Type::INT8,
+            tokio_postgres::types::Type::TEXT
+        ]
+    );
+    assert_eq!(
+        stmt.columns()[0].type_(),
+        &tokio_postgres::types::Type::INT8
+    );
+    let rows = client.query(&stmt, &[&1005i64, &"XX"]).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].get::<_, i64>(0), 1005);
+    // The same named statement runs again with other values.
+    let rows = client.query(&stmt, &[&1199i64, &"XX"]).await.unwrap();
+    assert_eq!(rows[0].get::<_, i64>(0), 1199);
+    // Declared types (Parse carries OIDs) are honoured.
+    let typed = client
+        .prepare_typed(
+            "SELECT $1::bigint + 1 AS n",
+            &[tokio_postgres::types::Type::INT8],
+        )
+        .await
+        .unwrap();
+    let row = client.query_one(&typed, &[&41i64]).await.unwrap();
+    assert_eq!(row.get::<_, i64>("n"), 42);
+}
+
+#[tokio::test]
+async fn portals_fetch_in_chunks_and_transactions_report_status() {
+    let mesh = TestMesh::start().await;
+    let mut client = mesh.connect("members").await;
+    let tx = client.transaction().await.unwrap();
+    let portal = tx
+        .bind("SELECT member_id FROM members ORDER BY member_id", &[])
+        .await
+        .unwrap();
+    let first = tx.query_portal(&portal, 50).await.unwrap();
+    let second = tx.query_portal(&portal, 50).await.unwrap();
+    let rest = tx.query_portal(&portal, 0).await.unwrap();
+    assert_eq!(first.len(), 50);
+    assert_eq!(second.len(), 50);
+    assert_eq!(first.len() + second.len() + rest.len(), MEMBERS);
+    assert_eq!(second[0].get::<_, i64>(0), 1050);
+    tx.commit().await.unwrap();
+}
+
+#[tokio::test]
+async fn database_and_search_path_pick_default_catalog_and_schema() {
+    // Move the providers table into a schema of its own.
+    let mesh = TestMesh::start_with(|config| {
+        *config = config.replace(
+            "path = \"providers.parquet\"",
+            "path = \"providers.parquet\"\nschema = \"network\"",
+        );
+    })
+    .await;
+    let claims = mesh.connect("claims").await;
+    let row = claims
+        .query_one("SELECT count(*) FROM claims", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), CLAIMS as i64);
+
+    let providers = mesh.connect("providers").await;
+    let err = providers
+        .query_one("SELECT count(*) FROM providers", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(err.code().map(|c| c.code()), Some("42P01"), "{err}");
+    providers
+        .batch_execute("SET search_path TO nowhere, network")
+        .await
+        .unwrap();
+    let row = providers
+        .query_one("SELECT count(*) FROM providers", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), PROVIDERS as i64);
+
+    // The start-up packet's options can set it too.
+    let addr = mesh.pgwire_addr();
+    let (client, conn) = tokio_postgres::Config::new()
+        .host(addr.ip().to_string())
+        .port(addr.port())
+        .user("analyst")
+        .password("meshgate")
+        .dbname("providers")
+        .options("-c search_path=network")
+        .connect(tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let row = client
+        .query_one("SELECT count(*) FROM providers", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), PROVIDERS as i64);
+
+    // Unknown database names are refused at start-up with 3D000.
+    let Err(err) = mesh.connect_as("analyst", "meshgate", "no_such_db").await else {
+        panic!("unknown database must be refused");
+    };
+    assert_eq!(err.code().map(|c| c.code()), Some("3D000"), "{err}");
+}
+
+/// The join computed by meshgate must equal the same join computed here from
+/// the three tables read one by one.
+#[tokio::test]
+async fn three_catalog_join_matches_an_independent_computation() {
+    let mesh = TestMesh::start().await;
+    let client = mesh.connect("members").await;
+
+    let members: HashMap<i64, String> = client
+        .query("SELECT member_id, state FROM members.public.members", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let providers: HashMap<i32, String> = client
+        .query(
+            "SELECT provider_id, specialty FROM providers.public.providers",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!((members.len(), providers.len()), (MEMBERS, PROVIDERS));
+    let mut expected: HashMap<(String, String), (i64, Decimal)> = HashMap::new();
+    for claim in client
+        .query(
+            "SELECT member_id, provider_id, amount, status FROM claims.public.claims",
+            &[],
+        )
+        .await
+        .unwrap()
+    {
+        if claim.get::<_, String>(3) != "approved" {
+            continue;
+        }
+        let key = (
+            members[&claim.get::<_, i64>(0)].clone(),
+            providers[&claim.get::<_, i32>(1)].clone(),
+        );
+        let entry = expected.entry(key).or_insert((0, Decimal::ZERO));
+        entry.0 += 1;
+        entry.1 += claim.get::<_, Decimal>(2);
+    }
+    let mut expected: Vec<_> = expected.into_iter().collect();
+    expected.sort_by_key(|(_, (_, total))| std::cmp::Reverse(*total));
+
+    let rows = client.query(CROSS_DOMAIN_JOIN, &[]).await.unwrap();
+    assert_eq!(rows.len(), 5);
+    for (row, ((state, specialty), (count, total))) in rows.iter().zip(&expected) {
+        assert_eq!(&row.get::<_, String>("state"), state);
+        assert_eq!(&row.get::<_, String>("specialty"), specialty);
+        assert_eq!(row.get::<_, i64>("claims"), *count);
+        assert_eq!(row.get::<_, Decimal>("total"), *total);
+    }
+}
