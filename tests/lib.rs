@@ -96,6 +96,14 @@ impl TestMesh {
     }
 }
 
+/// A config line block adding `user` with `password` (hashed here).
+pub fn extra_user(user: &str, password: &str) -> String {
+    format!(
+        "\n[users.{user}]\npassword = \"{}\"\n",
+        meshgate_gateway::auth::PasswordHash::generate(password)
+    )
+}
+
 /// The `meshgate` binary built next to this test binary.
 pub fn meshgate_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");

@@ -10,6 +10,7 @@
 pub mod auth;
 pub mod config;
 pub mod demo;
+pub mod flight_sql;
 pub mod pgwire;
 pub mod server;
 pub mod tls;

@@ -42,6 +42,9 @@ enum Command {
         /// pgwire address.
         #[arg(long, default_value = "127.0.0.1:5433")]
         pgwire: String,
+        /// Flight SQL address.
+        #[arg(long, default_value = "127.0.0.1:50051")]
+        flight_sql: String,
         /// Write the data and config, then exit without serving.
         #[arg(long)]
         write_only: bool,
@@ -108,12 +111,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo {
             data_dir,
             pgwire,
+            flight_sql,
             write_only,
         } => {
             let options = DemoOptions {
                 data_dir,
                 pgwire_address: pgwire,
-                flight_sql_address: None,
+                flight_sql_address: Some(flight_sql),
             };
             let path = demo::write_demo(&options).await?;
             eprintln!("demo mesh written to {}", options.data_dir.display());
@@ -132,6 +136,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     addr.port()
                 );
                 println!("Try the cross-domain join:\n  {}", demo::CROSS_DOMAIN_JOIN);
+            }
+            if let Some(addr) = running.flight_sql_addr {
+                println!(
+                    "Arrow Flight SQL: grpc://{addr} (user {DEMO_USER}, password {DEMO_PASSWORD})"
+                );
             }
             running.run_until_signal().await;
             Ok(())

@@ -7,6 +7,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use meshgate_connectors::ConnectorRegistry;
 use meshgate_planner::{CatalogRegistry, QueryService};
@@ -15,9 +16,12 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::ServerTlsConfig;
 
 use crate::auth::UserStore;
 use crate::config::{Config, ConfigError};
+use crate::flight_sql::{self, FlightSqlFrontend};
 use crate::pgwire::{PgWireFrontend, PgWireSettings};
 use crate::tls;
 
@@ -111,9 +115,45 @@ impl Gateway {
             tracing::info!(%addr, tls = tls.is_some(), "pgwire listening");
             running.pgwire_addr = Some(addr);
         }
+        if let Some(listener) = &self.config.listeners.flight_sql {
+            let (socket, addr) = bind("flight_sql", &listener.address).await?;
+            let frontend = FlightSqlFrontend::new(
+                self.service.clone(),
+                self.users.clone(),
+                Duration::from_secs(self.config.auth.token_ttl_secs),
+            );
+            let mut builder = tonic::transport::Server::builder();
+            if let Some(t) = &self.config.tls {
+                let cert = read(&self.config.resolve_path(&t.cert))?;
+                let key = read(&self.config.resolve_path(&t.key))?;
+                builder = builder
+                    .tls_config(
+                        ServerTlsConfig::new()
+                            .identity(tonic::transport::Identity::from_pem(cert, key)),
+                    )
+                    .map_err(|e| GatewayError::Tls(e.to_string()))?;
+            }
+            let router = builder.add_service(flight_sql::service(frontend));
+            let incoming = TcpIncoming::from(socket).with_nodelay(Some(true));
+            let stop = shutdown.clone();
+            tasks.spawn(async move {
+                if let Err(e) = router
+                    .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
+                    .await
+                {
+                    tracing::error!(error = %e, "Flight SQL server failed");
+                }
+            });
+            tracing::info!(%addr, tls = self.config.tls.is_some(), "Flight SQL listening");
+            running.flight_sql_addr = Some(addr);
+        }
         running.tasks = tasks;
         Ok(running)
     }
+}
+
+fn read(path: &std::path::Path) -> Result<Vec<u8>, GatewayError> {
+    std::fs::read(path).map_err(|e| GatewayError::Tls(format!("{}: {e}", path.display())))
 }
 
 async fn bind(

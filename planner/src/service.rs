@@ -277,6 +277,17 @@ pub enum QueryOutput {
     Empty,
 }
 
+/// A table as metadata listings (Flight SQL GetTables, catalogs) show it.
+#[derive(Debug, Clone)]
+pub struct TableInfo {
+    pub catalog: String,
+    pub schema: String,
+    pub table: String,
+    /// `TABLE` or `VIEW`.
+    pub table_type: &'static str,
+    pub columns: SchemaRef,
+}
+
 /// One client's session: its identity, default catalog and schema, and settings.
 pub struct QuerySession {
     identity: Identity,
@@ -308,6 +319,61 @@ impl QuerySession {
             .catalog
             .default_schema
             .clone()
+    }
+
+    /// The catalogs this session can see, by name.
+    pub fn catalog_names(&self) -> Vec<String> {
+        let mut names = self.ctx.catalog_names();
+        names.sort();
+        names
+    }
+
+    /// The schemas of `catalog` this session can see (empty if the catalog is unknown).
+    pub fn schema_names(&self, catalog: &str) -> Vec<String> {
+        let mut names = self
+            .ctx
+            .catalog(catalog)
+            .map(|c| c.schema_names())
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    /// Every table this session can see, optionally only in one catalog.
+    pub async fn tables(&self, catalog: Option<&str>) -> QueryResult<Vec<TableInfo>> {
+        let catalogs = match catalog {
+            Some(c) => vec![c.to_owned()],
+            None => self.catalog_names(),
+        };
+        let mut out = Vec::new();
+        for catalog_name in catalogs {
+            let Some(catalog) = self.ctx.catalog(&catalog_name) else {
+                continue;
+            };
+            for schema_name in self.schema_names(&catalog_name) {
+                let Some(schema) = catalog.schema(&schema_name) else {
+                    continue;
+                };
+                let mut tables = schema.table_names();
+                tables.sort();
+                for table_name in tables {
+                    if let Some(table) = schema.table(&table_name).await? {
+                        let table_type = match table.table_type() {
+                            datafusion::datasource::TableType::View => "VIEW",
+                            _ => "TABLE",
+                        };
+                        out.push(TableInfo {
+                            catalog: catalog_name.clone(),
+                            schema: schema_name.clone(),
+                            table: table_name,
+                            table_type,
+                            columns: table.schema(),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Split SQL text into statements (PostgreSQL dialect).

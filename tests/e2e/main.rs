@@ -3,6 +3,7 @@
 //! One test binary with a module per area keeps link time down.
 
 mod cli;
+mod flight_sql;
 mod pgwire_errors;
 mod pgwire_queries;
 mod pgwire_types;

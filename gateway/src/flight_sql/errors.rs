@@ -1,0 +1,53 @@
+//! Query errors as gRPC statuses. The SQLSTATE leads the message so clients
+//! that know PostgreSQL codes can still branch on them.
+
+use meshgate_planner::QueryError;
+use tonic::{Code, Status};
+
+pub(crate) fn to_status(err: &QueryError) -> Status {
+    let code = match err {
+        QueryError::Syntax(_)
+        | QueryError::UndefinedColumn(_)
+        | QueryError::UndefinedFunction(_)
+        | QueryError::AmbiguousColumn(_)
+        | QueryError::InvalidParameter(_)
+        | QueryError::Semantic(_)
+        | QueryError::Data { .. } => Code::InvalidArgument,
+        QueryError::UndefinedTable(_)
+        | QueryError::UndefinedSchema(_)
+        | QueryError::UndefinedDatabase(_)
+        | QueryError::UndefinedObject(_) => Code::NotFound,
+        QueryError::PermissionDenied(_) => Code::PermissionDenied,
+        QueryError::ReadOnly(_) => Code::FailedPrecondition,
+        QueryError::FeatureNotSupported(_) => Code::Unimplemented,
+        QueryError::Source(_) => Code::Unavailable,
+        QueryError::Cancelled => Code::Cancelled,
+        QueryError::Timeout => Code::DeadlineExceeded,
+        QueryError::ResourcesExhausted(_) => Code::ResourceExhausted,
+        QueryError::Internal(_) => {
+            tracing::warn!(error = %err, "internal error in Flight SQL query");
+            Code::Internal
+        }
+    };
+    Status::new(code, format!("[{}] {err}", err.sqlstate()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_map_to_codes() {
+        let s = to_status(&QueryError::UndefinedTable("table 'x' not found".into()));
+        assert_eq!(s.code(), Code::NotFound);
+        assert_eq!(s.message(), "[42P01] table 'x' not found");
+        assert_eq!(
+            to_status(&QueryError::Syntax("x".into())).code(),
+            Code::InvalidArgument
+        );
+        assert_eq!(
+            to_status(&QueryError::Source("pg down".into())).code(),
+            Code::Unavailable
+        );
+    }
+}
