@@ -7,3 +7,5 @@ mod flight_sql;
 mod pgwire_errors;
 mod pgwire_queries;
 mod pgwire_types;
+mod python_clients;
+mod tls;

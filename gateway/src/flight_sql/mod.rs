@@ -39,7 +39,7 @@ use arrow_flight::{
     FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, IpcMessage,
     SchemaAsIpc, Ticket,
 };
-use base64::Engine;
+use base64::Engine as _;
 use futures::{stream, Stream, TryStreamExt};
 use meshgate_planner::datafusion::arrow::array::RecordBatch;
 use meshgate_planner::datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -55,6 +55,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::auth::{TokenError, TokenSigner, UserStore};
 use errors::to_status;
 
+type BatchStream = Pin<Box<dyn Stream<Item = Result<RecordBatch, FlightError>> + Send>>;
 type DoGetStream =
     Pin<Box<dyn Stream<Item = Result<arrow_flight::FlightData, Status>> + Send + 'static>>;
 
@@ -192,10 +193,7 @@ impl FlightSqlFrontend {
             .execute(&prepared, params.map(ParamValues::from))
             .await
             .map_err(|e| to_status(&e))?;
-        let (schema, batches): (
-            SchemaRef,
-            Pin<Box<dyn Stream<Item = Result<RecordBatch, FlightError>> + Send>>,
-        ) = match output {
+        let (schema, batches): (SchemaRef, BatchStream) = match output {
             QueryOutput::Rows(rows) => (
                 rows.schema(),
                 Box::pin(
@@ -215,9 +213,12 @@ impl FlightSqlFrontend {
 }
 
 fn decode_basic(value: &str) -> Result<(String, String), Status> {
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(value)
-        .map_err(|_| Status::unauthenticated("basic credentials are not base64"))?;
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    // Clients differ on padding and alphabet (arrow-go sends unpadded base64).
+    let bytes = [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
+        .iter()
+        .find_map(|engine| engine.decode(value).ok())
+        .ok_or_else(|| Status::unauthenticated("basic credentials are not base64"))?;
     let text = String::from_utf8(bytes)
         .map_err(|_| Status::unauthenticated("basic credentials are not UTF-8"))?;
     let (user, password) = text
@@ -523,7 +524,7 @@ impl FlightSqlService for FlightSqlFrontend {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         self.authenticate(request.metadata())?;
-        let schema = query.clone().into_builder().schema();
+        let schema = query.into_builder().schema();
         Ok(Response::new(self.descriptor_info(
             &schema,
             query.as_any().encode_to_vec(),
@@ -616,7 +617,7 @@ impl FlightSqlService for FlightSqlFrontend {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         self.authenticate(request.metadata())?;
-        let schema = query.clone().into_builder().schema();
+        let schema = query.into_builder().schema();
         Ok(Response::new(self.descriptor_info(
             &schema,
             query.as_any().encode_to_vec(),
@@ -668,7 +669,7 @@ impl FlightSqlService for FlightSqlFrontend {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         self.authenticate(request.metadata())?;
-        let schema = query.clone().into_builder(&metadata::XDBC_TYPES).schema();
+        let schema = query.into_builder(&metadata::XDBC_TYPES).schema();
         Ok(Response::new(self.descriptor_info(
             &schema,
             query.as_any().encode_to_vec(),

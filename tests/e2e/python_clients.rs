@@ -1,0 +1,50 @@
+//! Python clients (from PyPI, installed by `.ci/run` into a virtualenv) against
+//! a live gateway. Their pytest output goes straight to the test log.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use meshgate_tests::TestMesh;
+
+/// The Python with the client libraries: `$MESHGATE_PYTHON`, else the
+/// virtualenv `.ci/run` creates.
+fn python() -> PathBuf {
+    let python = std::env::var_os("MESHGATE_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default())
+                .join(".cache/meshgate/venv/bin/python")
+        });
+    assert!(
+        python.exists(),
+        "{} not found: run .ci/run once (it creates the virtualenv with the Python clients) or set MESHGATE_PYTHON",
+        python.display()
+    );
+    python
+}
+
+fn pytest(file: &str, env: &[(&str, String)]) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python");
+    let mut cmd = Command::new(python());
+    cmd.args(["-m", "pytest", "-v", "-p", "no:cacheprovider", file])
+        .current_dir(&dir)
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let status = cmd.status().expect("run pytest");
+    assert!(
+        status.success(),
+        "pytest {file} failed (see its output above)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adbc_flight_sql() {
+    let mesh = TestMesh::start().await;
+    let uri = format!("grpc://{}", mesh.flight_sql_addr());
+    tokio::task::spawn_blocking(move || pytest("test_adbc.py", &[("MESHGATE_FLIGHT_URI", uri)]))
+        .await
+        .unwrap();
+}
