@@ -57,10 +57,10 @@ impl Gateway {
         )
         .await
         .map_err(|e| config.registry_error(e))?;
-        let service = Arc::new(QueryService::new(
-            Arc::new(registry),
-            config.server.default_catalog.clone(),
-        ));
+        let service = Arc::new(
+            QueryService::new(Arc::new(registry), config.server.default_catalog.clone())
+                .with_roles(config.users.keys().cloned().collect()),
+        );
         let users = Arc::new(UserStore::from_config(&config));
         Ok(Self {
             config,

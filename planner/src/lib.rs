@@ -15,7 +15,9 @@
 //!   (`SET search_path`, `SHOW`, `BEGIN`, ...) are handled here so every
 //!   protocol gets the same answers.
 
+mod catalog_view;
 mod error;
+mod pg_compat;
 mod registry;
 mod service;
 mod settings;

@@ -16,8 +16,11 @@ use datafusion::sql::sqlparser::ast::{self, Expr as SqlExpr, Set, Value as SqlVa
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use futures::stream;
 
+use crate::catalog_view::SessionCatalog;
+use crate::pg_compat::{self, RoleDirectory};
 use crate::settings::split_list;
 use crate::{CatalogRegistry, QueryError, QueryResult, SessionSettings};
+use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 
 /// Who is asking. Front ends build it after authentication.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,13 +42,16 @@ pub struct SessionOptions {
     /// Initial `search_path` (the first existing schema is the default one).
     pub search_path: Option<String>,
     pub application_name: Option<String>,
+    /// Install `pg_catalog` and PostgreSQL's functions (pgwire sessions).
+    pub postgres_catalog: bool,
 }
 
 /// Plans and runs SQL for authenticated identities over the configured catalogs.
 pub struct QueryService {
     registry: Arc<CatalogRegistry>,
     default_catalog: String,
-    catalog_list: Arc<dyn CatalogProviderList>,
+    roles: RoleDirectory,
+    parser: Arc<PostgresCompatibilityParser>,
 }
 
 impl QueryService {
@@ -55,15 +61,20 @@ impl QueryService {
         let default_catalog = default_catalog
             .or_else(|| registry.catalog_names().next().map(str::to_owned))
             .unwrap_or_else(|| "meshgate".to_owned());
-        let list = MemoryCatalogProviderList::new();
-        for (name, catalog) in registry.catalogs() {
-            list.register_catalog(name.clone(), catalog.clone());
-        }
         Self {
             registry,
             default_catalog,
-            catalog_list: Arc::new(list),
+            roles: RoleDirectory::default(),
+            parser: Arc::new(PostgresCompatibilityParser::new()),
         }
+    }
+
+    /// The user names shown as roles in `pg_roles` / `pg_user`.
+    pub fn with_roles(mut self, roles: Vec<String>) -> Self {
+        self.roles = RoleDirectory {
+            roles: Arc::new(roles),
+        };
+        self
     }
 
     pub fn registry(&self) -> &CatalogRegistry {
@@ -91,6 +102,16 @@ impl QueryService {
         }
     }
 
+    /// The catalogs as one session sees them: shared providers behind
+    /// per-session wrappers, so a session's own schemas stay its own.
+    fn session_catalogs(&self) -> Arc<dyn CatalogProviderList> {
+        let list = MemoryCatalogProviderList::new();
+        for (name, catalog) in self.registry.catalogs() {
+            list.register_catalog(name.clone(), Arc::new(SessionCatalog::new(catalog.clone())));
+        }
+        Arc::new(list)
+    }
+
     /// A session for `identity`; fails if the requested database is unknown.
     pub fn open_session(
         &self,
@@ -114,14 +135,19 @@ impl QueryService {
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(self.registry.runtime())
-            .with_catalog_list(self.catalog_list.clone())
+            .with_catalog_list(self.session_catalogs())
             .with_default_features()
             .build();
+        let ctx = SessionContext::new_with_state(state);
+        if options.postgres_catalog {
+            pg_compat::install(&ctx, &catalog, &identity.user, self.roles.clone())?;
+        }
         let mut session = QuerySession {
             identity,
-            ctx: SessionContext::new_with_state(state),
+            ctx,
             catalog,
             settings,
+            parser: self.parser.clone(),
         };
         session.apply_search_path();
         Ok(session)
@@ -294,6 +320,7 @@ pub struct QuerySession {
     ctx: SessionContext,
     catalog: String,
     settings: SessionSettings,
+    parser: Arc<PostgresCompatibilityParser>,
 }
 
 impl QuerySession {
@@ -376,11 +403,27 @@ impl QuerySession {
         Ok(out)
     }
 
-    /// Split SQL text into statements (PostgreSQL dialect).
+    /// Split SQL text into statements (PostgreSQL dialect, with the
+    /// compatibility rewrites for PostgreSQL-only syntax). DataFusion's own
+    /// statement forms (e.g. `RESET`) are tried when that parser refuses.
     pub fn parse(&self, sql: &str) -> QueryResult<Vec<DfStatement>> {
-        let dialect = PostgreSqlDialect {};
-        let mut parser = DFParserBuilder::new(sql).with_dialect(&dialect).build()?;
-        Ok(parser.parse_statements()?.into_iter().collect())
+        match self.parser.parse(sql) {
+            Ok(statements) => Ok(statements
+                .into_iter()
+                .map(|s| DfStatement::Statement(Box::new(s)))
+                .collect()),
+            Err(pg_err) => {
+                let dialect = PostgreSqlDialect {};
+                let parsed = DFParserBuilder::new(sql)
+                    .with_dialect(&dialect)
+                    .build()
+                    .and_then(|mut p| p.parse_statements());
+                match parsed {
+                    Ok(statements) => Ok(statements.into_iter().collect()),
+                    Err(_) => Err(pg_err.into()),
+                }
+            }
+        }
     }
 
     /// Parse and plan SQL that must hold at most one statement (extended query,

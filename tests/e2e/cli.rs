@@ -147,3 +147,58 @@ fn hash_password_output_is_accepted_by_check_config() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+fn psql(mesh: &TestMesh, dbname: &str, command: &str) -> (bool, String, String) {
+    let addr = mesh.pgwire_addr();
+    let output = Command::new("psql")
+        .arg(format!(
+            "host={} port={} user=analyst dbname={dbname}",
+            addr.ip(),
+            addr.port()
+        ))
+        .args(["-X", "-v", "ON_ERROR_STOP=1", "-c", command])
+        .env("PGPASSWORD", "meshgate")
+        .output()
+        .expect("psql is installed");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_meta_commands_describe_the_mesh() {
+    let mesh = TestMesh::start().await;
+    let mesh = &mesh;
+    tokio::task::block_in_place(|| {
+        let (ok, out, err) = psql(mesh, "members", "\\l");
+        assert!(ok, "{err}");
+        for db in ["members", "claims", "providers"] {
+            assert!(out.contains(db), "\\l lists {db}: {out}");
+        }
+        let (ok, out, err) = psql(mesh, "members", "\\dn");
+        assert!(ok && out.contains("public"), "{out}{err}");
+        // Like PostgreSQL, the catalog describes the connection's database only.
+        let (ok, out, err) = psql(mesh, "claims", "\\dt");
+        assert!(ok, "{err}");
+        assert!(
+            out.contains("claims") && !out.contains("providers"),
+            "{out}"
+        );
+        let (ok, out, err) = psql(mesh, "claims", "\\d claims");
+        assert!(ok, "{err}");
+        for (column, ty) in [
+            ("claim_id", "bigint"),
+            ("service_date", "date"),
+            ("status", "text"),
+        ] {
+            assert!(
+                out.lines().any(|l| l.contains(column) && l.contains(ty)),
+                "\\d claims shows {column} {ty}: {out}"
+            );
+        }
+        let (ok, out, err) = psql(mesh, "members", "SELECT version()");
+        assert!(ok && out.contains("PostgreSQL 16"), "{out}{err}");
+    });
+}

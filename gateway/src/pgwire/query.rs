@@ -67,6 +67,7 @@ impl SessionSlot {
                 database: meta.get("database").cloned(),
                 search_path: startup_option(meta.get("options").map(String::as_str), "search_path"),
                 application_name: meta.get("application_name").cloned(),
+                postgres_catalog: true,
             };
             let session = self
                 .service
