@@ -57,6 +57,9 @@ pub enum QueryError {
     Cancelled,
     #[error("canceling statement due to statement timeout")]
     Timeout,
+    /// A statement other than COMMIT/ROLLBACK after an error in a transaction block.
+    #[error("current transaction is aborted, commands ignored until end of transaction block")]
+    TransactionAborted,
     #[error("{0}")]
     ResourcesExhausted(String),
     #[error("{0}")]
@@ -83,6 +86,7 @@ impl QueryError {
             QueryError::Semantic(_) => "42804",
             QueryError::Source(_) => "08006",
             QueryError::Cancelled | QueryError::Timeout => "57014",
+            QueryError::TransactionAborted => "25P02",
             QueryError::ResourcesExhausted(_) => "53200",
             QueryError::Internal(_) => "XX000",
         }

@@ -14,7 +14,13 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::{DFParserBuilder, Statement as DfStatement};
 use datafusion::sql::sqlparser::ast::{self, Expr as SqlExpr, Set, Value as SqlValue};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
-use futures::stream;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use datafusion::error::DataFusionError;
+use datafusion::physical_plan::RecordBatchStream;
+use futures::{stream, Stream};
 
 use crate::catalog_view::SessionCatalog;
 use crate::pg_compat::{self, RoleDirectory};
@@ -231,6 +237,17 @@ impl Prepared {
             }
         }
         Ok(out)
+    }
+
+    /// COMMIT, ROLLBACK and friends: the statements a failed transaction block accepts.
+    pub fn ends_transaction(&self) -> bool {
+        matches!(
+            self,
+            Prepared::Command {
+                command: SessionCommand::Commit | SessionCommand::Rollback,
+                ..
+            }
+        )
     }
 
     /// True when executing the statement yields rows (even zero of them).
@@ -465,9 +482,27 @@ impl QuerySession {
                     None => plan.clone(),
                 };
                 let returns_rows = returns_rows(&plan);
-                let df = self.ctx.execute_logical_plan(plan).await?;
-                if returns_rows {
-                    Ok(QueryOutput::Rows(df.execute_stream().await?))
+                let timeout = self.settings.statement_timeout();
+                let started = tokio::time::Instant::now();
+                let run = async {
+                    let df = self.ctx.execute_logical_plan(plan).await?;
+                    if returns_rows {
+                        Ok::<_, QueryError>(Some(df.execute_stream().await?))
+                    } else {
+                        Ok(None)
+                    }
+                };
+                let stream = match timeout {
+                    Some(limit) => tokio::time::timeout(limit, run)
+                        .await
+                        .map_err(|_| QueryError::Timeout)??,
+                    None => run.await?,
+                };
+                if let Some(stream) = stream {
+                    Ok(QueryOutput::Rows(match timeout {
+                        Some(limit) => Box::pin(Deadline::new(stream, started + limit)),
+                        None => stream,
+                    }))
                 } else {
                     Ok(QueryOutput::Command {
                         tag: prepared.command_tag(),
@@ -569,6 +604,47 @@ impl QuerySession {
     }
 }
 
+/// Ends a result stream with [`QueryError::Timeout`] once `statement_timeout`
+/// has passed, however the consumer paces its reads.
+struct Deadline {
+    inner: SendableRecordBatchStream,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    expired: bool,
+}
+
+impl Deadline {
+    fn new(inner: SendableRecordBatchStream, at: tokio::time::Instant) -> Self {
+        Self {
+            inner,
+            sleep: Box::pin(tokio::time::sleep_until(at)),
+            expired: false,
+        }
+    }
+}
+
+impl Stream for Deadline {
+    type Item = datafusion::error::Result<RecordBatch>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.expired {
+            return Poll::Ready(None);
+        }
+        if self.sleep.as_mut().poll(cx).is_ready() {
+            self.expired = true;
+            return Poll::Ready(Some(Err(DataFusionError::External(Box::new(
+                QueryError::Timeout,
+            )))));
+        }
+        self.inner.as_mut().poll_next(cx)
+    }
+}
+
+impl RecordBatchStream for Deadline {
+    fn schema(&self) -> SchemaRef {
+        self.inner.schema()
+    }
+}
+
 /// A one-shot stream of string rows (SHOW).
 fn rows(schema: SchemaRef, rows: Vec<Vec<String>>) -> QueryOutput {
     let columns = (0..schema.fields().len())
@@ -646,6 +722,13 @@ fn session_command(statement: &DfStatement) -> QueryResult<Option<SessionCommand
                 SessionCommand::Show(name)
             }
         }
+        ast::Statement::Reset(reset) => match &reset.reset {
+            ast::Reset::ALL => SessionCommand::ResetAll,
+            ast::Reset::ConfigurationParameter(name) => SessionCommand::Set {
+                name: name.to_string(),
+                value: None,
+            },
+        },
         ast::Statement::StartTransaction { .. } => SessionCommand::Begin,
         ast::Statement::Commit { .. } => SessionCommand::Commit,
         ast::Statement::Rollback {

@@ -6,6 +6,7 @@ mod cli;
 mod flight_sql;
 mod pgwire_errors;
 mod pgwire_queries;
+mod pgwire_session;
 mod pgwire_types;
 mod python_clients;
 mod tls;

@@ -18,7 +18,7 @@ pub(crate) fn to_status(err: &QueryError) -> Status {
         | QueryError::UndefinedDatabase(_)
         | QueryError::UndefinedObject(_) => Code::NotFound,
         QueryError::PermissionDenied(_) => Code::PermissionDenied,
-        QueryError::ReadOnly(_) => Code::FailedPrecondition,
+        QueryError::ReadOnly(_) | QueryError::TransactionAborted => Code::FailedPrecondition,
         QueryError::FeatureNotSupported(_) => Code::Unimplemented,
         QueryError::Source(_) => Code::Unavailable,
         QueryError::Cancelled => Code::Cancelled,

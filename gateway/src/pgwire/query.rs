@@ -191,6 +191,9 @@ impl PgConnection {
                 .prepare_statement(statement)
                 .await
                 .map_err(|e| to_pg_error(&e))?;
+            if *tx == TransactionStatus::Error && !prepared.ends_transaction() {
+                return Err(to_pg_error(&QueryError::TransactionAborted));
+            }
             let output = session
                 .execute(&prepared, None)
                 .await
@@ -203,6 +206,12 @@ impl PgConnection {
                     *tx = tx.to_in_transaction_state();
                 }
                 Response::TransactionEnd(tag) => {
+                    // COMMIT of a failed block rolls back, and says so.
+                    let tag = if *tx == TransactionStatus::Error {
+                        Tag::new("ROLLBACK")
+                    } else {
+                        tag
+                    };
                     send_execution_response(client, tag).await?;
                     *tx = tx.to_idle_state();
                 }
@@ -241,10 +250,13 @@ impl SimpleQueryHandler for PgConnection {
                 .await?;
         } else {
             let cancel = cancel_signal(client).await;
-            tokio::select! {
-                result = self.run_simple(client, &query.query, &mut tx) => result?,
-                _ = cancelled(cancel) => return Err(to_pg_error(&QueryError::Cancelled)),
-            }
+            let result = tokio::select! {
+                result = self.run_simple(client, &query.query, &mut tx) => result,
+                _ = cancelled(cancel) => Err(to_pg_error(&QueryError::Cancelled)),
+            };
+            // On error pgwire moves this status to "failed" when inside a block.
+            client.set_transaction_status(tx);
+            result?;
         }
         client.set_state(PgWireConnectionState::ReadyForQuery);
         client.set_transaction_status(tx);
@@ -284,6 +296,11 @@ impl ExtendedQueryHandler for PgConnection {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let statement = &portal.statement.statement;
+        if client.transaction_status() == TransactionStatus::Error
+            && !statement.prepared.ends_transaction()
+        {
+            return Err(to_pg_error(&QueryError::TransactionAborted));
+        }
         let params = if portal.parameter_len() == 0 && statement.param_types.is_empty() {
             None
         } else {

@@ -1,0 +1,77 @@
+//! Session behaviour: transaction blocks, statement_timeout, cancellation.
+
+use std::time::Duration;
+
+use meshgate_tests::TestMesh;
+
+/// Long enough to be stopped: 200^4 rows through a cross join.
+const SLOW: &str = "SELECT count(*) FROM members a, members b, members c, members d";
+
+fn code(err: &tokio_postgres::Error) -> Option<&str> {
+    err.code().map(|c| c.code())
+}
+
+#[tokio::test]
+async fn an_error_in_a_transaction_block_requires_rollback() {
+    let mesh = TestMesh::start().await;
+    let client = mesh.connect("members").await;
+    client.batch_execute("BEGIN").await.unwrap();
+    let err = client.simple_query("SELECT * FROM nope").await.unwrap_err();
+    assert_eq!(code(&err), Some("42P01"));
+    let err = client.simple_query("SELECT 1").await.unwrap_err();
+    assert_eq!(code(&err), Some("25P02"), "{err}");
+    let err = client.query("SELECT 1::bigint", &[]).await.unwrap_err();
+    assert_eq!(code(&err), Some("25P02"), "extended protocol too: {err}");
+    client.batch_execute("ROLLBACK").await.unwrap();
+    let rows = client.query("SELECT 1::bigint", &[]).await.unwrap();
+    assert_eq!(rows[0].get::<_, i64>(0), 1);
+    // Outside a block an error does not poison the session.
+    client.simple_query("SELECT * FROM nope").await.unwrap_err();
+    client.simple_query("SELECT 1").await.unwrap();
+}
+
+#[tokio::test]
+async fn statement_timeout_is_enforced() {
+    let mesh = TestMesh::start().await;
+    let client = mesh.connect("members").await;
+    client
+        .batch_execute("SET statement_timeout = 300")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let err = client.simple_query(SLOW).await.unwrap_err();
+    assert_eq!(code(&err), Some("57014"), "{err}");
+    let message = err
+        .as_db_error()
+        .map(|e| e.message().to_owned())
+        .unwrap_or_default();
+    assert!(message.contains("statement timeout"), "{message}");
+    let err = client.query(SLOW, &[]).await.unwrap_err();
+    assert_eq!(code(&err), Some("57014"), "extended: {err}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+    client
+        .batch_execute("RESET statement_timeout")
+        .await
+        .unwrap();
+    let row = client
+        .query_one("SELECT count(*) FROM members", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 200);
+}
+
+#[tokio::test]
+async fn cancel_request_stops_a_running_query() {
+    let mesh = TestMesh::start().await;
+    let client = mesh.connect("members").await;
+    let token = client.cancel_token();
+    let canceller = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        token.cancel_query(tokio_postgres::NoTls).await
+    });
+    let err = client.simple_query(SLOW).await.unwrap_err();
+    assert_eq!(code(&err), Some("57014"), "{err}");
+    canceller.await.unwrap().unwrap();
+    let rows = client.simple_query("SELECT 1").await.unwrap();
+    assert_eq!(rows.len(), 3, "connection usable after cancel");
+}
