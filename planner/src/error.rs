@@ -33,6 +33,10 @@ pub enum QueryError {
     #[error("{0}")]
     AmbiguousColumn(String),
     #[error("{0}")]
+    UndefinedCursor(String),
+    #[error("{0}")]
+    DuplicateCursor(String),
+    #[error("{0}")]
     PermissionDenied(String),
     /// The statement would change data or schema; meshgate only reads.
     #[error("{0}")]
@@ -78,6 +82,8 @@ impl QueryError {
             QueryError::UndefinedObject(_) => "42704",
             QueryError::UndefinedDatabase(_) => "3D000",
             QueryError::AmbiguousColumn(_) => "42702",
+            QueryError::UndefinedCursor(_) => "34000",
+            QueryError::DuplicateCursor(_) => "42P03",
             QueryError::PermissionDenied(_) => "42501",
             QueryError::ReadOnly(_) => "25006",
             QueryError::FeatureNotSupported(_) => "0A000",

@@ -25,8 +25,8 @@ mod settings;
 pub use error::{QueryError, QueryResult};
 pub use registry::{CatalogRegistry, CatalogSpec, RegistryError};
 pub use service::{
-    Identity, Prepared, QueryOutput, QueryService, QuerySession, SessionOptions, TableInfo,
-    TxEffect,
+    CopyFormat, CopyOptions, Identity, Prepared, QueryOutput, QueryService, QuerySession,
+    SessionOptions, TableInfo, TxEffect,
 };
 pub use settings::{SessionSettings, SERVER_VERSION};
 

@@ -107,6 +107,30 @@ pub(crate) fn install(
     // The session's real user, not a fixed name.
     ctx.register_udf(constant_udf("session_user", user.to_owned()));
     ctx.register_udf(constant_udf("version", version_string()));
+    ctx.register_udf(to_regtype_udf());
+    ctx.register_udf(datafusion::logical_expr::ScalarUDF::from(
+        JsonBuildObject::default(),
+    ));
+    // meshgate tables have no sequences, and every collation is visible.
+    ctx.register_udf(create_udf(
+        "pg_get_serial_sequence",
+        vec![DataType::Utf8, DataType::Utf8],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(|args: &[ColumnarValue]| {
+            let len = ColumnarValue::values_to_arrays(args)?[0].len();
+            Ok(ColumnarValue::Array(
+                datafusion::arrow::array::new_null_array(&DataType::Utf8, len),
+            ))
+        }),
+    ));
+    ctx.register_udf(create_udf(
+        "pg_collation_is_visible",
+        vec![DataType::Int32],
+        DataType::Boolean,
+        Volatility::Stable,
+        Arc::new(|_| Ok(ColumnarValue::Scalar(ScalarValue::Boolean(Some(true))))),
+    ));
     Ok(())
 }
 
@@ -140,5 +164,283 @@ impl CatalogProviderList for DatabaseScope {
         } else {
             None
         }
+    }
+}
+
+/// Built-in type names and their OIDs, for `to_regtype`.
+const TYPE_OIDS: &[(&str, i32)] = &[
+    ("bool", 16),
+    ("boolean", 16),
+    ("bytea", 17),
+    ("int8", 20),
+    ("bigint", 20),
+    ("int2", 21),
+    ("smallint", 21),
+    ("int4", 23),
+    ("integer", 23),
+    ("int", 23),
+    ("text", 25),
+    ("oid", 26),
+    ("json", 114),
+    ("float4", 700),
+    ("real", 700),
+    ("float8", 701),
+    ("double precision", 701),
+    ("varchar", 1043),
+    ("character varying", 1043),
+    ("date", 1082),
+    ("time", 1083),
+    ("timestamp", 1114),
+    ("timestamp without time zone", 1114),
+    ("timestamptz", 1184),
+    ("timestamp with time zone", 1184),
+    ("interval", 1186),
+    ("numeric", 1700),
+    ("decimal", 1700),
+    ("uuid", 2950),
+    ("jsonb", 3802),
+];
+
+/// `to_regtype(name)`: the type's OID, or NULL when there is no such type
+/// (drivers probe for extension types such as `hstore` this way).
+fn to_regtype_udf() -> datafusion::logical_expr::ScalarUDF {
+    use datafusion::arrow::array::{Array, AsArray, Int32Array};
+    create_udf(
+        "to_regtype",
+        vec![DataType::Utf8],
+        DataType::Int32,
+        Volatility::Stable,
+        Arc::new(|args: &[ColumnarValue]| {
+            let arrays = ColumnarValue::values_to_arrays(args)?;
+            let names = arrays[0].as_string::<i32>();
+            let oids: Int32Array = (0..names.len())
+                .map(|i| {
+                    if names.is_null(i) {
+                        return None;
+                    }
+                    let name = names
+                        .value(i)
+                        .trim()
+                        .trim_start_matches("pg_catalog.")
+                        .to_ascii_lowercase();
+                    TYPE_OIDS
+                        .iter()
+                        .find(|(n, _)| *n == name)
+                        .map(|(_, oid)| *oid)
+                })
+                .collect();
+            Ok(ColumnarValue::Array(Arc::new(oids)))
+        }),
+    )
+}
+
+/// Exact fragments of driver start-up queries that compare `regproc`
+/// columns with 0. `pg_type.typreceive`/`typsend` hold function names here
+/// (PostgreSQL shows `-` for "none"), so the comparison is made on the name.
+/// Source: the ADBC PostgreSQL driver's type-resolution query
+/// (`... WHERE (typreceive != 0 OR typsend != 0) AND typtype != 'r' ...`).
+const KNOWN_PROBES: &[(&str, &str)] = &[
+    (
+        "(typreceive != 0 OR typsend != 0)",
+        "(typreceive != '-' OR typsend != '-')",
+    ),
+    (
+        "typreceive::TEXT != 'array_recv'",
+        "typreceive != 'array_recv'",
+    ),
+];
+
+/// Apply [`KNOWN_PROBES`] to `sql`.
+pub(crate) fn rewrite_known_probes(sql: &str) -> std::borrow::Cow<'_, str> {
+    let mut out = std::borrow::Cow::Borrowed(sql);
+    for (from, to) in KNOWN_PROBES {
+        if out.contains(from) {
+            out = std::borrow::Cow::Owned(out.replace(from, to));
+        }
+    }
+    out
+}
+
+/// PostgreSQL allows any `LIKE ... ESCAPE 'c'`; DataFusion executes only the
+/// backslash. Once parameters are bound and constants folded, a pattern is a
+/// literal: this rule re-escapes it with backslashes (SQLAlchemy lists schemas
+/// with `NOT LIKE 'pg/_%' ESCAPE '/'`).
+#[derive(Debug, Default)]
+pub(crate) struct LikeEscapeRule;
+
+impl datafusion::optimizer::OptimizerRule for LikeEscapeRule {
+    fn name(&self) -> &str {
+        "meshgate_like_escape"
+    }
+
+    fn apply_order(&self) -> Option<datafusion::optimizer::ApplyOrder> {
+        Some(datafusion::optimizer::ApplyOrder::BottomUp)
+    }
+
+    fn rewrite(
+        &self,
+        plan: datafusion::logical_expr::LogicalPlan,
+        _config: &dyn datafusion::optimizer::OptimizerConfig,
+    ) -> datafusion::error::Result<
+        datafusion::common::tree_node::Transformed<datafusion::logical_expr::LogicalPlan>,
+    > {
+        use datafusion::common::tree_node::{Transformed, TreeNode};
+        use datafusion::logical_expr::Expr;
+        plan.map_expressions(|expr| {
+            expr.transform_up(|e| {
+                let Expr::Like(like) = &e else {
+                    return Ok(Transformed::no(e));
+                };
+                let Some(escape) = like.escape_char.filter(|c| *c != '\\') else {
+                    return Ok(Transformed::no(e));
+                };
+                // Keep the literal's string type: LIKE needs both sides alike.
+                let pattern = match like.pattern.as_ref() {
+                    Expr::Literal(ScalarValue::Utf8(Some(p)), _) => {
+                        ScalarValue::Utf8(Some(reescape(p, escape)))
+                    }
+                    Expr::Literal(ScalarValue::Utf8View(Some(p)), _) => {
+                        ScalarValue::Utf8View(Some(reescape(p, escape)))
+                    }
+                    Expr::Literal(ScalarValue::LargeUtf8(Some(p)), _) => {
+                        ScalarValue::LargeUtf8(Some(reescape(p, escape)))
+                    }
+                    _ => return Ok(Transformed::no(e)),
+                };
+                let mut like = like.clone();
+                like.pattern = Box::new(Expr::Literal(pattern, None));
+                like.escape_char = None;
+                Ok(Transformed::yes(Expr::Like(like)))
+            })
+        })
+    }
+}
+
+/// Rewrite a LIKE pattern escaped with `escape` into the backslash form.
+fn reescape(pattern: &str, escape: char) -> String {
+    let mut out = String::with_capacity(pattern.len() + 4);
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        if c == escape {
+            match chars.next() {
+                Some(n @ ('%' | '_')) => {
+                    out.push('\\');
+                    out.push(n);
+                }
+                Some('\\') => out.push_str("\\\\"),
+                Some(n) => out.push(n),
+                None => {}
+            }
+        } else if c == '\\' {
+            out.push_str("\\\\");
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_patterns_are_reescaped() {
+        assert_eq!(reescape("pg/_%", '/'), "pg\\_%");
+        assert_eq!(reescape("a//b", '/'), "a/b");
+        assert_eq!(reescape("a\\b", '/'), "a\\\\b");
+    }
+
+    #[test]
+    fn known_probes_are_rewritten_and_others_left_alone() {
+        let adbc = "SELECT oid FROM pg_catalog.pg_type WHERE (typreceive != 0 OR typsend != 0) AND typtype != 'r'";
+        assert!(rewrite_known_probes(adbc).contains("typreceive != '-'"));
+        assert!(matches!(
+            rewrite_known_probes("SELECT 1"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
+}
+
+/// `json_build_object(k1, v1, ...)` as JSON text.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct JsonBuildObject {
+    signature: datafusion::logical_expr::Signature,
+}
+
+impl Default for JsonBuildObject {
+    fn default() -> Self {
+        Self {
+            signature: datafusion::logical_expr::Signature::variadic_any(Volatility::Immutable),
+        }
+    }
+}
+
+impl datafusion::logical_expr::ScalarUDFImpl for JsonBuildObject {
+    fn name(&self) -> &str {
+        "json_build_object"
+    }
+
+    fn signature(&self) -> &datafusion::logical_expr::Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> datafusion::error::Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: datafusion::logical_expr::ScalarFunctionArgs,
+    ) -> datafusion::error::Result<ColumnarValue> {
+        use datafusion::arrow::array::StringBuilder;
+        if args.args.len() % 2 != 0 {
+            return datafusion::common::plan_err!("json_build_object needs key/value pairs");
+        }
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let mut out = StringBuilder::new();
+        for row in 0..args.number_rows {
+            let mut json = String::from("{");
+            for (i, pair) in arrays.chunks(2).enumerate() {
+                if i > 0 {
+                    json.push_str(", ");
+                }
+                let key = ScalarValue::try_from_array(&pair[0], row)?;
+                let value = ScalarValue::try_from_array(&pair[1], row)?;
+                json.push_str(&json_string(&key.to_string()));
+                json.push_str(" : ");
+                json.push_str(&json_value(&value));
+            }
+            json.push('}');
+            out.append_value(json);
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
+}
+
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn json_value(value: &ScalarValue) -> String {
+    if value.is_null() {
+        return "null".into();
+    }
+    match value {
+        ScalarValue::Boolean(Some(b)) => b.to_string(),
+        v if v.data_type().is_numeric() => v.to_string(),
+        v => json_string(&v.to_string()),
     }
 }

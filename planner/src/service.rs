@@ -14,6 +14,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::{DFParserBuilder, Statement as DfStatement};
 use datafusion::sql::sqlparser::ast::{self, Expr as SqlExpr, Set, Value as SqlValue};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -143,6 +144,7 @@ impl QueryService {
             .with_runtime_env(self.registry.runtime())
             .with_catalog_list(self.session_catalogs())
             .with_default_features()
+            .with_optimizer_rule(Arc::new(pg_compat::LikeEscapeRule))
             .build();
         let ctx = SessionContext::new_with_state(state);
         if options.postgres_catalog {
@@ -154,6 +156,7 @@ impl QueryService {
             catalog,
             settings,
             parser: self.parser.clone(),
+            cursors: Default::default(),
         };
         session.apply_search_path();
         Ok(session)
@@ -177,7 +180,10 @@ pub enum Prepared {
 /// Statements the session answers itself rather than DataFusion.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SessionCommand {
-    Set { name: String, value: Option<String> },
+    Set {
+        name: String,
+        value: Option<String>,
+    },
     ResetAll,
     Show(String),
     ShowAll,
@@ -185,6 +191,42 @@ pub enum SessionCommand {
     Commit,
     Rollback,
     DiscardAll,
+    Savepoint(String),
+    ReleaseSavepoint(String),
+    RollbackToSavepoint(String),
+    /// `DECLARE name CURSOR FOR query`
+    Declare {
+        name: String,
+        query: Box<ast::Query>,
+    },
+    /// `FETCH [n | ALL | NEXT] FROM name`; `None` = all remaining rows.
+    Fetch {
+        name: String,
+        count: Option<usize>,
+    },
+    /// `CLOSE name` / `CLOSE ALL`
+    Close(Option<String>),
+    /// `COPY (query) TO STDOUT` / `COPY table TO STDOUT`
+    CopyOut {
+        query: Box<ast::Query>,
+        options: CopyOptions,
+    },
+}
+
+/// How `COPY ... TO STDOUT` writes rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyOptions {
+    pub format: CopyFormat,
+    pub header: bool,
+    pub delimiter: Option<char>,
+    pub null: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyFormat {
+    Text,
+    Csv,
+    Binary,
 }
 
 impl Prepared {
@@ -244,7 +286,9 @@ impl Prepared {
         matches!(
             self,
             Prepared::Command {
-                command: SessionCommand::Commit | SessionCommand::Rollback,
+                command: SessionCommand::Commit
+                    | SessionCommand::Rollback
+                    | SessionCommand::RollbackToSavepoint(_),
                 ..
             }
         )
@@ -254,9 +298,10 @@ impl Prepared {
     pub fn returns_rows(&self) -> bool {
         match self {
             Prepared::Query { plan, .. } => returns_rows(plan),
-            Prepared::Command { command, .. } => {
-                matches!(command, SessionCommand::Show(_) | SessionCommand::ShowAll)
-            }
+            Prepared::Command { command, .. } => matches!(
+                command,
+                SessionCommand::Show(_) | SessionCommand::ShowAll | SessionCommand::Fetch { .. }
+            ),
             Prepared::Empty => false,
         }
     }
@@ -277,6 +322,13 @@ impl Prepared {
                 SessionCommand::Commit => "COMMIT".into(),
                 SessionCommand::Rollback => "ROLLBACK".into(),
                 SessionCommand::DiscardAll => "DISCARD ALL".into(),
+                SessionCommand::Savepoint(_) => "SAVEPOINT".into(),
+                SessionCommand::ReleaseSavepoint(_) => "RELEASE".into(),
+                SessionCommand::RollbackToSavepoint(_) => "ROLLBACK".into(),
+                SessionCommand::Declare { .. } => "DECLARE CURSOR".into(),
+                SessionCommand::Fetch { .. } => "FETCH".into(),
+                SessionCommand::Close(_) => "CLOSE CURSOR".into(),
+                SessionCommand::CopyOut { .. } => "COPY".into(),
             },
             Prepared::Empty => String::new(),
         }
@@ -306,6 +358,8 @@ pub enum TxEffect {
     None,
     Begin,
     End,
+    /// `ROLLBACK TO SAVEPOINT`: a failed block is usable again.
+    Recover,
 }
 
 /// What executing a statement produced.
@@ -317,7 +371,19 @@ pub enum QueryOutput {
         tag: String,
         tx: TxEffect,
     },
+    /// `COPY ... TO STDOUT`: rows to write in a COPY format.
+    CopyOut {
+        stream: SendableRecordBatchStream,
+        options: CopyOptions,
+    },
     Empty,
+}
+
+/// An open cursor: the rest of a result, read on demand.
+struct Cursor {
+    stream: SendableRecordBatchStream,
+    /// Rows read from the stream but not fetched yet.
+    pending: Option<RecordBatch>,
 }
 
 /// A table as metadata listings (Flight SQL GetTables, catalogs) show it.
@@ -338,6 +404,9 @@ pub struct QuerySession {
     catalog: String,
     settings: SessionSettings,
     parser: Arc<PostgresCompatibilityParser>,
+    /// Behind a mutex only so the session is `Sync`; `&mut self` methods
+    /// reach it without locking.
+    cursors: std::sync::Mutex<HashMap<String, Cursor>>,
 }
 
 impl QuerySession {
@@ -420,10 +489,74 @@ impl QuerySession {
         Ok(out)
     }
 
+    /// The columns `prepared` returns when run in this session (a FETCH
+    /// returns its cursor's columns).
+    pub fn describe(&self, prepared: &Prepared) -> SchemaRef {
+        if let Prepared::Command {
+            command: SessionCommand::Fetch { name, .. },
+            ..
+        } = prepared
+        {
+            if let Some(cursor) = self.cursors.lock().expect("cursor lock").get(name) {
+                return cursor.stream.schema();
+            }
+        }
+        prepared.output_schema()
+    }
+
+    /// Plan and start a query statement, returning its row stream.
+    async fn start(&self, query: &ast::Query) -> QueryResult<SendableRecordBatchStream> {
+        let statement =
+            DfStatement::Statement(Box::new(ast::Statement::Query(Box::new(query.clone()))));
+        let plan = self.ctx.state().statement_to_plan(statement).await?;
+        check_read_only(&plan)?;
+        Ok(self
+            .ctx
+            .execute_logical_plan(plan)
+            .await?
+            .execute_stream()
+            .await?)
+    }
+
+    /// Up to `count` rows (all when `None`) from the cursor `name`.
+    async fn fetch(&mut self, name: &str, count: Option<usize>) -> QueryResult<Vec<RecordBatch>> {
+        use futures::StreamExt;
+        let cursor = self
+            .cursors
+            .get_mut()
+            .expect("cursor lock")
+            .get_mut(name)
+            .ok_or_else(|| {
+                QueryError::UndefinedCursor(format!("cursor \"{name}\" does not exist"))
+            })?;
+        let mut wanted = count.unwrap_or(usize::MAX);
+        let mut out = Vec::new();
+        while wanted > 0 {
+            let batch = match cursor.pending.take() {
+                Some(batch) => batch,
+                None => match cursor.stream.next().await {
+                    Some(batch) => batch?,
+                    None => break,
+                },
+            };
+            if batch.num_rows() > wanted {
+                cursor.pending = Some(batch.slice(wanted, batch.num_rows() - wanted));
+                out.push(batch.slice(0, wanted));
+                wanted = 0;
+            } else {
+                wanted -= batch.num_rows();
+                out.push(batch);
+            }
+        }
+        Ok(out)
+    }
+
     /// Split SQL text into statements (PostgreSQL dialect, with the
     /// compatibility rewrites for PostgreSQL-only syntax). DataFusion's own
     /// statement forms (e.g. `RESET`) are tried when that parser refuses.
     pub fn parse(&self, sql: &str) -> QueryResult<Vec<DfStatement>> {
+        let sql = pg_compat::rewrite_known_probes(sql);
+        let sql = sql.as_ref();
         match self.parser.parse(sql) {
             Ok(statements) => Ok(statements
                 .into_iter()
@@ -475,7 +608,7 @@ impl QuerySession {
     ) -> QueryResult<QueryOutput> {
         match prepared {
             Prepared::Empty => Ok(QueryOutput::Empty),
-            Prepared::Command { command, .. } => self.run_command(command, prepared),
+            Prepared::Command { command, .. } => self.run_command(command, prepared).await,
             Prepared::Query { plan, .. } => {
                 let plan = match params {
                     Some(params) => plan.clone().with_param_values(params)?,
@@ -524,7 +657,7 @@ impl QuerySession {
         Ok(outputs)
     }
 
-    fn run_command(
+    async fn run_command(
         &mut self,
         command: &SessionCommand,
         prepared: &Prepared,
@@ -549,6 +682,9 @@ impl QuerySession {
                 TxEffect::None
             }
             SessionCommand::ResetAll | SessionCommand::DiscardAll => {
+                if matches!(command, SessionCommand::DiscardAll) {
+                    self.cursors.get_mut().expect("cursor lock").clear();
+                }
                 self.settings.reset_all();
                 self.apply_search_path();
                 TxEffect::None
@@ -567,7 +703,57 @@ impl QuerySession {
                 return Ok(rows(prepared.output_schema(), all));
             }
             SessionCommand::Begin => TxEffect::Begin,
-            SessionCommand::Commit | SessionCommand::Rollback => TxEffect::End,
+            SessionCommand::Commit | SessionCommand::Rollback => {
+                // Cursors without HOLD end with their transaction; meshgate
+                // keeps them all until CLOSE or the session ends.
+                TxEffect::End
+            }
+            SessionCommand::Savepoint(_) | SessionCommand::ReleaseSavepoint(_) => TxEffect::None,
+            SessionCommand::RollbackToSavepoint(_) => TxEffect::Recover,
+            SessionCommand::Declare { name, query } => {
+                let cursors = self.cursors.get_mut().expect("cursor lock");
+                if cursors.contains_key(name) {
+                    return Err(QueryError::DuplicateCursor(format!(
+                        "cursor \"{name}\" already exists"
+                    )));
+                }
+                let stream = self.start(query).await?;
+                self.cursors.get_mut().expect("cursor lock").insert(
+                    name.clone(),
+                    Cursor {
+                        stream,
+                        pending: None,
+                    },
+                );
+                TxEffect::None
+            }
+            SessionCommand::Fetch { name, count } => {
+                let schema = self.describe(prepared);
+                let batches = self.fetch(name, *count).await?;
+                let stream = stream::iter(batches.into_iter().map(Ok));
+                return Ok(QueryOutput::Rows(Box::pin(RecordBatchStreamAdapter::new(
+                    schema, stream,
+                ))));
+            }
+            SessionCommand::Close(name) => {
+                match name {
+                    Some(name) => {
+                        let cursors = self.cursors.get_mut().expect("cursor lock");
+                        cursors.remove(name).ok_or_else(|| {
+                            QueryError::UndefinedCursor(format!("cursor \"{name}\" does not exist"))
+                        })?;
+                    }
+                    None => self.cursors.get_mut().expect("cursor lock").clear(),
+                }
+                TxEffect::None
+            }
+            SessionCommand::CopyOut { query, options } => {
+                let stream = self.start(query).await?;
+                return Ok(QueryOutput::CopyOut {
+                    stream,
+                    options: options.clone(),
+                });
+            }
         };
         Ok(QueryOutput::Command { tag, tx })
     }
@@ -734,6 +920,62 @@ fn session_command(statement: &DfStatement) -> QueryResult<Option<SessionCommand
         ast::Statement::Rollback {
             savepoint: None, ..
         } => SessionCommand::Rollback,
+        ast::Statement::Rollback {
+            savepoint: Some(name),
+            ..
+        } => SessionCommand::RollbackToSavepoint(name.value.clone()),
+        ast::Statement::Savepoint { name } => SessionCommand::Savepoint(name.value.clone()),
+        ast::Statement::ReleaseSavepoint { name } => {
+            SessionCommand::ReleaseSavepoint(name.value.clone())
+        }
+        ast::Statement::Declare { stmts } => {
+            let [declare] = stmts.as_slice() else {
+                return Err(QueryError::FeatureNotSupported(
+                    "declare one cursor at a time".into(),
+                ));
+            };
+            let (Some(name), Some(query)) = (declare.names.first(), declare.for_query.as_ref())
+            else {
+                return Err(QueryError::FeatureNotSupported(format!(
+                    "{stmt} is not supported"
+                )));
+            };
+            if declare.scroll == Some(true) {
+                return Err(QueryError::FeatureNotSupported(
+                    "SCROLL cursors are not supported".into(),
+                ));
+            }
+            SessionCommand::Declare {
+                name: name.value.clone(),
+                query: query.clone(),
+            }
+        }
+        ast::Statement::Fetch {
+            name, direction, ..
+        } => SessionCommand::Fetch {
+            name: name.value.clone(),
+            count: fetch_count(direction)?,
+        },
+        ast::Statement::Close { cursor } => match cursor {
+            ast::CloseCursor::All => SessionCommand::Close(None),
+            ast::CloseCursor::Specific { name } => SessionCommand::Close(Some(name.value.clone())),
+        },
+        ast::Statement::Copy {
+            source,
+            to: true,
+            target: ast::CopyTarget::Stdout,
+            options,
+            legacy_options,
+            ..
+        } => SessionCommand::CopyOut {
+            query: copy_query(source)?,
+            options: copy_options(options, legacy_options)?,
+        },
+        ast::Statement::Copy { .. } => {
+            return Err(QueryError::ReadOnly(
+                "only COPY ... TO STDOUT is supported: meshgate is a read-only gateway".into(),
+            ))
+        }
         ast::Statement::Discard { object_type } => {
             if object_type.to_string().eq_ignore_ascii_case("all") {
                 SessionCommand::DiscardAll
@@ -746,6 +988,127 @@ fn session_command(statement: &DfStatement) -> QueryResult<Option<SessionCommand
         _ => return Ok(None),
     };
     Ok(Some(command))
+}
+
+fn fetch_count(direction: &ast::FetchDirection) -> QueryResult<Option<usize>> {
+    use ast::FetchDirection as D;
+    let number = |v: &ast::ValueWithSpan| -> QueryResult<usize> {
+        v.to_string()
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 0)
+            .map(|n| n as usize)
+            .ok_or_else(|| QueryError::FeatureNotSupported("cursor can only scan forward".into()))
+    };
+    match direction {
+        D::Next | D::First => Ok(Some(1)),
+        D::All | D::ForwardAll => Ok(None),
+        D::Count { limit } => number(limit).map(Some),
+        D::Forward { limit } => limit
+            .as_ref()
+            .map(number)
+            .transpose()
+            .map(|n| Some(n.unwrap_or(1))),
+        other => Err(QueryError::FeatureNotSupported(format!(
+            "FETCH {other} is not supported: cursors scan forward only"
+        ))),
+    }
+}
+
+fn copy_query(source: &ast::CopySource) -> QueryResult<Box<ast::Query>> {
+    use datafusion::sql::sqlparser::parser::Parser;
+    let sql = match source {
+        ast::CopySource::Query(query) => return Ok(query.clone()),
+        ast::CopySource::Table {
+            table_name,
+            columns,
+        } if columns.is_empty() => {
+            format!("SELECT * FROM {table_name}")
+        }
+        ast::CopySource::Table {
+            table_name,
+            columns,
+        } => format!(
+            "SELECT {} FROM {table_name}",
+            columns
+                .iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let statement = Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(&sql)
+        .and_then(|mut p| p.parse_statement())?;
+    match statement {
+        ast::Statement::Query(query) => Ok(query),
+        _ => Err(QueryError::Internal(
+            "COPY source did not parse as a query".into(),
+        )),
+    }
+}
+
+fn copy_options(
+    options: &[ast::CopyOption],
+    legacy: &[ast::CopyLegacyOption],
+) -> QueryResult<CopyOptions> {
+    let mut out = CopyOptions {
+        format: CopyFormat::Text,
+        header: false,
+        delimiter: None,
+        null: None,
+    };
+    for option in options {
+        match option {
+            ast::CopyOption::Format(f) => {
+                out.format = match f.value.to_ascii_lowercase().as_str() {
+                    "text" => CopyFormat::Text,
+                    "csv" => CopyFormat::Csv,
+                    "binary" => CopyFormat::Binary,
+                    other => {
+                        return Err(QueryError::InvalidParameter(format!(
+                            "COPY format \"{other}\" not recognized"
+                        )))
+                    }
+                }
+            }
+            ast::CopyOption::Header(h) => out.header = *h,
+            ast::CopyOption::Delimiter(d) => out.delimiter = Some(*d),
+            ast::CopyOption::Null(n) => out.null = Some(n.clone()),
+            other => {
+                return Err(QueryError::FeatureNotSupported(format!(
+                    "COPY option {other} is not supported"
+                )))
+            }
+        }
+    }
+    for option in legacy {
+        match option {
+            ast::CopyLegacyOption::Binary => out.format = CopyFormat::Binary,
+            ast::CopyLegacyOption::Csv(csv) => {
+                out.format = CopyFormat::Csv;
+                for option in csv {
+                    match option {
+                        ast::CopyLegacyCsvOption::Header => out.header = true,
+                        other => {
+                            return Err(QueryError::FeatureNotSupported(format!(
+                                "COPY option {other} is not supported"
+                            )))
+                        }
+                    }
+                }
+            }
+            ast::CopyLegacyOption::Delimiter(d) => out.delimiter = Some(*d),
+            ast::CopyLegacyOption::Null(n) => out.null = Some(n.clone()),
+            ast::CopyLegacyOption::Header => out.header = true,
+            other => {
+                return Err(QueryError::FeatureNotSupported(format!(
+                    "COPY option {other} is not supported"
+                )))
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The textual value of `SET x = v1, v2`; `None` for `DEFAULT`.

@@ -202,3 +202,28 @@ async fn psql_meta_commands_describe_the_mesh() {
         assert!(ok && out.contains("PostgreSQL 16"), "{out}{err}");
     });
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_copy_to_stdout_writes_csv_and_text() {
+    let mesh = TestMesh::start().await;
+    let mesh = &mesh;
+    tokio::task::block_in_place(|| {
+        let (ok, out, err) = psql(
+            mesh,
+            "members",
+            "\\copy (SELECT member_id, state FROM members ORDER BY member_id LIMIT 3) TO STDOUT WITH CSV HEADER",
+        );
+        assert!(ok, "{err}");
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], "member_id,state");
+        assert_eq!(lines.len(), 4, "{out}");
+        assert!(lines[1].starts_with("1000,"), "{out}");
+        let (ok, out, err) = psql(
+            mesh,
+            "members",
+            "COPY (SELECT 1::bigint AS a, NULL::text AS b) TO STDOUT",
+        );
+        assert!(ok, "{err}");
+        assert_eq!(out.trim_end(), "1\t\\N");
+    });
+}

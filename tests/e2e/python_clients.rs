@@ -48,3 +48,16 @@ async fn adbc_flight_sql() {
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_drivers() {
+    let mesh = TestMesh::start().await;
+    let addr = mesh.pgwire_addr();
+    let env = vec![
+        ("MESHGATE_PG_HOST", addr.ip().to_string()),
+        ("MESHGATE_PG_PORT", addr.port().to_string()),
+    ];
+    tokio::task::spawn_blocking(move || pytest("test_pg_clients.py", &env))
+        .await
+        .unwrap();
+}

@@ -10,13 +10,15 @@ pub(crate) fn to_status(err: &QueryError) -> Status {
         | QueryError::UndefinedColumn(_)
         | QueryError::UndefinedFunction(_)
         | QueryError::AmbiguousColumn(_)
+        | QueryError::DuplicateCursor(_)
         | QueryError::InvalidParameter(_)
         | QueryError::Semantic(_)
         | QueryError::Data { .. } => Code::InvalidArgument,
         QueryError::UndefinedTable(_)
         | QueryError::UndefinedSchema(_)
         | QueryError::UndefinedDatabase(_)
-        | QueryError::UndefinedObject(_) => Code::NotFound,
+        | QueryError::UndefinedObject(_)
+        | QueryError::UndefinedCursor(_) => Code::NotFound,
         QueryError::PermissionDenied(_) => Code::PermissionDenied,
         QueryError::ReadOnly(_) | QueryError::TransactionAborted => Code::FailedPrecondition,
         QueryError::FeatureNotSupported(_) => Code::Unimplemented,

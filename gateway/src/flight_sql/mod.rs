@@ -200,6 +200,11 @@ impl FlightSqlFrontend {
                     rows.map_err(|e| FlightError::Tonic(Box::new(to_status(&QueryError::from(e))))),
                 ),
             ),
+            QueryOutput::CopyOut { .. } => {
+                return Err(to_status(&QueryError::FeatureNotSupported(
+                    "COPY TO STDOUT is a PostgreSQL protocol feature; Flight SQL streams results directly".into(),
+                )))
+            }
             QueryOutput::Command { .. } | QueryOutput::Empty => {
                 (Arc::new(Schema::empty()), Box::pin(stream::empty()))
             }

@@ -17,11 +17,12 @@ use async_trait::async_trait;
 use futures::channel::oneshot;
 use futures::Sink;
 use futures::SinkExt;
-use meshgate_planner::datafusion::arrow::datatypes::DataType;
+use meshgate_planner::datafusion::arrow::datatypes::{DataType, SchemaRef};
 use meshgate_planner::{
     Identity, Prepared, QueryError, QueryOutput, QueryService, QuerySession, SessionOptions,
     TxEffect,
 };
+use pgwire::api::copy::send_copy_out_response;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{
     send_execution_response, send_query_response, send_ready_for_query, ExtendedQueryHandler,
@@ -46,6 +47,8 @@ use super::errors::to_pg_error;
 pub(crate) struct PgStatement {
     prepared: Prepared,
     param_types: Vec<Option<DataType>>,
+    /// The result columns, as the session described them at Parse.
+    columns: SchemaRef,
 }
 
 /// The session of one connection, opened lazily.
@@ -144,8 +147,11 @@ fn to_response(
         QueryOutput::Command { tag, tx } => match tx {
             TxEffect::Begin => Response::TransactionStart(Tag::new(&tag)),
             TxEffect::End => Response::TransactionEnd(Tag::new(&tag)),
-            TxEffect::None => Response::Execution(Tag::new(&tag)),
+            TxEffect::None | TxEffect::Recover => Response::Execution(Tag::new(&tag)),
         },
+        QueryOutput::CopyOut { stream, options } => {
+            Response::CopyOut(encode::copy_response(stream, &options)?)
+        }
         QueryOutput::Empty => Response::EmptyQuery,
     })
 }
@@ -198,8 +204,18 @@ impl PgConnection {
                 .execute(&prepared, None)
                 .await
                 .map_err(|e| to_pg_error(&e))?;
+            if let QueryOutput::Command {
+                tx: TxEffect::Recover,
+                ..
+            } = &output
+            {
+                if *tx == TransactionStatus::Error {
+                    *tx = TransactionStatus::Transaction;
+                }
+            }
             match to_response(output, &prepared, &Format::UnifiedText, options.clone())? {
                 Response::Query(rows) => send_query_response(client, rows, true).await?,
+                Response::CopyOut(copy) => send_copy_out_response(client, copy).await?,
                 Response::Execution(tag) => send_execution_response(client, tag).await?,
                 Response::TransactionStart(tag) => {
                     send_execution_response(client, tag).await?;
@@ -343,9 +359,11 @@ impl QueryParser for PgParser {
         let session = self.slot.lock(client).await?;
         let prepared = session.prepare(sql).await.map_err(|e| to_pg_error(&e))?;
         let param_types = prepared.parameter_types().map_err(|e| to_pg_error(&e))?;
+        let columns = session.describe(&prepared);
         Ok(Some(PgStatement {
             prepared,
             param_types,
+            columns,
         }))
     }
 
@@ -369,7 +387,7 @@ impl QueryParser for PgParser {
             return Ok(vec![]);
         }
         encode::fields(
-            &stmt.prepared.output_schema(),
+            &stmt.columns,
             column_format.unwrap_or(&Format::UnifiedText),
             None,
         )
