@@ -1,5 +1,6 @@
-//! Python clients (from PyPI, installed by `.ci/run` into a virtualenv) against
-//! a live gateway. Their pytest output goes straight to the test log.
+//! Python clients (from PyPI, installed by `.ci/run` into a virtualenv) and
+//! node-postgres (from npm, installed by `.ci/run` into `tests/node`) against a
+//! live gateway. Their test output goes straight to the test log.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -60,4 +61,32 @@ async fn postgres_drivers() {
     tokio::task::spawn_blocking(move || pytest("test_pg_clients.py", &env))
         .await
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_postgres() {
+    let mesh = TestMesh::start().await;
+    let addr = mesh.pgwire_addr();
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("node");
+    assert!(
+        dir.join("node_modules/pg").exists(),
+        "node-postgres is not installed: run .ci/run once (it runs npm install in tests/node)"
+    );
+    let status = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .args(["--test", "test_pg.mjs"])
+            .current_dir(&dir)
+            .env("MESHGATE_PG_HOST", addr.ip().to_string())
+            .env("MESHGATE_PG_PORT", addr.port().to_string())
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::inherit())
+            .status()
+            .expect("run node")
+    })
+    .await
+    .unwrap();
+    assert!(
+        status.success(),
+        "node-postgres tests failed (see their output above)"
+    );
 }
