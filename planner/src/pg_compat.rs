@@ -20,6 +20,7 @@ use datafusion_pg_catalog::pg_catalog::context::{PgCatalogContextProvider, Role}
 use datafusion_pg_catalog::pg_catalog::{PgCatalogSchemaProvider, PgCatalogStaticTables};
 
 use crate::settings::SERVER_VERSION;
+use crate::SessionSettings;
 use crate::{QueryError, QueryResult};
 
 /// The users meshgate knows, shown as login roles in `pg_roles`/`pg_user`.
@@ -81,6 +82,7 @@ pub(crate) fn install(
     catalog: &str,
     user: &str,
     roles: RoleDirectory,
+    settings: Arc<std::sync::RwLock<SessionSettings>>,
 ) -> QueryResult<()> {
     let internal =
         |e: &dyn std::fmt::Display| QueryError::Internal(format!("cannot set up pg_catalog: {e}"));
@@ -108,6 +110,8 @@ pub(crate) fn install(
     ctx.register_udf(constant_udf("session_user", user.to_owned()));
     ctx.register_udf(constant_udf("version", version_string()));
     ctx.register_udf(to_regtype_udf());
+    ctx.register_udf(current_setting_udf(settings));
+    register_oid_functions(ctx, user);
     ctx.register_udf(datafusion::logical_expr::ScalarUDF::from(
         JsonBuildObject::default(),
     ));
@@ -442,5 +446,148 @@ fn json_value(value: &ScalarValue) -> String {
         ScalarValue::Boolean(Some(b)) => b.to_string(),
         v if v.data_type().is_numeric() => v.to_string(),
         v => json_string(&v.to_string()),
+    }
+}
+
+/// `current_setting(name)`: the session's live value of a setting.
+fn current_setting_udf(
+    settings: Arc<std::sync::RwLock<SessionSettings>>,
+) -> datafusion::logical_expr::ScalarUDF {
+    use datafusion::arrow::array::{Array, AsArray, StringArray};
+    create_udf(
+        "current_setting",
+        vec![DataType::Utf8],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(move |args: &[ColumnarValue]| {
+            let arrays = ColumnarValue::values_to_arrays(args)?;
+            let names = arrays[0].as_string::<i32>();
+            let settings = settings.read().expect("settings lock");
+            let values = (0..names.len())
+                .map(|i| {
+                    if names.is_null(i) {
+                        return Ok(None);
+                    }
+                    settings
+                        .get(names.value(i))
+                        .map(|v| Some(v.to_owned()))
+                        .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))
+                })
+                .collect::<datafusion::error::Result<StringArray>>()?;
+            Ok(ColumnarValue::Array(Arc::new(values)))
+        }),
+    )
+}
+
+/// Functions taking an OID, accepting any integer (PostgreSQL integer
+/// literals are int4, DataFusion's int8), answered for meshgate's catalogs:
+/// no object carries a comment, every visible table is visible.
+fn register_oid_functions(ctx: &SessionContext, user: &str) {
+    use datafusion::logical_expr::{Signature, TypeSignature};
+    let int_args = |n: usize| {
+        Signature::one_of(
+            vec![
+                TypeSignature::Uniform(n, vec![DataType::Int32, DataType::Int64, DataType::UInt32]),
+                TypeSignature::Any(n),
+            ],
+            Volatility::Stable,
+        )
+    };
+    let constant = |name: &str, n: usize, ty: DataType, value: ScalarValue| {
+        datafusion::logical_expr::ScalarUDF::from(ConstantFn {
+            name: name.to_owned(),
+            signature: int_args(n),
+            ty,
+            value,
+        })
+    };
+    ctx.register_udf(constant(
+        "shobj_description",
+        2,
+        DataType::Utf8,
+        ScalarValue::Utf8(None),
+    ));
+    ctx.register_udf(constant(
+        "col_description",
+        2,
+        DataType::Utf8,
+        ScalarValue::Utf8(None),
+    ));
+    ctx.register_udf(constant(
+        "pg_table_is_visible",
+        1,
+        DataType::Boolean,
+        ScalarValue::Boolean(Some(true)),
+    ));
+    ctx.register_udf(constant(
+        "pg_type_is_visible",
+        1,
+        DataType::Boolean,
+        ScalarValue::Boolean(Some(true)),
+    ));
+    ctx.register_udf(constant(
+        "pg_get_userbyid",
+        1,
+        DataType::Utf8,
+        ScalarValue::Utf8(Some(user.to_owned())),
+    ));
+    ctx.register_udf(constant(
+        "pg_encoding_to_char",
+        1,
+        DataType::Utf8,
+        ScalarValue::Utf8(Some("UTF8".into())),
+    ));
+    for (name, signature, ty, value) in [
+        // obj_description(oid) and obj_description(oid, 'pg_class').
+        (
+            "obj_description",
+            Signature::variadic_any(Volatility::Stable),
+            DataType::Utf8,
+            ScalarValue::Utf8(None),
+        ),
+        // asyncpg's connection reset; meshgate takes no advisory locks.
+        (
+            "pg_advisory_unlock_all",
+            Signature::nullary(Volatility::Volatile),
+            DataType::Boolean,
+            ScalarValue::Boolean(Some(true)),
+        ),
+    ] {
+        ctx.register_udf(datafusion::logical_expr::ScalarUDF::from(ConstantFn {
+            name: name.to_owned(),
+            signature,
+            ty,
+            value,
+        }));
+    }
+}
+
+/// A function of any arguments that always returns one value.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ConstantFn {
+    name: String,
+    signature: datafusion::logical_expr::Signature,
+    ty: DataType,
+    value: ScalarValue,
+}
+
+impl datafusion::logical_expr::ScalarUDFImpl for ConstantFn {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn signature(&self) -> &datafusion::logical_expr::Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> datafusion::error::Result<DataType> {
+        Ok(self.ty.clone())
+    }
+
+    fn invoke_with_args(
+        &self,
+        _args: datafusion::logical_expr::ScalarFunctionArgs,
+    ) -> datafusion::error::Result<ColumnarValue> {
+        Ok(ColumnarValue::Scalar(self.value.clone()))
     }
 }

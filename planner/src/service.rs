@@ -147,8 +147,15 @@ impl QueryService {
             .with_optimizer_rule(Arc::new(pg_compat::LikeEscapeRule))
             .build();
         let ctx = SessionContext::new_with_state(state);
+        let settings = Arc::new(std::sync::RwLock::new(settings));
         if options.postgres_catalog {
-            pg_compat::install(&ctx, &catalog, &identity.user, self.roles.clone())?;
+            pg_compat::install(
+                &ctx,
+                &catalog,
+                &identity.user,
+                self.roles.clone(),
+                settings.clone(),
+            )?;
         }
         let mut session = QuerySession {
             identity,
@@ -206,6 +213,8 @@ pub enum SessionCommand {
     },
     /// `CLOSE name` / `CLOSE ALL`
     Close(Option<String>),
+    /// Accepted with nothing to do; the command tag to answer.
+    Noop(String),
     /// `COPY (query) TO STDOUT` / `COPY table TO STDOUT`
     CopyOut {
         query: Box<ast::Query>,
@@ -329,6 +338,7 @@ impl Prepared {
                 SessionCommand::Fetch { .. } => "FETCH".into(),
                 SessionCommand::Close(_) => "CLOSE CURSOR".into(),
                 SessionCommand::CopyOut { .. } => "COPY".into(),
+                SessionCommand::Noop(tag) => tag.clone(),
             },
             Prepared::Empty => String::new(),
         }
@@ -402,7 +412,8 @@ pub struct QuerySession {
     identity: Identity,
     ctx: SessionContext,
     catalog: String,
-    settings: SessionSettings,
+    /// Shared with the session's `current_setting()` function.
+    settings: Arc<std::sync::RwLock<SessionSettings>>,
     parser: Arc<PostgresCompatibilityParser>,
     /// Behind a mutex only so the session is `Sync`; `&mut self` methods
     /// reach it without locking.
@@ -414,8 +425,9 @@ impl QuerySession {
         &self.identity
     }
 
-    pub fn settings(&self) -> &SessionSettings {
-        &self.settings
+    /// A snapshot of the session's settings.
+    pub fn settings(&self) -> SessionSettings {
+        self.settings.read().expect("settings lock").clone()
     }
 
     /// The catalog unqualified names resolve in (the connection's database).
@@ -615,7 +627,11 @@ impl QuerySession {
                     None => plan.clone(),
                 };
                 let returns_rows = returns_rows(&plan);
-                let timeout = self.settings.statement_timeout();
+                let timeout = self
+                    .settings
+                    .read()
+                    .expect("settings lock")
+                    .statement_timeout();
                 let started = tokio::time::Instant::now();
                 let run = async {
                     let df = self.ctx.execute_logical_plan(plan).await?;
@@ -665,12 +681,20 @@ impl QuerySession {
         let tag = prepared.command_tag();
         let tx = match command {
             SessionCommand::Set { name, value } => {
-                self.settings.set(name, value.as_deref())?;
+                self.settings
+                    .write()
+                    .expect("settings lock")
+                    .set(name, value.as_deref())?;
                 if name.eq_ignore_ascii_case("search_path") {
                     self.apply_search_path();
                 }
                 if name.eq_ignore_ascii_case("timezone") {
-                    let tz = self.settings.get("TimeZone")?.to_owned();
+                    let tz = self
+                        .settings
+                        .read()
+                        .expect("settings lock")
+                        .get("TimeZone")?
+                        .to_owned();
                     self.ctx
                         .state_ref()
                         .write()
@@ -685,17 +709,24 @@ impl QuerySession {
                 if matches!(command, SessionCommand::DiscardAll) {
                     self.cursors.get_mut().expect("cursor lock").clear();
                 }
-                self.settings.reset_all();
+                self.settings.write().expect("settings lock").reset_all();
                 self.apply_search_path();
                 TxEffect::None
             }
             SessionCommand::Show(name) => {
-                let value = self.settings.get(name)?.to_owned();
+                let value = self
+                    .settings
+                    .read()
+                    .expect("settings lock")
+                    .get(name)?
+                    .to_owned();
                 return Ok(rows(prepared.output_schema(), vec![vec![value]]));
             }
             SessionCommand::ShowAll => {
                 let all = self
                     .settings
+                    .read()
+                    .expect("settings lock")
                     .all()
                     .into_iter()
                     .map(|(n, v, d)| vec![n, v, d])
@@ -708,7 +739,9 @@ impl QuerySession {
                 // keeps them all until CLOSE or the session ends.
                 TxEffect::End
             }
-            SessionCommand::Savepoint(_) | SessionCommand::ReleaseSavepoint(_) => TxEffect::None,
+            SessionCommand::Savepoint(_)
+            | SessionCommand::ReleaseSavepoint(_)
+            | SessionCommand::Noop(_) => TxEffect::None,
             SessionCommand::RollbackToSavepoint(_) => TxEffect::Recover,
             SessionCommand::Declare { name, query } => {
                 let cursors = self.cursors.get_mut().expect("cursor lock");
@@ -764,6 +797,8 @@ impl QuerySession {
         let catalog = self.ctx.catalog(&self.catalog);
         let chosen = self
             .settings
+            .read()
+            .expect("settings lock")
             .search_path()
             .into_iter()
             .map(|s| {
@@ -883,6 +918,9 @@ fn session_command(statement: &DfStatement) -> QueryResult<Option<SessionCommand
                 name: "client_encoding".into(),
                 value: Some(charset_name.value.clone()),
             },
+            // Every transaction here is a read-only snapshot per statement;
+            // the requested characteristics are accepted as they are met.
+            Set::SetTransaction { .. } => SessionCommand::Noop("SET".into()),
             other => {
                 return Err(QueryError::FeatureNotSupported(format!(
                     "{other} is not supported"
@@ -916,6 +954,10 @@ fn session_command(statement: &DfStatement) -> QueryResult<Option<SessionCommand
             },
         },
         ast::Statement::StartTransaction { .. } => SessionCommand::Begin,
+        ast::Statement::Deallocate { name, .. } if name.value.eq_ignore_ascii_case("all") => {
+            SessionCommand::Noop("DEALLOCATE ALL".into())
+        }
+        ast::Statement::UNLISTEN { .. } => SessionCommand::Noop("UNLISTEN".into()),
         ast::Statement::Commit { .. } => SessionCommand::Commit,
         ast::Statement::Rollback {
             savepoint: None, ..

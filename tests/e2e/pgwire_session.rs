@@ -75,3 +75,69 @@ async fn cancel_request_stops_a_running_query() {
     let rows = client.simple_query("SELECT 1").await.unwrap();
     assert_eq!(rows.len(), 3, "connection usable after cancel");
 }
+
+/// Functions and statements drivers and BI tools send while connecting.
+#[tokio::test]
+async fn postgres_functions_and_session_statements_answer_like_postgresql() {
+    let mesh = TestMesh::start().await;
+    let client = mesh.connect("members").await;
+    let cases: &[(&str, Option<&str>)] = &[
+        ("SELECT current_setting('DateStyle')", Some("ISO, MDY")),
+        ("SELECT current_database()", Some("members")),
+        ("SELECT current_user", Some("analyst")),
+        ("SELECT pg_get_userbyid(10)", Some("analyst")),
+        ("SELECT pg_encoding_to_char(6)", Some("UTF8")),
+        ("SELECT format_type(23, NULL)", Some("integer")),
+        ("SELECT quote_ident('a b')", Some("\"a b\"")),
+        ("SELECT obj_description(0, 'pg_class')", None),
+        ("SELECT col_description(0, 1)", None),
+        ("SELECT to_regtype('int4')", Some("23")),
+        ("SELECT to_regtype('hstore')", None),
+        ("SELECT has_table_privilege('members', 'SELECT')", Some("t")),
+        ("SHOW transaction isolation level", Some("read committed")),
+        (
+            "SELECT tablename FROM pg_catalog.pg_tables WHERE schemaname = 'public'",
+            Some("members"),
+        ),
+        ("SELECT rolname FROM pg_catalog.pg_roles", Some("analyst")),
+    ];
+    for (sql, expected) in cases {
+        let messages = client
+            .simple_query(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+        let value = messages.iter().find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(r.get(0).map(str::to_owned)),
+            _ => None,
+        });
+        assert_eq!(value, Some(expected.map(str::to_owned)), "{sql}");
+    }
+    for statement in [
+        "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ COMMITTED",
+        "START TRANSACTION READ ONLY",
+        "SAVEPOINT s1",
+        "RELEASE SAVEPOINT s1",
+        "COMMIT",
+        "DISCARD ALL",
+        "DEALLOCATE ALL",
+        "UNLISTEN *",
+        "SELECT pg_advisory_unlock_all()",
+        "RESET ALL",
+    ] {
+        client
+            .batch_execute(statement)
+            .await
+            .unwrap_or_else(|e| panic!("{statement}: {e:?}"));
+    }
+    client
+        .batch_execute("SET search_path = public")
+        .await
+        .unwrap();
+    let rows = client
+        .simple_query("SELECT current_setting('search_path')")
+        .await
+        .unwrap();
+    assert!(
+        matches!(&rows[1], tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("public"))
+    );
+}
