@@ -28,6 +28,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use meshgate_connectors::ConnectorRegistry;
+use meshgate_planner::policy::{Policy, PolicyError};
 use meshgate_planner::{CatalogRegistry, CatalogSpec, RegistryError};
 use serde::Deserialize;
 use thiserror::Error;
@@ -67,6 +68,8 @@ pub struct Config {
     pub users: BTreeMap<String, UserConfig>,
     #[serde(default)]
     pub catalogs: BTreeMap<String, CatalogConfig>,
+    /// The access policy; without one every user reads every table.
+    pub policy: Option<PolicyConfig>,
     /// Directory relative paths resolve against (the file's own directory).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -160,6 +163,13 @@ fn default_token_ttl() -> u64 {
 pub struct UserConfig {
     /// A password hash from `meshgate hash-password`, never the password itself.
     pub password: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// A TOML policy document (see the `meshgate-policy` crate).
+    pub file: PathBuf,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -273,7 +283,28 @@ impl Config {
             }
         }
         CatalogRegistry::validate(&self.catalog_specs(), &ConnectorRegistry::builtin())
-            .map_err(|e| self.registry_error(e))
+            .map_err(|e| self.registry_error(e))?;
+        self.load_policy()?;
+        Ok(())
+    }
+
+    /// Read and validate the policy file, if one is configured. Errors name
+    /// the policy file and the key inside it.
+    pub fn load_policy(&self) -> Result<Option<Policy>, ConfigError> {
+        let Some(policy) = &self.policy else {
+            return Ok(None);
+        };
+        let path = self.resolve_path(&policy.file);
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Io {
+            file: file.clone(),
+            source,
+        })?;
+        Policy::from_toml(&text)
+            .map(Some)
+            .map_err(
+                |PolicyError::Invalid { key, problem }| ConfigError::Invalid { file, key, problem },
+            )
     }
 
     /// Turn a catalog-building error into one that names the config key.

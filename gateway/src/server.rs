@@ -57,10 +57,13 @@ impl Gateway {
         )
         .await
         .map_err(|e| config.registry_error(e))?;
-        let service = Arc::new(
+        let mut service =
             QueryService::new(Arc::new(registry), config.server.default_catalog.clone())
-                .with_roles(config.users.keys().cloned().collect()),
-        );
+                .with_roles(config.users.keys().cloned().collect());
+        if let Some(policy) = config.load_policy()? {
+            service = service.with_policy(policy);
+        }
+        let service = Arc::new(service);
         let users = Arc::new(UserStore::from_config(&config));
         Ok(Self {
             config,

@@ -12,17 +12,28 @@ use std::sync::{Arc, RwLock};
 use datafusion::catalog::{CatalogProvider, SchemaProvider};
 use datafusion::error::Result;
 
+use crate::access::{AccessGuard, GuardedSchema};
+
 #[derive(Debug)]
 pub(crate) struct SessionCatalog {
+    name: String,
     shared: Arc<dyn CatalogProvider>,
     local: RwLock<HashMap<String, Arc<dyn SchemaProvider>>>,
+    /// The access policy, when one is configured.
+    guard: Option<Arc<AccessGuard>>,
 }
 
 impl SessionCatalog {
-    pub(crate) fn new(shared: Arc<dyn CatalogProvider>) -> Self {
+    pub(crate) fn new(
+        name: impl Into<String>,
+        shared: Arc<dyn CatalogProvider>,
+        guard: Option<Arc<AccessGuard>>,
+    ) -> Self {
         Self {
+            name: name.into(),
             shared,
             local: RwLock::new(HashMap::new()),
+            guard,
         }
     }
 }
@@ -42,7 +53,16 @@ impl CatalogProvider for SessionCatalog {
         if let Some(schema) = self.local.read().expect("schema lock").get(name) {
             return Some(schema.clone());
         }
-        self.shared.schema(name)
+        let schema = self.shared.schema(name)?;
+        Some(match &self.guard {
+            Some(guard) => Arc::new(GuardedSchema {
+                inner: schema,
+                catalog: self.name.clone(),
+                schema: name.to_owned(),
+                guard: guard.clone(),
+            }),
+            None => schema,
+        })
     }
 
     fn register_schema(
@@ -69,8 +89,8 @@ mod tests {
         shared
             .register_schema("public", Arc::new(MemorySchemaProvider::new()))
             .unwrap();
-        let a = SessionCatalog::new(shared.clone());
-        let b = SessionCatalog::new(shared.clone());
+        let a = SessionCatalog::new("c", shared.clone(), None);
+        let b = SessionCatalog::new("c", shared.clone(), None);
         a.register_schema("pg_catalog", Arc::new(MemorySchemaProvider::new()))
             .unwrap();
         assert!(a.schema("pg_catalog").is_some());

@@ -15,6 +15,7 @@
 //!   (`SET search_path`, `SHOW`, `BEGIN`, ...) are handled here so every
 //!   protocol gets the same answers.
 
+mod access;
 mod catalog_view;
 mod error;
 mod pg_compat;
@@ -32,3 +33,4 @@ pub use settings::{SessionSettings, SERVER_VERSION};
 
 /// Re-exported so front ends name Arrow and DataFusion types through one path.
 pub use datafusion;
+pub use meshgate_policy as policy;

@@ -398,7 +398,7 @@ impl datafusion::logical_expr::ScalarUDFImpl for JsonBuildObject {
         args: datafusion::logical_expr::ScalarFunctionArgs,
     ) -> datafusion::error::Result<ColumnarValue> {
         use datafusion::arrow::array::StringBuilder;
-        if args.args.len() % 2 != 0 {
+        if !args.args.len().is_multiple_of(2) {
             return datafusion::common::plan_err!("json_build_object needs key/value pairs");
         }
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;

@@ -23,11 +23,13 @@ use datafusion::error::DataFusionError;
 use datafusion::physical_plan::RecordBatchStream;
 use futures::{stream, Stream};
 
+use crate::access::AccessGuard;
 use crate::catalog_view::SessionCatalog;
 use crate::pg_compat::{self, RoleDirectory};
 use crate::settings::split_list;
 use crate::{CatalogRegistry, QueryError, QueryResult, SessionSettings};
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
+use meshgate_policy::Policy;
 
 /// Who is asking. Front ends build it after authentication.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +61,8 @@ pub struct QueryService {
     default_catalog: String,
     roles: RoleDirectory,
     parser: Arc<PostgresCompatibilityParser>,
+    /// The access policy; `None` means every user reads every table.
+    policy: std::sync::RwLock<Option<Arc<Policy>>>,
 }
 
 impl QueryService {
@@ -73,7 +77,24 @@ impl QueryService {
             default_catalog,
             roles: RoleDirectory::default(),
             parser: Arc::new(PostgresCompatibilityParser::new()),
+            policy: std::sync::RwLock::new(None),
         }
+    }
+
+    /// Enforce `policy` for sessions opened from now on.
+    pub fn with_policy(self, policy: Policy) -> Self {
+        self.set_policy(policy);
+        self
+    }
+
+    /// Replace the policy atomically; sessions opened afterwards use it.
+    pub fn set_policy(&self, policy: Policy) {
+        *self.policy.write().expect("policy lock") = Some(Arc::new(policy));
+    }
+
+    /// The policy in force, if any.
+    pub fn policy(&self) -> Option<Arc<Policy>> {
+        self.policy.read().expect("policy lock").clone()
     }
 
     /// The user names shown as roles in `pg_roles` / `pg_user`.
@@ -111,10 +132,17 @@ impl QueryService {
 
     /// The catalogs as one session sees them: shared providers behind
     /// per-session wrappers, so a session's own schemas stay its own.
-    fn session_catalogs(&self) -> Arc<dyn CatalogProviderList> {
+    fn session_catalogs(&self, guard: Option<Arc<AccessGuard>>) -> Arc<dyn CatalogProviderList> {
         let list = MemoryCatalogProviderList::new();
         for (name, catalog) in self.registry.catalogs() {
-            list.register_catalog(name.clone(), Arc::new(SessionCatalog::new(catalog.clone())));
+            list.register_catalog(
+                name.clone(),
+                Arc::new(SessionCatalog::new(
+                    name.clone(),
+                    catalog.clone(),
+                    guard.clone(),
+                )),
+            );
         }
         Arc::new(list)
     }
@@ -139,10 +167,14 @@ impl QueryService {
             .with_default_catalog_and_schema(&catalog, "public");
         // TIMESTAMP WITH TIME ZONE needs a session zone to carry one.
         config.options_mut().execution.time_zone = Some(settings.get("TimeZone")?.to_owned());
+        let guard = self.policy().map(|policy| {
+            let parse_state = SessionStateBuilder::new().with_default_features().build();
+            Arc::new(AccessGuard::new(policy, &identity.user, parse_state))
+        });
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(self.registry.runtime())
-            .with_catalog_list(self.session_catalogs())
+            .with_catalog_list(self.session_catalogs(guard))
             .with_default_features()
             .with_optimizer_rule(Arc::new(pg_compat::LikeEscapeRule))
             .build();

@@ -8,5 +8,6 @@ mod pgwire_errors;
 mod pgwire_queries;
 mod pgwire_session;
 mod pgwire_types;
+mod policy;
 mod python_clients;
 mod tls;

@@ -1,0 +1,207 @@
+//! The access policy, enforced where a session resolves tables.
+//!
+//! Every table reference of every protocol is resolved through the
+//! session's catalog view, so this is the one place policy is applied:
+//! - a denied table is absent from listings (`information_schema`,
+//!   `pg_catalog`, Flight SQL GetTables) and naming it fails with 42501;
+//! - a table with row filters or masks resolves to a view over the raw
+//!   table: `Projection(masks) ← Filter(row filters) ← TableScan`. DataFusion
+//!   inlines the view while analysing the query, before optimisation, so the
+//!   filter sits directly above the scan and masked values replace the
+//!   column everywhere the query reads it — CTEs, subqueries, joins,
+//!   windows and predicates included. A predicate on a masked column
+//!   compares the masked value; pushdown carries the mask expression, never
+//!   the raw column comparison.
+//!
+//! The policy is evaluated once per table per session and cached.
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::sync::{Arc, Mutex};
+
+use datafusion::catalog::{SchemaProvider, TableProvider};
+use datafusion::common::DFSchema;
+use datafusion::datasource::{provider_as_source, ViewTable};
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::SessionState;
+use datafusion::logical_expr::{cast, col, Expr, LogicalPlanBuilder};
+use datafusion::sql::sqlparser::ast::{self, visit_expressions_mut};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+use meshgate_policy::{Policy, Principal, TableAccess, TableName};
+
+use crate::QueryError;
+
+/// One session's view of the policy.
+#[derive(Debug)]
+pub(crate) struct AccessGuard {
+    policy: Arc<Policy>,
+    principal: Principal,
+    /// Parses filter and mask expressions (default functions only).
+    state: SessionState,
+    decisions: Mutex<HashMap<TableName, Arc<TableAccess>>>,
+}
+
+impl AccessGuard {
+    pub(crate) fn new(policy: Arc<Policy>, user: &str, state: SessionState) -> Self {
+        Self {
+            principal: policy.principal(user),
+            policy,
+            state,
+            decisions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub(crate) fn access(&self, table: &TableName) -> Arc<TableAccess> {
+        let mut decisions = self.decisions.lock().expect("decision cache");
+        decisions
+            .entry(table.clone())
+            .or_insert_with(|| Arc::new(self.policy.evaluate(&self.principal, table)))
+            .clone()
+    }
+
+    /// Substitute the session's identity into a policy expression.
+    fn bind_identity(&self, sql: &str) -> Result<String> {
+        let mut expr = Parser::new(&PostgreSqlDialect {})
+            .try_with_sql(sql)
+            .and_then(|mut p| p.parse_expr())
+            .map_err(|e| DataFusionError::Plan(format!("policy expression `{sql}`: {e}")))?;
+        let user = self.principal.user.clone();
+        let literal = |s: Option<&String>| match s {
+            Some(s) => ast::Expr::value(ast::Value::SingleQuotedString(s.clone())),
+            None => ast::Expr::value(ast::Value::Null),
+        };
+        let _ = visit_expressions_mut(&mut expr, |e| {
+            let replacement = match e {
+                ast::Expr::Identifier(id) if id.value.eq_ignore_ascii_case("current_user") => {
+                    Some(literal(Some(&user)))
+                }
+                ast::Expr::Function(f) => {
+                    let name = f.name.to_string().to_ascii_lowercase();
+                    let first_arg = match &f.args {
+                        ast::FunctionArguments::List(list) => {
+                            list.args.first().and_then(|a| match a {
+                                ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(
+                                    ast::Expr::Value(v),
+                                )) => match &v.value {
+                                    ast::Value::SingleQuotedString(s) => Some(s.clone()),
+                                    _ => None,
+                                },
+                                _ => None,
+                            })
+                        }
+                        _ => None,
+                    };
+                    match name.as_str() {
+                        "current_user" | "session_user" => Some(literal(Some(&user))),
+                        "current_user_attribute" => Some(literal(
+                            first_arg.and_then(|k| self.principal.attributes.get(&k)),
+                        )),
+                        "current_user_in_group" => Some(ast::Expr::value(ast::Value::Boolean(
+                            first_arg.is_some_and(|g| self.principal.groups.contains(&g)),
+                        ))),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            };
+            if let Some(r) = replacement {
+                *e = r;
+            }
+            ControlFlow::<()>::Continue(())
+        });
+        Ok(expr.to_string())
+    }
+
+    /// The provider the session sees for `table`: the raw table, a view
+    /// applying filters and masks, or a permission error.
+    pub(crate) fn protect(
+        &self,
+        table: &TableName,
+        provider: Arc<dyn TableProvider>,
+    ) -> Result<Arc<dyn TableProvider>> {
+        let access = self.access(table);
+        if !access.allowed {
+            return Err(DataFusionError::External(Box::new(
+                QueryError::PermissionDenied(format!("permission denied for table {table}")),
+            )));
+        }
+        if access.is_unrestricted() {
+            return Ok(provider);
+        }
+        let schema = provider.schema();
+        let df_schema = DFSchema::try_from_qualified_schema(table.table.as_str(), &schema)?;
+        let mut plan =
+            LogicalPlanBuilder::scan(table.table.as_str(), provider_as_source(provider), None)?;
+        for filter in &access.row_filters {
+            let sql = self.bind_identity(filter)?;
+            let expr = self.state.create_logical_expr(&sql, &df_schema)?;
+            plan = plan.filter(expr)?;
+        }
+        let mut projection: Vec<Expr> = Vec::with_capacity(schema.fields().len());
+        for field in schema.fields() {
+            let column = col(datafusion::common::Column::new(
+                Some(table.table.as_str()),
+                field.name(),
+            ));
+            match access.masks.get(field.name()) {
+                Some(mask) => {
+                    let sql = self.bind_identity(mask)?;
+                    let expr = self.state.create_logical_expr(&sql, &df_schema)?;
+                    projection.push(cast(expr, field.data_type().clone()).alias(field.name()));
+                }
+                None => projection.push(column),
+            }
+        }
+        for column in access.masks.keys() {
+            if schema.field_with_name(column).is_err() {
+                return Err(DataFusionError::Plan(format!(
+                    "policy masks column `{column}`, which {table} does not have"
+                )));
+            }
+        }
+        let plan = plan.project(projection)?.build()?;
+        Ok(Arc::new(ViewTable::new(
+            plan,
+            Some(format!("policy view of {table}")),
+        )))
+    }
+}
+
+/// A schema as one session may see it under the policy.
+#[derive(Debug)]
+pub(crate) struct GuardedSchema {
+    pub(crate) inner: Arc<dyn SchemaProvider>,
+    pub(crate) catalog: String,
+    pub(crate) schema: String,
+    pub(crate) guard: Arc<AccessGuard>,
+}
+
+impl GuardedSchema {
+    fn name(&self, table: &str) -> TableName {
+        TableName::new(&self.catalog, &self.schema, table)
+    }
+}
+
+#[async_trait::async_trait]
+impl SchemaProvider for GuardedSchema {
+    fn table_names(&self) -> Vec<String> {
+        self.inner
+            .table_names()
+            .into_iter()
+            .filter(|t| self.guard.access(&self.name(t)).allowed)
+            .collect()
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        let table = self.name(name);
+        match self.inner.table(name).await? {
+            Some(provider) => self.guard.protect(&table, provider).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.guard.access(&self.name(name)).allowed && self.inner.table_exist(name)
+    }
+}

@@ -1,0 +1,558 @@
+//! meshgate's access policy: the pure model and its evaluation.
+//!
+//! A policy names principals (users, with attributes and groups), matches
+//! tables by `catalog.schema.table` glob patterns or by tags, and says what
+//! each principal may read:
+//! - `[[grants]]` allow or deny `select` on tables; deny by default, deny
+//!   beats allow;
+//! - `[[row_filters]]` are SQL boolean expressions; several that apply to one
+//!   user and table combine with AND;
+//! - `[[masks]]` are SQL expressions that replace a column's value.
+//!
+//! Evaluation is per (principal, table) and returns a [`TableAccess`] with an
+//! explanation of every rule that decided it. The planner turns that into a
+//! plan; this crate does no I/O beyond parsing a policy document.
+//!
+//! ```toml
+//! [groups]
+//! adjusters = ["alice"]
+//! [users.alice.attributes]
+//! region = "CA"
+//!
+//! [[grants]]
+//! effect = "allow"
+//! principals = ["group:adjusters"]
+//! tables = ["claims.public.*", "members.public.members"]
+//!
+//! [[row_filters]]
+//! principals = ["group:adjusters"]
+//! tables = ["members.public.members"]
+//! filter = "state = current_user_attribute('region')"
+//!
+//! [[masks]]
+//! principals = ["*"]
+//! except = ["user:auditor"]
+//! tables = ["members.public.members"]
+//! column = "last_name"
+//! mask = "'***'"
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Deserialize;
+use thiserror::Error;
+
+/// A table's full name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TableName {
+    pub catalog: String,
+    pub schema: String,
+    pub table: String,
+}
+
+impl TableName {
+    pub fn new(
+        catalog: impl Into<String>,
+        schema: impl Into<String>,
+        table: impl Into<String>,
+    ) -> Self {
+        Self {
+            catalog: catalog.into(),
+            schema: schema.into(),
+            table: table.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for TableName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}", self.catalog, self.schema, self.table)
+    }
+}
+
+/// Who asks: a user, the groups they belong to, and their attributes.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Principal {
+    pub user: String,
+    pub groups: BTreeSet<String>,
+    pub attributes: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum PolicyError {
+    #[error("{key}: {problem}")]
+    Invalid { key: String, problem: String },
+}
+
+fn invalid(key: impl Into<String>, problem: impl Into<String>) -> PolicyError {
+    PolicyError::Invalid {
+        key: key.into(),
+        problem: problem.into(),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Effect {
+    Allow,
+    Deny,
+}
+
+/// The policy document (TOML).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyDocument {
+    /// group → members (user names).
+    #[serde(default)]
+    pub groups: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub users: BTreeMap<String, UserEntry>,
+    /// Tags on tables: pattern → tags (e.g. `"members.public.*" = ["pii"]`).
+    #[serde(default)]
+    pub tags: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub grants: Vec<Grant>,
+    #[serde(default)]
+    pub row_filters: Vec<RowFilterRule>,
+    #[serde(default)]
+    pub masks: Vec<MaskRule>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserEntry {
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// Which tables a rule applies to: name patterns and/or tags.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    #[serde(default)]
+    pub tables: Vec<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Grant {
+    pub effect: Effect,
+    /// `user:NAME`, `group:NAME` or `*`.
+    pub principals: Vec<String>,
+    #[serde(default)]
+    pub except: Vec<String>,
+    #[serde(default)]
+    pub tables: Vec<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Only `select` today.
+    #[serde(default = "select")]
+    pub privilege: String,
+}
+
+fn select() -> String {
+    "select".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RowFilterRule {
+    pub principals: Vec<String>,
+    #[serde(default)]
+    pub except: Vec<String>,
+    #[serde(default)]
+    pub tables: Vec<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// A SQL boolean expression over the table's columns.
+    pub filter: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaskRule {
+    pub principals: Vec<String>,
+    #[serde(default)]
+    pub except: Vec<String>,
+    #[serde(default)]
+    pub tables: Vec<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    pub column: String,
+    /// A SQL expression replacing the column's value (may use the column).
+    pub mask: String,
+}
+
+/// What one principal may do with one table, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TableAccess {
+    pub allowed: bool,
+    /// Row filters to AND together, in policy order.
+    pub row_filters: Vec<String>,
+    /// column → mask expression (the first matching mask rule wins).
+    pub masks: BTreeMap<String, String>,
+    /// One line per rule that took part in the decision.
+    pub explanation: Vec<String>,
+}
+
+impl TableAccess {
+    /// True when the table is readable without filters or masks.
+    pub fn is_unrestricted(&self) -> bool {
+        self.allowed && self.row_filters.is_empty() && self.masks.is_empty()
+    }
+}
+
+/// A validated policy, ready to evaluate.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    doc: PolicyDocument,
+}
+
+impl Policy {
+    /// Parse and validate a TOML policy document; errors name the key.
+    pub fn from_toml(text: &str) -> Result<Self, PolicyError> {
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            invalid(
+                "(syntax)",
+                e.to_string().lines().next().unwrap_or_default().to_owned(),
+            )
+        })?;
+        let doc: PolicyDocument = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| {
+                let key = e.path().to_string();
+                invalid(
+                    key,
+                    e.into_inner()
+                        .to_string()
+                        .lines()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned(),
+                )
+            })?;
+        Self::new(doc)
+    }
+
+    pub fn new(doc: PolicyDocument) -> Result<Self, PolicyError> {
+        let check_principals = |key: &str, list: &[String]| -> Result<(), PolicyError> {
+            for (i, p) in list.iter().enumerate() {
+                let ok = p == "*"
+                    || p.strip_prefix("user:").is_some_and(|u| !u.is_empty())
+                    || p.strip_prefix("group:")
+                        .is_some_and(|g| doc.groups.contains_key(g));
+                if !ok {
+                    return Err(invalid(
+                        format!("{key}.principals[{i}]"),
+                        format!(
+                            "`{p}` is not `*`, `user:NAME` or `group:NAME` of a declared group"
+                        ),
+                    ));
+                }
+            }
+            Ok(())
+        };
+        for (i, g) in doc.grants.iter().enumerate() {
+            check_principals(&format!("grants[{i}]"), &g.principals)?;
+            if !g.privilege.eq_ignore_ascii_case("select") {
+                return Err(invalid(
+                    format!("grants[{i}].privilege"),
+                    "only `select` is supported",
+                ));
+            }
+            if g.tables.is_empty() && g.tags.is_empty() {
+                return Err(invalid(
+                    format!("grants[{i}]"),
+                    "names no `tables` and no `tags`",
+                ));
+            }
+        }
+        for (i, f) in doc.row_filters.iter().enumerate() {
+            check_principals(&format!("row_filters[{i}]"), &f.principals)?;
+            if f.filter.trim().is_empty() {
+                return Err(invalid(format!("row_filters[{i}].filter"), "is empty"));
+            }
+        }
+        for (i, m) in doc.masks.iter().enumerate() {
+            check_principals(&format!("masks[{i}]"), &m.principals)?;
+            if m.mask.trim().is_empty() {
+                return Err(invalid(format!("masks[{i}].mask"), "is empty"));
+            }
+        }
+        Ok(Self { doc })
+    }
+
+    pub fn document(&self) -> &PolicyDocument {
+        &self.doc
+    }
+
+    /// The principal for `user`: groups and attributes from the policy.
+    pub fn principal(&self, user: &str) -> Principal {
+        Principal {
+            user: user.to_owned(),
+            groups: self
+                .doc
+                .groups
+                .iter()
+                .filter(|(_, members)| members.iter().any(|m| m == user))
+                .map(|(g, _)| g.clone())
+                .collect(),
+            attributes: self
+                .doc
+                .users
+                .get(user)
+                .map(|u| u.attributes.clone())
+                .unwrap_or_default(),
+        }
+    }
+
+    fn table_tags(&self, table: &TableName) -> BTreeSet<String> {
+        let name = table.to_string();
+        self.doc
+            .tags
+            .iter()
+            .filter(|(pattern, _)| glob_match(pattern, &name))
+            .flat_map(|(_, tags)| tags.iter().cloned())
+            .collect()
+    }
+
+    /// Decide what `principal` may read of `table`. Fails closed: no
+    /// matching allow means no access.
+    pub fn evaluate(&self, principal: &Principal, table: &TableName) -> TableAccess {
+        let name = table.to_string();
+        let tags = self.table_tags(table);
+        let targets = |tables: &[String], tag_list: &[String]| {
+            tables.iter().any(|p| glob_match(p, &name)) || tag_list.iter().any(|t| tags.contains(t))
+        };
+        let mut access = TableAccess::default();
+        let mut allowed_by = None;
+        for (i, grant) in self.doc.grants.iter().enumerate() {
+            if !targets(&grant.tables, &grant.tags)
+                || !applies(principal, &grant.principals, &grant.except)
+            {
+                continue;
+            }
+            match grant.effect {
+                Effect::Deny => {
+                    access.allowed = false;
+                    access.explanation = vec![format!("grants[{i}] denies select on {name}")];
+                    return access;
+                }
+                Effect::Allow => allowed_by = allowed_by.or(Some(i)),
+            }
+        }
+        let Some(i) = allowed_by else {
+            access.explanation.push(format!(
+                "no grant allows {} to select {name} (deny by default)",
+                principal.user
+            ));
+            return access;
+        };
+        access.allowed = true;
+        access
+            .explanation
+            .push(format!("grants[{i}] allows select on {name}"));
+        for (i, rule) in self.doc.row_filters.iter().enumerate() {
+            if targets(&rule.tables, &rule.tags)
+                && applies(principal, &rule.principals, &rule.except)
+            {
+                access.row_filters.push(rule.filter.clone());
+                access
+                    .explanation
+                    .push(format!("row_filters[{i}] keeps rows where {}", rule.filter));
+            }
+        }
+        for (i, rule) in self.doc.masks.iter().enumerate() {
+            if targets(&rule.tables, &rule.tags)
+                && applies(principal, &rule.principals, &rule.except)
+                && !access.masks.contains_key(&rule.column)
+            {
+                access.masks.insert(rule.column.clone(), rule.mask.clone());
+                access.explanation.push(format!(
+                    "masks[{i}] replaces {} with {}",
+                    rule.column, rule.mask
+                ));
+            }
+        }
+        access
+    }
+}
+
+fn matches_principal(principal: &Principal, spec: &str) -> bool {
+    spec == "*"
+        || spec.strip_prefix("user:") == Some(principal.user.as_str())
+        || spec
+            .strip_prefix("group:")
+            .is_some_and(|g| principal.groups.contains(g))
+}
+
+fn applies(principal: &Principal, principals: &[String], except: &[String]) -> bool {
+    principals.iter().any(|p| matches_principal(principal, p))
+        && !except.iter().any(|p| matches_principal(principal, p))
+}
+
+/// `*` matches any run of characters within a name part or across parts.
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    fn go(p: &[u8], n: &[u8]) -> bool {
+        match (p.first(), n.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => go(&p[1..], n) || (!n.is_empty() && go(p, &n[1..])),
+            (Some(a), Some(b)) if a.eq_ignore_ascii_case(b) => go(&p[1..], &n[1..]),
+            _ => false,
+        }
+    }
+    go(pattern.as_bytes(), name.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: &str = r#"
+[groups]
+adjusters = ["alice", "carol"]
+[users.alice.attributes]
+region = "CA"
+[tags]
+"members.public.members" = ["pii"]
+
+[[grants]]
+effect = "allow"
+principals = ["group:adjusters", "user:auditor"]
+tables = ["claims.public.*", "members.public.members"]
+
+[[grants]]
+effect = "deny"
+principals = ["user:carol"]
+tags = ["pii"]
+
+[[row_filters]]
+principals = ["group:adjusters"]
+tables = ["members.public.members"]
+filter = "state = current_user_attribute('region')"
+
+[[row_filters]]
+principals = ["*"]
+except = ["user:auditor"]
+tables = ["members.*.*"]
+filter = "plan <> 'gold'"
+
+[[masks]]
+principals = ["*"]
+except = ["user:auditor"]
+tags = ["pii"]
+column = "last_name"
+mask = "'***'"
+"#;
+
+    fn policy() -> Policy {
+        Policy::from_toml(POLICY).unwrap()
+    }
+
+    fn members() -> TableName {
+        TableName::new("members", "public", "members")
+    }
+
+    #[test]
+    fn deny_by_default() {
+        let p = policy();
+        let access = p.evaluate(&p.principal("mallory"), &members());
+        assert!(!access.allowed);
+        assert!(access.explanation[0].contains("deny by default"));
+        assert!(
+            !p.evaluate(
+                &p.principal("alice"),
+                &TableName::new("providers", "public", "providers")
+            )
+            .allowed
+        );
+    }
+
+    #[test]
+    fn deny_beats_allow_and_tags_match() {
+        let p = policy();
+        let access = p.evaluate(&p.principal("carol"), &members());
+        assert!(!access.allowed);
+        assert!(access.explanation[0].starts_with("grants[1] denies"));
+        // carol still reads claims (not tagged pii).
+        assert!(
+            p.evaluate(
+                &p.principal("carol"),
+                &TableName::new("claims", "public", "claims")
+            )
+            .allowed
+        );
+    }
+
+    #[test]
+    fn row_filters_combine_and_masks_apply() {
+        let p = policy();
+        let access = p.evaluate(&p.principal("alice"), &members());
+        assert!(access.allowed);
+        assert_eq!(
+            access.row_filters,
+            vec![
+                "state = current_user_attribute('region')".to_owned(),
+                "plan <> 'gold'".to_owned()
+            ]
+        );
+        assert_eq!(
+            access.masks.get("last_name").map(String::as_str),
+            Some("'***'")
+        );
+        assert_eq!(access.explanation.len(), 4);
+    }
+
+    #[test]
+    fn except_lists_exempt_principals() {
+        let p = policy();
+        let access = p.evaluate(&p.principal("auditor"), &members());
+        assert!(access.allowed && access.is_unrestricted(), "{access:?}");
+    }
+
+    #[test]
+    fn principals_carry_groups_and_attributes() {
+        let p = policy();
+        let alice = p.principal("alice");
+        assert!(alice.groups.contains("adjusters"));
+        assert_eq!(
+            alice.attributes.get("region").map(String::as_str),
+            Some("CA")
+        );
+        assert!(p.principal("nobody").groups.is_empty());
+    }
+
+    #[test]
+    fn invalid_documents_name_the_key() {
+        let err = Policy::from_toml(
+            "[[grants]]\neffect = \"allow\"\nprincipals = [\"group:ghosts\"]\ntables = [\"*\"]",
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().starts_with("grants[0].principals[0]:"),
+            "{err}"
+        );
+        let err = Policy::from_toml(
+            "[[grants]]\neffect = \"maybe\"\nprincipals = [\"*\"]\ntables = [\"*\"]",
+        )
+        .unwrap_err();
+        assert!(err.to_string().starts_with("grants[0].effect:"), "{err}");
+        let err =
+            Policy::from_toml("[[grants]]\neffect = \"allow\"\nprincipals = [\"*\"]").unwrap_err();
+        assert!(err.to_string().contains("names no `tables`"), "{err}");
+        let err =
+            Policy::from_toml("[[masks]]\nprincipals = [\"*\"]\ncolumn = \"a\"\nmask = \" \"")
+                .unwrap_err();
+        assert!(err.to_string().starts_with("masks[0].mask"), "{err}");
+    }
+
+    #[test]
+    fn globs_match_names() {
+        assert!(glob_match("claims.public.*", "claims.public.claims"));
+        assert!(glob_match("*", "a.b.c"));
+        assert!(glob_match("members.*.*", "members.public.members"));
+        assert!(!glob_match("claims.public.*", "members.public.claims"));
+        assert!(glob_match("CLAIMS.public.c*s", "claims.public.claims"));
+    }
+}
