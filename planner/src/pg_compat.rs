@@ -591,3 +591,50 @@ impl datafusion::logical_expr::ScalarUDFImpl for ConstantFn {
         Ok(ColumnarValue::Scalar(self.value.clone()))
     }
 }
+
+/// PostgreSQL lets a SELECT list repeat an output name (`SELECT NULL, NULL`,
+/// as psqlODBC's catalog queries do); DataFusion needs unique names. Repeated
+/// unnamed items get PostgreSQL's own `?column?` name, numbered.
+pub(crate) fn name_duplicate_columns(statement: &mut datafusion::sql::sqlparser::ast::Statement) {
+    use datafusion::sql::sqlparser::ast::{Query, SelectItem, SetExpr, Statement};
+    fn fix_query(query: &mut Query) {
+        fix_set_expr(query.body.as_mut());
+    }
+    fn fix_set_expr(body: &mut SetExpr) {
+        match body {
+            SetExpr::Select(select) => {
+                let mut seen = std::collections::HashSet::new();
+                let mut n = 0;
+                for item in select.projection.iter_mut() {
+                    let name = match item {
+                        SelectItem::UnnamedExpr(e) => e.to_string(),
+                        SelectItem::ExprWithAlias { alias, .. } => alias.value.clone(),
+                        _ => continue,
+                    };
+                    if !seen.insert(name) {
+                        if let SelectItem::UnnamedExpr(e) = item {
+                            n += 1;
+                            let alias = datafusion::sql::sqlparser::ast::Ident::with_quote(
+                                '"',
+                                format!("?column?{n}"),
+                            );
+                            *item = SelectItem::ExprWithAlias {
+                                expr: e.clone(),
+                                alias,
+                            };
+                        }
+                    }
+                }
+            }
+            SetExpr::Query(q) => fix_query(q),
+            SetExpr::SetOperation { left, right, .. } => {
+                fix_set_expr(left);
+                fix_set_expr(right);
+            }
+            _ => {}
+        }
+    }
+    if let Statement::Query(query) = statement {
+        fix_query(query);
+    }
+}

@@ -604,7 +604,10 @@ impl QuerySession {
         match self.parser.parse(sql) {
             Ok(statements) => Ok(statements
                 .into_iter()
-                .map(|s| DfStatement::Statement(Box::new(s)))
+                .map(|mut s| {
+                    pg_compat::name_duplicate_columns(&mut s);
+                    DfStatement::Statement(Box::new(s))
+                })
                 .collect()),
             Err(pg_err) => {
                 let dialect = PostgreSqlDialect {};

@@ -10,4 +10,5 @@ mod pgwire_session;
 mod pgwire_types;
 mod policy;
 mod python_clients;
+mod replay;
 mod tls;
