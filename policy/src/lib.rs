@@ -321,9 +321,13 @@ impl Policy {
     /// matching allow means no access.
     pub fn evaluate(&self, principal: &Principal, table: &TableName) -> TableAccess {
         let name = table.to_string();
-        let tags = self.table_tags(table);
+        let tags = std::cell::OnceCell::new();
         let targets = |tables: &[String], tag_list: &[String]| {
-            tables.iter().any(|p| glob_match(p, &name)) || tag_list.iter().any(|t| tags.contains(t))
+            tables.iter().any(|p| glob_match(p, &name))
+                || (!tag_list.is_empty()
+                    && tag_list
+                        .iter()
+                        .any(|t| tags.get_or_init(|| self.table_tags(table)).contains(t)))
         };
         let mut access = TableAccess::default();
         let mut allowed_by = None;
@@ -364,9 +368,9 @@ impl Policy {
             }
         }
         for (i, rule) in self.doc.masks.iter().enumerate() {
-            if targets(&rule.tables, &rule.tags)
-                && applies(principal, &rule.principals, &rule.except)
+            if applies(principal, &rule.principals, &rule.except)
                 && !access.masks.contains_key(&rule.column)
+                && targets(&rule.tables, &rule.tags)
             {
                 access.masks.insert(rule.column.clone(), rule.mask.clone());
                 access.explanation.push(format!(
