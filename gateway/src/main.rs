@@ -9,6 +9,8 @@ use clap::{Parser, Subcommand};
 use meshgate_gateway::auth::PasswordHash;
 use meshgate_gateway::demo::{self, DemoOptions, DEMO_PASSWORD, DEMO_USER};
 use meshgate_gateway::{Config, Gateway};
+use meshgate_planner::policy::Policy;
+use meshgate_planner::{Identity, QueryOutput, SessionOptions};
 
 #[derive(Parser)]
 #[command(
@@ -34,6 +36,11 @@ enum Command {
     ///
     /// Reads the password from standard input (one line) unless given.
     HashPassword { password: Option<String> },
+    /// Check or explain the access policy.
+    Policy {
+        #[command(subcommand)]
+        action: PolicyCommand,
+    },
     /// Write the demo health-insurance mesh and serve it.
     Demo {
         /// Where the demo data and its meshgate.toml are written.
@@ -48,6 +55,24 @@ enum Command {
         /// Write the data and config, then exit without serving.
         #[arg(long)]
         write_only: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Validate a policy file against the live catalogs of a configuration.
+    Check {
+        file: PathBuf,
+        #[arg(short, long, default_value = "meshgate.toml")]
+        config: PathBuf,
+    },
+    /// Show what a user would see of a query, and why (a dry run).
+    Explain {
+        #[arg(short, long, default_value = "meshgate.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        user: String,
+        sql: String,
     },
 }
 
@@ -108,6 +133,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", PasswordHash::generate(&password));
             Ok(())
         }
+        Command::Policy { action } => policy_command(action).await,
         Command::Demo {
             data_dir,
             pgwire,
@@ -143,6 +169,69 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 );
             }
             running.run_until_signal().await;
+            Ok(())
+        }
+    }
+}
+
+async fn policy_command(action: PolicyCommand) -> anyhow::Result<()> {
+    match action {
+        PolicyCommand::Check { file, config } => {
+            let config = Config::load(&config)?;
+            let text =
+                std::fs::read_to_string(&file).with_context(|| format!("{}", file.display()))?;
+            let policy =
+                Policy::from_toml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let gateway = Gateway::build(config).await?;
+            let problems = gateway.service().check_policy(&policy).await;
+            if problems.is_empty() {
+                println!(
+                    "{}: OK ({} grants, {} row filters, {} masks)",
+                    file.display(),
+                    policy.document().grants.len(),
+                    policy.document().row_filters.len(),
+                    policy.document().masks.len()
+                );
+                Ok(())
+            } else {
+                for p in &problems {
+                    eprintln!("{}: {p}", file.display());
+                }
+                anyhow::bail!("{} problem(s) in {}", problems.len(), file.display())
+            }
+        }
+        PolicyCommand::Explain { config, user, sql } => {
+            let config = Config::load(&config)?;
+            let gateway = Gateway::build(config).await?;
+            let service = gateway.service();
+            let mut session =
+                service.open_session(Identity::new(&user), SessionOptions::default())?;
+            if service.policy().is_none() {
+                println!("no policy is configured: {user} reads every table unrestricted");
+            }
+            for (table, access) in session.explain_access(&sql)? {
+                match access {
+                    None => println!("{table}: allowed (no policy)"),
+                    Some(a) => {
+                        println!("{table}: {}", if a.allowed { "ALLOWED" } else { "DENIED" });
+                        for line in &a.explanation {
+                            println!("  - {line}");
+                        }
+                    }
+                }
+            }
+            match session.run(&format!("EXPLAIN {sql}")).await {
+                Ok(outputs) => {
+                    for output in outputs {
+                        if let QueryOutput::Rows(stream) = output {
+                            let batches: Vec<_> =
+                                futures::TryStreamExt::try_collect(stream).await?;
+                            println!("\nplan for {user}:\n{}", meshgate_planner::datafusion::arrow::util::pretty::pretty_format_batches(&batches)?);
+                        }
+                    }
+                }
+                Err(e) => println!("\n{user} cannot run this query: [{}] {e}", e.sqlstate()),
+            }
             Ok(())
         }
     }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use meshgate_connectors::ConnectorRegistry;
+use meshgate_planner::policy::Policy;
 use meshgate_planner::{CatalogRegistry, QueryService};
 use thiserror::Error;
 use tokio::net::TcpListener;
@@ -150,8 +151,54 @@ impl Gateway {
             tracing::info!(%addr, tls = self.config.tls.is_some(), "Flight SQL listening");
             running.flight_sql_addr = Some(addr);
         }
+        if let Some(policy) = &self.config.policy {
+            let path = self.config.resolve_path(&policy.file);
+            tasks.spawn(watch_policy(self.service.clone(), path, shutdown.clone()));
+        }
         running.tasks = tasks;
         Ok(running)
+    }
+}
+
+/// Reload the policy file when its content changes. A valid new policy
+/// applies to statements planned afterwards; an invalid one is logged and
+/// the policy in force stays.
+async fn watch_policy(
+    service: Arc<QueryService>,
+    path: std::path::PathBuf,
+    stop: CancellationToken,
+) {
+    let mut last = std::fs::read_to_string(&path).ok();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+        let Ok(text) = tokio::fs::read_to_string(&path).await else {
+            continue;
+        };
+        if last.as_deref() == Some(text.as_str()) {
+            continue;
+        }
+        last = Some(text.clone());
+        let file = path.display();
+        match Policy::from_toml(&text) {
+            Err(e) => tracing::error!(
+                "policy reload rejected, previous policy stays in force: {file}: {e}"
+            ),
+            Ok(policy) => {
+                let problems = service.check_policy(&policy).await;
+                if problems.is_empty() {
+                    service.set_policy(policy);
+                    tracing::info!("policy reloaded from {file}");
+                } else {
+                    tracing::error!(
+                        "policy reload rejected, previous policy stays in force: {file}: {}",
+                        problems.join("; ")
+                    );
+                }
+            }
+        }
     }
 }
 

@@ -32,31 +32,81 @@ use meshgate_policy::{Policy, Principal, TableAccess, TableName};
 
 use crate::QueryError;
 
+/// The policy in force, shared by the service and every session; replaced
+/// whole on reload.
+pub(crate) type PolicySource = Arc<std::sync::RwLock<Option<Arc<Policy>>>>;
+
 /// One session's view of the policy.
 #[derive(Debug)]
 pub(crate) struct AccessGuard {
-    policy: Arc<Policy>,
-    principal: Principal,
+    source: PolicySource,
+    user: String,
     /// Parses filter and mask expressions (default functions only).
     state: SessionState,
-    decisions: Mutex<HashMap<TableName, Arc<TableAccess>>>,
+    /// The policy version the current statement uses, and its decisions.
+    current: Mutex<Snapshot>,
+}
+
+#[derive(Debug)]
+struct Snapshot {
+    policy: Arc<Policy>,
+    principal: Principal,
+    decisions: HashMap<TableName, Arc<TableAccess>>,
 }
 
 impl AccessGuard {
-    pub(crate) fn new(policy: Arc<Policy>, user: &str, state: SessionState) -> Self {
+    pub(crate) fn new(
+        source: PolicySource,
+        policy: Arc<Policy>,
+        user: &str,
+        state: SessionState,
+    ) -> Self {
         Self {
-            principal: policy.principal(user),
-            policy,
+            source,
+            user: user.to_owned(),
             state,
-            decisions: Mutex::new(HashMap::new()),
+            current: Mutex::new(Snapshot {
+                principal: policy.principal(user),
+                policy,
+                decisions: HashMap::new(),
+            }),
+        }
+    }
+
+    /// Take the policy in force for the statement about to be planned, so a
+    /// statement never mixes two versions of a reloaded policy.
+    pub(crate) fn begin_statement(&self) {
+        let latest = self.source.read().expect("policy lock").clone();
+        let mut current = self.current.lock().expect("policy snapshot");
+        if let Some(latest) = latest {
+            if !Arc::ptr_eq(&latest, &current.policy) {
+                *current = Snapshot {
+                    principal: latest.principal(&self.user),
+                    policy: latest,
+                    decisions: HashMap::new(),
+                };
+            }
         }
     }
 
     pub(crate) fn access(&self, table: &TableName) -> Arc<TableAccess> {
-        let mut decisions = self.decisions.lock().expect("decision cache");
+        let mut current = self.current.lock().expect("policy snapshot");
+        let Snapshot {
+            policy,
+            principal,
+            decisions,
+        } = &mut *current;
         decisions
             .entry(table.clone())
-            .or_insert_with(|| Arc::new(self.policy.evaluate(&self.principal, table)))
+            .or_insert_with(|| Arc::new(policy.evaluate(principal, table)))
+            .clone()
+    }
+
+    fn principal(&self) -> Principal {
+        self.current
+            .lock()
+            .expect("policy snapshot")
+            .principal
             .clone()
     }
 
@@ -66,7 +116,8 @@ impl AccessGuard {
             .try_with_sql(sql)
             .and_then(|mut p| p.parse_expr())
             .map_err(|e| DataFusionError::Plan(format!("policy expression `{sql}`: {e}")))?;
-        let user = self.principal.user.clone();
+        let principal = self.principal();
+        let user = principal.user.clone();
         let literal = |s: Option<&String>| match s {
             Some(s) => ast::Expr::value(ast::Value::SingleQuotedString(s.clone())),
             None => ast::Expr::value(ast::Value::Null),
@@ -95,10 +146,10 @@ impl AccessGuard {
                     match name.as_str() {
                         "current_user" | "session_user" => Some(literal(Some(&user))),
                         "current_user_attribute" => Some(literal(
-                            first_arg.and_then(|k| self.principal.attributes.get(&k)),
+                            first_arg.and_then(|k| principal.attributes.get(&k)),
                         )),
                         "current_user_in_group" => Some(ast::Expr::value(ast::Value::Boolean(
-                            first_arg.is_some_and(|g| self.principal.groups.contains(&g)),
+                            first_arg.is_some_and(|g| principal.groups.contains(&g)),
                         ))),
                         _ => None,
                     }

@@ -23,7 +23,7 @@ use datafusion::error::DataFusionError;
 use datafusion::physical_plan::RecordBatchStream;
 use futures::{stream, Stream};
 
-use crate::access::AccessGuard;
+use crate::access::{AccessGuard, PolicySource};
 use crate::catalog_view::SessionCatalog;
 use crate::pg_compat::{self, RoleDirectory};
 use crate::settings::split_list;
@@ -62,7 +62,7 @@ pub struct QueryService {
     roles: RoleDirectory,
     parser: Arc<PostgresCompatibilityParser>,
     /// The access policy; `None` means every user reads every table.
-    policy: std::sync::RwLock<Option<Arc<Policy>>>,
+    policy: PolicySource,
 }
 
 impl QueryService {
@@ -77,7 +77,7 @@ impl QueryService {
             default_catalog,
             roles: RoleDirectory::default(),
             parser: Arc::new(PostgresCompatibilityParser::new()),
-            policy: std::sync::RwLock::new(None),
+            policy: PolicySource::default(),
         }
     }
 
@@ -90,6 +90,123 @@ impl QueryService {
     /// Replace the policy atomically; sessions opened afterwards use it.
     pub fn set_policy(&self, policy: Policy) {
         *self.policy.write().expect("policy lock") = Some(Arc::new(policy));
+    }
+
+    /// Check `policy` against the live catalogs: every table pattern matches
+    /// a table, every masked column exists, every filter and mask plans
+    /// against the tables it applies to. Returns the problems found.
+    pub async fn check_policy(&self, policy: &Policy) -> Vec<String> {
+        let doc = policy.document();
+        let state = SessionStateBuilder::new().with_default_features().build();
+        let mut tables = Vec::new();
+        for (catalog_name, catalog) in self.registry.catalogs() {
+            for schema_name in catalog.schema_names() {
+                let Some(schema) = catalog.schema(&schema_name) else {
+                    continue;
+                };
+                for table_name in schema.table_names() {
+                    if let Ok(Some(provider)) = schema.table(&table_name).await {
+                        let name = meshgate_policy::TableName::new(
+                            catalog_name,
+                            &schema_name,
+                            &table_name,
+                        );
+                        tables.push((name, provider.schema()));
+                    }
+                }
+            }
+        }
+        let mut problems = Vec::new();
+        let matching = |patterns: &[String]| -> Vec<&(meshgate_policy::TableName, SchemaRef)> {
+            tables
+                .iter()
+                .filter(|(n, _)| {
+                    patterns
+                        .iter()
+                        .any(|p| meshgate_policy::glob_match(p, &n.to_string()))
+                })
+                .collect()
+        };
+        let check_patterns = |key: String, patterns: &[String], problems: &mut Vec<String>| {
+            for (i, p) in patterns.iter().enumerate() {
+                if matching(std::slice::from_ref(p)).is_empty() {
+                    problems.push(format!("{key}.tables[{i}]: `{p}` matches no table"));
+                }
+            }
+        };
+        let check_expr =
+            |key: String, sql: &str, patterns: &[String], problems: &mut Vec<String>| {
+                // Identity functions are bound per session; check with placeholders.
+                let probe = sql
+                    .replace("current_user_attribute(", "concat(")
+                    .replace("current_user_in_group(", "starts_with('', ");
+                for (name, schema) in matching(patterns) {
+                    let parsed = datafusion::common::DFSchema::try_from_qualified_schema(
+                        name.table.as_str(),
+                        schema,
+                    )
+                    .and_then(|df| state.create_logical_expr(&probe, &df));
+                    if let Err(e) = parsed {
+                        problems.push(format!(
+                            "{key}: `{sql}` does not plan against {name}: {}",
+                            QueryError::from(e)
+                        ));
+                    }
+                }
+            };
+        for (i, g) in doc.grants.iter().enumerate() {
+            check_patterns(format!("grants[{i}]"), &g.tables, &mut problems);
+        }
+        for (i, f) in doc.row_filters.iter().enumerate() {
+            check_patterns(format!("row_filters[{i}]"), &f.tables, &mut problems);
+            check_expr(
+                format!("row_filters[{i}].filter"),
+                &f.filter,
+                &f.tables,
+                &mut problems,
+            );
+        }
+        for (i, m) in doc.masks.iter().enumerate() {
+            check_patterns(format!("masks[{i}]"), &m.tables, &mut problems);
+            for (name, schema) in matching(&m.tables) {
+                if schema.field_with_name(&m.column).is_err() {
+                    problems.push(format!(
+                        "masks[{i}].column: {name} has no column `{}`",
+                        m.column
+                    ));
+                }
+            }
+            check_expr(
+                format!("masks[{i}].mask"),
+                &m.mask,
+                &m.tables,
+                &mut problems,
+            );
+        }
+        let users: std::collections::BTreeSet<&str> =
+            self.roles.roles.iter().map(String::as_str).collect();
+        let mut principal_lists: Vec<(String, &Vec<String>)> = Vec::new();
+        for (i, g) in doc.grants.iter().enumerate() {
+            principal_lists.push((format!("grants[{i}]"), &g.principals));
+        }
+        for (i, f) in doc.row_filters.iter().enumerate() {
+            principal_lists.push((format!("row_filters[{i}]"), &f.principals));
+        }
+        for (i, m) in doc.masks.iter().enumerate() {
+            principal_lists.push((format!("masks[{i}]"), &m.principals));
+        }
+        if !users.is_empty() {
+            for (key, list) in principal_lists {
+                for (j, p) in list.iter().enumerate() {
+                    if let Some(user) = p.strip_prefix("user:") {
+                        if !users.contains(user) {
+                            problems.push(format!("{key}.principals[{j}]: unknown user `{user}`"));
+                        }
+                    }
+                }
+            }
+        }
+        problems
     }
 
     /// The policy in force, if any.
@@ -169,12 +286,17 @@ impl QueryService {
         config.options_mut().execution.time_zone = Some(settings.get("TimeZone")?.to_owned());
         let guard = self.policy().map(|policy| {
             let parse_state = SessionStateBuilder::new().with_default_features().build();
-            Arc::new(AccessGuard::new(policy, &identity.user, parse_state))
+            Arc::new(AccessGuard::new(
+                self.policy.clone(),
+                policy,
+                &identity.user,
+                parse_state,
+            ))
         });
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(self.registry.runtime())
-            .with_catalog_list(self.session_catalogs(guard))
+            .with_catalog_list(self.session_catalogs(guard.clone()))
             .with_default_features()
             .with_optimizer_rule(Arc::new(pg_compat::LikeEscapeRule))
             .build();
@@ -195,6 +317,7 @@ impl QueryService {
             catalog,
             settings,
             parser: self.parser.clone(),
+            guard,
             cursors: Default::default(),
         };
         session.apply_search_path();
@@ -447,6 +570,7 @@ pub struct QuerySession {
     /// Shared with the session's `current_setting()` function.
     settings: Arc<std::sync::RwLock<SessionSettings>>,
     parser: Arc<PostgresCompatibilityParser>,
+    guard: Option<Arc<AccessGuard>>,
     /// Behind a mutex only so the session is `Sync`; `&mut self` methods
     /// reach it without locking.
     cursors: std::sync::Mutex<HashMap<String, Cursor>>,
@@ -476,6 +600,33 @@ impl QuerySession {
             .catalog
             .default_schema
             .clone()
+    }
+
+    /// For each table `sql` names: its full name and, when a policy is in
+    /// force, the decision and the rules behind it (`meshgate policy explain`).
+    pub fn explain_access(
+        &self,
+        sql: &str,
+    ) -> QueryResult<Vec<(String, Option<meshgate_policy::TableAccess>)>> {
+        let mut out = Vec::new();
+        for statement in self.parse(sql)? {
+            for reference in self.ctx.state().resolve_table_references(&statement)? {
+                let resolved = reference.resolve(&self.catalog, &self.current_schema());
+                let name = meshgate_policy::TableName::new(
+                    resolved.catalog.as_ref(),
+                    resolved.schema.as_ref(),
+                    resolved.table.as_ref(),
+                );
+                let access = self
+                    .guard
+                    .as_ref()
+                    .map(|g| g.access(&name).as_ref().clone());
+                if !out.iter().any(|(n, _)| *n == name.to_string()) {
+                    out.push((name.to_string(), access));
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The catalogs this session can see, by name.
@@ -638,6 +789,9 @@ impl QuerySession {
 
     /// Plan one parsed statement.
     pub async fn prepare_statement(&self, statement: DfStatement) -> QueryResult<Prepared> {
+        if let Some(guard) = &self.guard {
+            guard.begin_statement();
+        }
         let sql = statement.to_string();
         if let Some(command) = session_command(&statement)? {
             return Ok(Prepared::Command { sql, command });
