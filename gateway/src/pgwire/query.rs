@@ -23,16 +23,19 @@ use meshgate_planner::{
     TxEffect,
 };
 use pgwire::api::copy::send_copy_out_response;
-use pgwire::api::portal::{Format, Portal};
+use pgwire::api::portal::{Format, Portal, PortalExecutionState};
 use pgwire::api::query::{
     send_execution_response, send_query_response, send_ready_for_query, ExtendedQueryHandler,
     SimpleQueryHandler,
 };
 use pgwire::api::results::{FieldInfo, Response, Tag};
 use pgwire::api::stmt::QueryParser;
-use pgwire::api::store::PortalStore;
-use pgwire::api::{ClientInfo, ClientPortalStore, ConnectionHandle, PgWireConnectionState, Type};
+use pgwire::api::store::{Entry, PortalStore};
+use pgwire::api::{
+    ClientInfo, ClientPortalStore, ConnectionHandle, PgWireConnectionState, Type, DEFAULT_NAME,
+};
 use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::extendedquery::Execute;
 use pgwire::messages::response::{EmptyQueryResponse, TransactionStatus};
 use pgwire::messages::simplequery::Query;
 use pgwire::messages::PgWireBackendMessage;
@@ -297,6 +300,53 @@ impl ExtendedQueryHandler for PgConnection {
 
     fn query_parser(&self) -> Arc<Self::QueryParser> {
         self.parser.clone()
+    }
+
+    /// Execute with `max_rows = 0` (all rows, what libpq and tokio-postgres
+    /// send) streams the result straight to the socket. pgwire's portal
+    /// would first collect every row of the fetch into memory; only a
+    /// bounded `max_rows` fetch (a suspended portal) goes through it.
+    async fn on_execute<C>(&self, client: &mut C, message: Execute) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let portal_name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
+        let streamable = match client.portal_store().get_portal(portal_name) {
+            Some(Entry::Value(portal))
+                if message.max_rows == 0
+                    && matches!(portal.statement.statement.prepared, Prepared::Query { .. })
+                    && portal.statement.statement.prepared.returns_rows()
+                    && matches!(*portal.state().lock().await, PortalExecutionState::Initial) =>
+            {
+                Some(portal)
+            }
+            _ => None,
+        };
+        let Some(portal) = streamable else {
+            return self._on_execute(client, message).await;
+        };
+        if !matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
+            return Err(PgWireError::NotReadyForQuery);
+        }
+        client.set_state(PgWireConnectionState::QueryInProgress);
+        let cancel = cancel_signal(client).await;
+        let run = async {
+            match ExtendedQueryHandler::do_query(self, client, portal.as_ref(), 0).await? {
+                Response::Query(rows) => send_query_response(client, rows, false).await,
+                Response::Execution(tag) => send_execution_response(client, tag).await,
+                _ => Ok(()),
+            }
+        };
+        tokio::select! {
+            result = run => result?,
+            _ = cancelled(cancel) => return Err(to_pg_error(&QueryError::Cancelled)),
+        }
+        *portal.state().lock().await = PortalExecutionState::Finished;
+        client.set_state(PgWireConnectionState::ReadyForQuery);
+        Ok(())
     }
 
     async fn do_query<C>(
