@@ -150,6 +150,18 @@ impl FlightSqlFrontend {
             .with_descriptor(descriptor))
     }
 
+    /// FlightInfo for a metadata command whose ticket is the command itself.
+    fn command_info(
+        &self,
+        request: Request<FlightDescriptor>,
+        schema: &Schema,
+        command: Any,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.authenticate(request.metadata())?;
+        let info = self.descriptor_info(schema, command.encode_to_vec(), request.into_inner())?;
+        Ok(Response::new(info))
+    }
+
     async fn prepared_entry(
         &self,
         identity: &Identity,
@@ -528,13 +540,8 @@ impl FlightSqlService for FlightSqlFrontend {
         query: CommandGetCatalogs,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.authenticate(request.metadata())?;
         let schema = query.into_builder().schema();
-        Ok(Response::new(self.descriptor_info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )?))
+        self.command_info(request, &schema, query.as_any())
     }
 
     async fn do_get_catalogs(
@@ -556,13 +563,8 @@ impl FlightSqlService for FlightSqlFrontend {
         query: CommandGetDbSchemas,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.authenticate(request.metadata())?;
         let schema = query.clone().into_builder().schema();
-        Ok(Response::new(self.descriptor_info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )?))
+        self.command_info(request, &schema, query.as_any())
     }
 
     async fn do_get_schemas(
@@ -586,13 +588,8 @@ impl FlightSqlService for FlightSqlFrontend {
         query: CommandGetTables,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.authenticate(request.metadata())?;
         let schema = query.clone().into_builder().schema();
-        Ok(Response::new(self.descriptor_info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )?))
+        self.command_info(request, &schema, query.as_any())
     }
 
     async fn do_get_tables(
@@ -621,13 +618,8 @@ impl FlightSqlService for FlightSqlFrontend {
         query: CommandGetTableTypes,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.authenticate(request.metadata())?;
         let schema = query.into_builder().schema();
-        Ok(Response::new(self.descriptor_info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )?))
+        self.command_info(request, &schema, query.as_any())
     }
 
     async fn do_get_table_types(
@@ -648,13 +640,8 @@ impl FlightSqlService for FlightSqlFrontend {
         query: CommandGetSqlInfo,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.authenticate(request.metadata())?;
         let schema = query.clone().into_builder(&metadata::SQL_INFO).schema();
-        Ok(Response::new(self.descriptor_info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )?))
+        self.command_info(request, &schema, query.as_any())
     }
 
     async fn do_get_sql_info(
@@ -673,13 +660,8 @@ impl FlightSqlService for FlightSqlFrontend {
         query: CommandGetXdbcTypeInfo,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.authenticate(request.metadata())?;
         let schema = query.into_builder(&metadata::XDBC_TYPES).schema();
-        Ok(Response::new(self.descriptor_info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )?))
+        self.command_info(request, &schema, query.as_any())
     }
 
     async fn do_get_xdbc_type_info(
@@ -698,12 +680,8 @@ impl FlightSqlService for FlightSqlFrontend {
         query: CommandGetPrimaryKeys,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.authenticate(request.metadata())?;
-        Ok(Response::new(self.descriptor_info(
-            &metadata::primary_keys_schema(),
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )?))
+        let schema = metadata::primary_keys_schema();
+        self.command_info(request, &schema, query.as_any())
     }
 
     async fn do_get_primary_keys(
@@ -720,12 +698,8 @@ impl FlightSqlService for FlightSqlFrontend {
         query: CommandGetExportedKeys,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.authenticate(request.metadata())?;
-        Ok(Response::new(self.descriptor_info(
-            &metadata::foreign_keys_schema(),
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )?))
+        let schema = metadata::foreign_keys_schema();
+        self.command_info(request, &schema, query.as_any())
     }
 
     async fn do_get_exported_keys(
@@ -742,12 +716,8 @@ impl FlightSqlService for FlightSqlFrontend {
         query: CommandGetImportedKeys,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.authenticate(request.metadata())?;
-        Ok(Response::new(self.descriptor_info(
-            &metadata::foreign_keys_schema(),
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )?))
+        let schema = metadata::foreign_keys_schema();
+        self.command_info(request, &schema, query.as_any())
     }
 
     async fn do_get_imported_keys(
@@ -764,12 +734,8 @@ impl FlightSqlService for FlightSqlFrontend {
         query: CommandGetCrossReference,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.authenticate(request.metadata())?;
-        Ok(Response::new(self.descriptor_info(
-            &metadata::foreign_keys_schema(),
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )?))
+        let schema = metadata::foreign_keys_schema();
+        self.command_info(request, &schema, query.as_any())
     }
 
     async fn do_get_cross_reference(
