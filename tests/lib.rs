@@ -103,16 +103,3 @@ pub fn extra_user(user: &str, password: &str) -> String {
         meshgate_gateway::auth::PasswordHash::generate(password)
     )
 }
-
-/// The `meshgate` binary built next to this test binary.
-pub fn meshgate_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let bin = dir.join("meshgate");
-    assert!(
-        bin.exists(),
-        "{} is missing: run the tests with `cargo test --workspace` (or nextest) so the binary is built",
-        bin.display()
-    );
-    bin
-}
