@@ -70,6 +70,8 @@ pub struct Config {
     pub catalogs: BTreeMap<String, CatalogConfig>,
     /// The access policy; without one every user reads every table.
     pub policy: Option<PolicyConfig>,
+    /// The audit log; without one nothing is recorded.
+    pub audit: Option<AuditConfig>,
     /// Directory relative paths resolve against (the file's own directory).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -169,6 +171,13 @@ pub struct UserConfig {
 #[serde(deny_unknown_fields)]
 pub struct PolicyConfig {
     /// A TOML policy document (see the `meshgate-policy` crate).
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// JSON lines, appended and flushed per statement.
     pub file: PathBuf,
 }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use meshgate_connectors::ConnectorRegistry;
 use meshgate_planner::policy::Policy;
-use meshgate_planner::{CatalogRegistry, QueryService};
+use meshgate_planner::{AuditLog, CatalogRegistry, QueryService};
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
@@ -63,6 +63,15 @@ impl Gateway {
                 .with_roles(config.users.keys().cloned().collect());
         if let Some(policy) = config.load_policy()? {
             service = service.with_policy(policy);
+        }
+        if let Some(audit) = &config.audit {
+            let path = config.resolve_path(&audit.file);
+            let log = AuditLog::open(&path).map_err(|e| ConfigError::Invalid {
+                file: config.file.clone(),
+                key: "audit.file".into(),
+                problem: format!("cannot open {}: {e}", path.display()),
+            })?;
+            service = service.with_audit(log);
         }
         let service = Arc::new(service);
         let users = Arc::new(UserStore::from_config(&config));

@@ -16,6 +16,7 @@
 //!   protocol gets the same answers.
 
 mod access;
+mod audit;
 mod catalog_view;
 mod error;
 mod pg_compat;
@@ -23,6 +24,7 @@ mod registry;
 mod service;
 mod settings;
 
+pub use audit::{AuditLog, AuditRecord};
 pub use error::{QueryError, QueryResult};
 pub use registry::{CatalogRegistry, CatalogSpec, RegistryError};
 pub use service::{

@@ -24,12 +24,14 @@ use datafusion::physical_plan::RecordBatchStream;
 use futures::{stream, Stream};
 
 use crate::access::{AccessGuard, PolicySource};
+use crate::audit::{AuditLog, AuditRecord, Audited};
 use crate::catalog_view::SessionCatalog;
 use crate::pg_compat::{self, RoleDirectory};
 use crate::settings::split_list;
 use crate::{CatalogRegistry, QueryError, QueryResult, SessionSettings};
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 use meshgate_policy::Policy;
+use std::time::Instant;
 
 /// Who is asking. Front ends build it after authentication.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +55,10 @@ pub struct SessionOptions {
     pub application_name: Option<String>,
     /// Install `pg_catalog` and PostgreSQL's functions (pgwire sessions).
     pub postgres_catalog: bool,
+    /// For the audit log: `pgwire`, `flight_sql`, `cli`.
+    pub protocol: String,
+    /// For the audit log: the client's address.
+    pub client: Option<String>,
 }
 
 /// Plans and runs SQL for authenticated identities over the configured catalogs.
@@ -63,6 +69,7 @@ pub struct QueryService {
     parser: Arc<PostgresCompatibilityParser>,
     /// The access policy; `None` means every user reads every table.
     policy: PolicySource,
+    audit: Option<Arc<AuditLog>>,
 }
 
 impl QueryService {
@@ -78,7 +85,15 @@ impl QueryService {
             roles: RoleDirectory::default(),
             parser: Arc::new(PostgresCompatibilityParser::new()),
             policy: PolicySource::default(),
+            audit: None,
         }
+    }
+
+    /// Record every statement in `log` (and offer it to admins as
+    /// `system.audit.queries`).
+    pub fn with_audit(mut self, log: AuditLog) -> Self {
+        self.audit = Some(Arc::new(log));
+        self
     }
 
     /// Enforce `policy` for sessions opened from now on.
@@ -301,6 +316,15 @@ impl QueryService {
             .with_optimizer_rule(Arc::new(pg_compat::LikeEscapeRule))
             .build();
         let ctx = SessionContext::new_with_state(state);
+        if let Some(log) = &self.audit {
+            let is_admin = self
+                .policy()
+                .map(|p| p.is_admin(&p.principal(&identity.user)))
+                .unwrap_or(true);
+            if is_admin {
+                ctx.register_catalog("system", crate::audit::audit_catalog(log)?);
+            }
+        }
         let settings = Arc::new(std::sync::RwLock::new(settings));
         if options.postgres_catalog {
             pg_compat::install(
@@ -318,6 +342,13 @@ impl QueryService {
             settings,
             parser: self.parser.clone(),
             guard,
+            audit: self.audit.clone(),
+            protocol: if options.protocol.is_empty() {
+                "unknown".into()
+            } else {
+                options.protocol.clone()
+            },
+            client: options.client.clone().unwrap_or_default(),
             cursors: Default::default(),
         };
         session.apply_search_path();
@@ -571,6 +602,9 @@ pub struct QuerySession {
     settings: Arc<std::sync::RwLock<SessionSettings>>,
     parser: Arc<PostgresCompatibilityParser>,
     guard: Option<Arc<AccessGuard>>,
+    audit: Option<Arc<AuditLog>>,
+    protocol: String,
+    client: String,
     /// Behind a mutex only so the session is `Sync`; `&mut self` methods
     /// reach it without locking.
     cursors: std::sync::Mutex<HashMap<String, Cursor>>,
@@ -787,8 +821,101 @@ impl QuerySession {
         }
     }
 
-    /// Plan one parsed statement.
+    /// Plan one parsed statement. A statement refused here (denied, bad
+    /// SQL) is audited here; others when they have run.
     pub async fn prepare_statement(&self, statement: DfStatement) -> QueryResult<Prepared> {
+        let started = Instant::now();
+        let sql = statement.to_string();
+        let objects = self.objects(&statement);
+        let result = self.plan_statement(statement).await;
+        if let Err(e) = &result {
+            self.audit_now(&sql, objects, 0, started, Some(e));
+        }
+        result
+    }
+
+    /// Tables a statement names, fully qualified (for the audit log).
+    fn objects(&self, statement: &DfStatement) -> Vec<String> {
+        if self.audit.is_none() {
+            return vec![];
+        }
+        let schema = self.current_schema();
+        let mut out: Vec<String> = self
+            .ctx
+            .state()
+            .resolve_table_references(statement)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| {
+                let r = r.resolve(&self.catalog, &schema);
+                format!("{}.{}.{}", r.catalog, r.schema, r.table)
+            })
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    fn audit_record(
+        &self,
+        sql: &str,
+        objects: Vec<String>,
+        error: Option<&QueryError>,
+    ) -> AuditRecord {
+        let rule = match &self.guard {
+            Some(guard) => objects
+                .iter()
+                .flat_map(|o| {
+                    let mut parts = o.splitn(3, '.');
+                    let (c, s, t) = (parts.next(), parts.next(), parts.next());
+                    match (c, s, t) {
+                        (Some(c), Some(s), Some(t)) => guard
+                            .access(&meshgate_policy::TableName::new(c, s, t))
+                            .explanation
+                            .clone(),
+                        _ => vec![],
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+            None => String::new(),
+        };
+        AuditRecord {
+            time: chrono_now(),
+            user: self.identity.user.clone(),
+            client: self.client.clone(),
+            protocol: self.protocol.clone(),
+            sql: sql.to_owned(),
+            objects,
+            decision: match error {
+                None => "allowed".into(),
+                Some(QueryError::PermissionDenied(_)) => "denied".into(),
+                Some(_) => "error".into(),
+            },
+            rule,
+            rows: 0,
+            duration_ms: 0.0,
+            error: error.map(|e| format!("[{}] {e}", e.sqlstate())),
+        }
+    }
+
+    fn audit_now(
+        &self,
+        sql: &str,
+        objects: Vec<String>,
+        rows: u64,
+        started: Instant,
+        error: Option<&QueryError>,
+    ) {
+        if let Some(log) = &self.audit {
+            let mut record = self.audit_record(sql, objects, error);
+            record.rows = rows;
+            record.duration_ms = started.elapsed().as_secs_f64() * 1e3;
+            log.write(&record);
+        }
+    }
+
+    async fn plan_statement(&self, statement: DfStatement) -> QueryResult<Prepared> {
         if let Some(guard) = &self.guard {
             guard.begin_statement();
         }
@@ -803,6 +930,50 @@ impl QuerySession {
 
     /// Run a prepared statement with `$n` parameter values.
     pub async fn execute(
+        &mut self,
+        prepared: &Prepared,
+        params: Option<ParamValues>,
+    ) -> QueryResult<QueryOutput> {
+        let started = Instant::now();
+        let result = self.execute_inner(prepared, params).await;
+        let Some(log) = self.audit.clone() else {
+            return result;
+        };
+        if matches!(prepared, Prepared::Empty) {
+            return result;
+        }
+        let objects = self
+            .parse(prepared.sql())
+            .ok()
+            .and_then(|mut s| s.pop())
+            .map(|s| self.objects(&s))
+            .unwrap_or_default();
+        match result {
+            Err(e) => {
+                self.audit_now(prepared.sql(), objects, 0, started, Some(&e));
+                Err(e)
+            }
+            Ok(QueryOutput::Rows(stream)) => {
+                let record = self.audit_record(prepared.sql(), objects, None);
+                Ok(QueryOutput::Rows(Box::pin(Audited::new(
+                    stream, log, record, started,
+                ))))
+            }
+            Ok(QueryOutput::CopyOut { stream, options }) => {
+                let record = self.audit_record(prepared.sql(), objects, None);
+                Ok(QueryOutput::CopyOut {
+                    stream: Box::pin(Audited::new(stream, log, record, started)),
+                    options,
+                })
+            }
+            Ok(other) => {
+                self.audit_now(prepared.sql(), objects, 0, started, None);
+                Ok(other)
+            }
+        }
+    }
+
+    async fn execute_inner(
         &mut self,
         prepared: &Prepared,
         params: Option<ParamValues>,
@@ -1376,4 +1547,9 @@ fn check_read_only(plan: &LogicalPlan) -> QueryResult<()> {
     Err(QueryError::ReadOnly(format!(
         "cannot execute {what}: meshgate is a read-only gateway"
     )))
+}
+
+/// Now, as RFC 3339 UTC with milliseconds.
+fn chrono_now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }

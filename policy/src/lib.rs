@@ -116,6 +116,9 @@ pub struct PolicyDocument {
     pub row_filters: Vec<RowFilterRule>,
     #[serde(default)]
     pub masks: Vec<MaskRule>,
+    /// Principals that administer meshgate (read the audit log).
+    #[serde(default)]
+    pub admins: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -253,6 +256,11 @@ impl Policy {
             }
             Ok(())
         };
+        check_principals("admins", &doc.admins).map_err(|e| match e {
+            PolicyError::Invalid { key, problem } => {
+                invalid(key.replace("admins.principals", "admins"), problem)
+            }
+        })?;
         for (i, g) in doc.grants.iter().enumerate() {
             check_principals(&format!("grants[{i}]"), &g.principals)?;
             if !g.privilege.eq_ignore_ascii_case("select") {
@@ -281,6 +289,14 @@ impl Policy {
             }
         }
         Ok(Self { doc })
+    }
+
+    /// True when `principal` is listed in `admins`.
+    pub fn is_admin(&self, principal: &Principal) -> bool {
+        self.doc
+            .admins
+            .iter()
+            .any(|spec| matches_principal(principal, spec))
     }
 
     pub fn document(&self) -> &PolicyDocument {

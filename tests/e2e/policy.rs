@@ -382,3 +382,77 @@ async fn policy_reload_applies_atomically_under_concurrent_queries() {
         answers.len()
     );
 }
+
+#[tokio::test]
+async fn statements_are_audited_and_admins_read_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, format!("admins = [\"user:auditor\"]\n{POLICY}")).unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let mesh = TestMesh::start_with(|config| {
+        config.push_str(&extra_user("alice", "alice-pw"));
+        config.push_str(&extra_user("auditor", "auditor-pw"));
+        config.push_str(&extra_user("mallory", "mallory-pw"));
+        config.push_str(&format!(
+            "\n[policy]\nfile = \"{}\"\n[audit]\nfile = \"{}\"\n",
+            policy.display(),
+            audit.display()
+        ));
+    })
+    .await;
+    let mallory = mesh
+        .connect_as("mallory", "mallory-pw", "members")
+        .await
+        .unwrap();
+    mallory
+        .simple_query("SELECT ssn FROM members")
+        .await
+        .unwrap_err();
+    let alice = mesh
+        .connect_as("alice", "alice-pw", "members")
+        .await
+        .unwrap();
+    let n = scalar(&alice, "SELECT count(*) FROM members").await;
+
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&audit)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let denied = lines
+        .iter()
+        .find(|r| r["user"] == "mallory")
+        .expect("the denied statement is audited");
+    println!("audit record of a denied query: {denied}");
+    assert_eq!(denied["decision"], "denied");
+    assert_eq!(denied["protocol"], "pgwire");
+    assert_eq!(denied["objects"][0], "members.public.members");
+    assert!(denied["error"].as_str().unwrap().starts_with("[42501]"));
+    assert!(denied["rule"].as_str().unwrap().contains("deny by default"));
+    let allowed = lines.iter().find(|r| r["user"] == "alice").unwrap();
+    assert_eq!(allowed["decision"], "allowed");
+    assert_eq!(allowed["rows"], 1);
+    assert!(allowed["rule"].as_str().unwrap().contains("row_filters[0]"));
+    assert!(allowed["client"]
+        .as_str()
+        .unwrap()
+        .starts_with("127.0.0.1:"));
+    assert!(n.parse::<i64>().unwrap() > 0);
+
+    // Admins query the log; others do not see it.
+    let auditor = mesh
+        .connect_as("auditor", "auditor-pw", "members")
+        .await
+        .unwrap();
+    let denied_rows = scalar(
+        &auditor,
+        "SELECT count(*) FROM system.audit.queries WHERE decision = 'denied' AND \"user\" = 'mallory'",
+    )
+    .await;
+    assert_eq!(denied_rows, "1");
+    let err = alice
+        .simple_query("SELECT * FROM system.audit.queries")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code().map(|c| c.code()), Some("42P01"), "{err:?}");
+}

@@ -131,9 +131,18 @@ impl FlightSqlFrontend {
         }
     }
 
-    fn session(&self, identity: Identity) -> Result<QuerySession, Status> {
+    fn session(
+        &self,
+        identity: Identity,
+        client: Option<std::net::SocketAddr>,
+    ) -> Result<QuerySession, Status> {
+        let options = SessionOptions {
+            protocol: "flight_sql".into(),
+            client: client.map(|a| a.to_string()),
+            ..SessionOptions::default()
+        };
         self.service
-            .open_session(identity, SessionOptions::default())
+            .open_session(identity, options)
             .map_err(|e| to_status(&e))
     }
 
@@ -196,10 +205,11 @@ impl FlightSqlFrontend {
     async fn run(
         &self,
         identity: Identity,
+        client: Option<std::net::SocketAddr>,
         sql: &str,
         params: Option<Vec<ScalarValue>>,
     ) -> Result<DoGetStream, Status> {
-        let mut session = self.session(identity)?;
+        let mut session = self.session(identity, client)?;
         let prepared = session.prepare(sql).await.map_err(|e| to_status(&e))?;
         let output = session
             .execute(&prepared, params.map(ParamValues::from))
@@ -341,7 +351,7 @@ impl FlightSqlService for FlightSqlFrontend {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let identity = self.authenticate(request.metadata())?;
-        let session = self.session(identity.clone())?;
+        let session = self.session(identity.clone(), request.remote_addr())?;
         let prepared = session
             .prepare(&query.query)
             .await
@@ -381,7 +391,10 @@ impl FlightSqlService for FlightSqlFrontend {
             ));
         }
         let sql = claims.data.unwrap_or_default();
-        Ok(Response::new(self.run(identity, &sql, None).await?))
+        Ok(Response::new(
+            self.run(identity, request.remote_addr(), &sql, None)
+                .await?,
+        ))
     }
 
     async fn do_action_create_prepared_statement(
@@ -390,7 +403,7 @@ impl FlightSqlService for FlightSqlFrontend {
         request: Request<arrow_flight::Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
         let identity = self.authenticate(request.metadata())?;
-        let session = self.session(identity.clone())?;
+        let session = self.session(identity.clone(), request.remote_addr())?;
         let prepared = session
             .prepare(&query.query)
             .await
@@ -462,7 +475,7 @@ impl FlightSqlService for FlightSqlFrontend {
         let entry = self
             .prepared_entry(&identity, &cmd.prepared_statement_handle)
             .await?;
-        let session = self.session(identity)?;
+        let session = self.session(identity, request.remote_addr())?;
         let prepared = session
             .prepare(&entry.sql)
             .await
@@ -491,7 +504,10 @@ impl FlightSqlService for FlightSqlFrontend {
                 entry.param_types.len()
             )));
         }
-        Ok(Response::new(self.run(identity, &entry.sql, params).await?))
+        Ok(Response::new(
+            self.run(identity, request.remote_addr(), &entry.sql, params)
+                .await?,
+        ))
     }
 
     async fn do_action_close_prepared_statement(
@@ -549,7 +565,10 @@ impl FlightSqlService for FlightSqlFrontend {
         query: CommandGetCatalogs,
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        let session = self.session(self.authenticate(request.metadata())?)?;
+        let session = self.session(
+            self.authenticate(request.metadata())?,
+            request.remote_addr(),
+        )?;
         let mut builder = query.into_builder();
         for catalog in session.catalog_names() {
             builder.append(catalog);
@@ -572,7 +591,10 @@ impl FlightSqlService for FlightSqlFrontend {
         query: CommandGetDbSchemas,
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        let session = self.session(self.authenticate(request.metadata())?)?;
+        let session = self.session(
+            self.authenticate(request.metadata())?,
+            request.remote_addr(),
+        )?;
         let mut builder = query.into_builder();
         for catalog in session.catalog_names() {
             for schema in session.schema_names(&catalog) {
@@ -597,7 +619,10 @@ impl FlightSqlService for FlightSqlFrontend {
         query: CommandGetTables,
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        let session = self.session(self.authenticate(request.metadata())?)?;
+        let session = self.session(
+            self.authenticate(request.metadata())?,
+            request.remote_addr(),
+        )?;
         let catalog = query.catalog.clone().filter(|c| !c.is_empty());
         let tables = session
             .tables(catalog.as_deref())

@@ -74,6 +74,8 @@ impl SessionSlot {
                 search_path: startup_option(meta.get("options").map(String::as_str), "search_path"),
                 application_name: meta.get("application_name").cloned(),
                 postgres_catalog: true,
+                protocol: "pgwire".into(),
+                client: Some(client.socket_addr().to_string()),
             };
             let session = self
                 .service
