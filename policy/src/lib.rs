@@ -211,6 +211,75 @@ impl TableAccess {
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
     doc: PolicyDocument,
+    grants: RuleIndex,
+    row_filters: RuleIndex,
+    masks: RuleIndex,
+}
+
+/// Where rules of one kind may apply, so evaluation looks only at rules that
+/// can concern the principal and the table, not at every rule of the policy.
+#[derive(Debug, Clone, Default)]
+struct RuleIndex {
+    by_user: std::collections::HashMap<String, Vec<usize>>,
+    by_group: std::collections::HashMap<String, Vec<usize>>,
+    any_principal: Vec<usize>,
+    /// Rules naming tables only literally (no `*`, no tags), by table.
+    by_table: std::collections::HashMap<String, Vec<usize>>,
+    /// Rules with a glob or a tag: checked for every table.
+    any_table: Vec<usize>,
+}
+
+impl RuleIndex {
+    fn build<'a>(rules: impl Iterator<Item = (&'a [String], &'a [String], &'a [String])>) -> Self {
+        let mut index = Self::default();
+        for (i, (principals, tables, tags)) in rules.enumerate() {
+            for p in principals {
+                if let Some(user) = p.strip_prefix("user:") {
+                    index.by_user.entry(user.to_owned()).or_default().push(i);
+                } else if let Some(group) = p.strip_prefix("group:") {
+                    index.by_group.entry(group.to_owned()).or_default().push(i);
+                } else {
+                    index.any_principal.push(i);
+                }
+            }
+            if tags.is_empty() && tables.iter().all(|t| !t.contains('*')) {
+                for t in tables {
+                    index
+                        .by_table
+                        .entry(t.to_ascii_lowercase())
+                        .or_default()
+                        .push(i);
+                }
+            } else {
+                index.any_table.push(i);
+            }
+        }
+        index
+    }
+
+    /// Indices of rules that may apply to `principal` and `table`, in policy
+    /// order (the final principal and table checks are still the caller's).
+    fn candidates(&self, principal: &Principal, table: &str) -> Vec<usize> {
+        let mut by_principal: Vec<usize> = self.any_principal.clone();
+        if let Some(rules) = self.by_user.get(&principal.user) {
+            by_principal.extend(rules);
+        }
+        for group in &principal.groups {
+            if let Some(rules) = self.by_group.get(group) {
+                by_principal.extend(rules);
+            }
+        }
+        let mut by_table: Vec<usize> = self.any_table.clone();
+        if let Some(rules) = self.by_table.get(&table.to_ascii_lowercase()) {
+            by_table.extend(rules);
+        }
+        by_principal.sort_unstable();
+        by_principal.dedup();
+        by_table.sort_unstable();
+        by_table.dedup();
+        by_principal.retain(|i| by_table.binary_search(i).is_ok());
+        by_principal
+    }
 }
 
 impl Policy {
@@ -288,7 +357,33 @@ impl Policy {
                 return Err(invalid(format!("masks[{i}].mask"), "is empty"));
             }
         }
-        Ok(Self { doc })
+        let grants = RuleIndex::build(doc.grants.iter().map(|r| {
+            (
+                r.principals.as_slice(),
+                r.tables.as_slice(),
+                r.tags.as_slice(),
+            )
+        }));
+        let row_filters = RuleIndex::build(doc.row_filters.iter().map(|r| {
+            (
+                r.principals.as_slice(),
+                r.tables.as_slice(),
+                r.tags.as_slice(),
+            )
+        }));
+        let masks = RuleIndex::build(doc.masks.iter().map(|r| {
+            (
+                r.principals.as_slice(),
+                r.tables.as_slice(),
+                r.tags.as_slice(),
+            )
+        }));
+        Ok(Self {
+            doc,
+            grants,
+            row_filters,
+            masks,
+        })
     }
 
     /// True when `principal` is listed in `admins`.
@@ -347,9 +442,10 @@ impl Policy {
         };
         let mut access = TableAccess::default();
         let mut allowed_by = None;
-        for (i, grant) in self.doc.grants.iter().enumerate() {
-            if !targets(&grant.tables, &grant.tags)
-                || !applies(principal, &grant.principals, &grant.except)
+        for i in self.grants.candidates(principal, &name) {
+            let grant = &self.doc.grants[i];
+            if !applies(principal, &grant.principals, &grant.except)
+                || !targets(&grant.tables, &grant.tags)
             {
                 continue;
             }
@@ -373,9 +469,10 @@ impl Policy {
         access
             .explanation
             .push(format!("grants[{i}] allows select on {name}"));
-        for (i, rule) in self.doc.row_filters.iter().enumerate() {
-            if targets(&rule.tables, &rule.tags)
-                && applies(principal, &rule.principals, &rule.except)
+        for i in self.row_filters.candidates(principal, &name) {
+            let rule = &self.doc.row_filters[i];
+            if applies(principal, &rule.principals, &rule.except)
+                && targets(&rule.tables, &rule.tags)
             {
                 access.row_filters.push(rule.filter.clone());
                 access
@@ -383,7 +480,8 @@ impl Policy {
                     .push(format!("row_filters[{i}] keeps rows where {}", rule.filter));
             }
         }
-        for (i, rule) in self.doc.masks.iter().enumerate() {
+        for i in self.masks.candidates(principal, &name) {
+            let rule = &self.doc.masks[i];
             if applies(principal, &rule.principals, &rule.except)
                 && !access.masks.contains_key(&rule.column)
                 && targets(&rule.tables, &rule.tags)
@@ -565,6 +663,30 @@ mask = "'***'"
             Policy::from_toml("[[masks]]\nprincipals = [\"*\"]\ncolumn = \"a\"\nmask = \" \"")
                 .unwrap_err();
         assert!(err.to_string().starts_with("masks[0].mask"), "{err}");
+    }
+
+    #[test]
+    fn unrelated_rules_do_not_change_decisions() {
+        let mut text = POLICY.to_owned();
+        for i in 0..50 {
+            text.push_str(&format!(
+                "[[grants]]\neffect = \"deny\"\nprincipals = [\"user:u{i}\"]\ntables = [\"members.public.members\"]\n\
+                 [[masks]]\nprincipals = [\"*\"]\ntables = [\"other{i}.public.t\"]\ncolumn = \"state\"\nmask = \"NULL\"\n"
+            ));
+        }
+        let (small, large) = (policy(), Policy::from_toml(&text).unwrap());
+        for user in ["alice", "carol", "auditor", "mallory"] {
+            for table in [members(), TableName::new("claims", "public", "claims")] {
+                assert_eq!(
+                    small.evaluate(&small.principal(user), &table),
+                    large.evaluate(&large.principal(user), &table),
+                    "{user} on {table}"
+                );
+            }
+        }
+        // And the added rules do apply where they should.
+        let u3 = large.principal("u3");
+        assert!(!large.evaluate(&u3, &members()).allowed);
     }
 
     #[test]
