@@ -128,16 +128,6 @@ pub struct UserEntry {
     pub attributes: BTreeMap<String, String>,
 }
 
-/// Which tables a rule applies to: name patterns and/or tags.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Target {
-    #[serde(default)]
-    pub tables: Vec<String>,
-    #[serde(default)]
-    pub tags: Vec<String>,
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Grant {
