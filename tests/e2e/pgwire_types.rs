@@ -103,8 +103,8 @@ async fn text_format_renders_every_type_like_postgresql() {
             Some("héllo"),
             Some("v"),
             Some("2025-01-31"),
-            Some("2025-01-31 13:45:06.500000"),
-            Some("2025-01-31 13:45:06.000000+00"),
+            Some("2025-01-31 13:45:06.5"),
+            Some("2025-01-31 13:45:06+00"),
             Some("\\xdeadbeef"),
             None,
         ]
