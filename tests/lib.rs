@@ -103,3 +103,188 @@ pub fn extra_user(user: &str, password: &str) -> String {
         meshgate_gateway::auth::PasswordHash::generate(password)
     )
 }
+
+/// A fresh database on the local PostgreSQL server (127.0.0.1:5432, trust
+/// auth), dropped when this value is dropped.
+pub struct PgDatabase {
+    pub name: String,
+    pub client: tokio_postgres::Client,
+}
+
+/// Where the local PostgreSQL server listens (`MESHGATE_TEST_PG`, default
+/// `host=127.0.0.1 port=5432 user=postgres`).
+pub fn pg_server() -> String {
+    std::env::var("MESHGATE_TEST_PG")
+        .unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=postgres".into())
+}
+
+async fn pg_connect(dbname: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(
+        &format!("{} dbname={dbname}", pg_server()),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .expect("the local PostgreSQL server must be running (see .ci/run)");
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    client
+}
+
+/// A name no other test (or earlier run) uses.
+pub fn unique_name(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{prefix}_{}_{}_{nanos}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+impl PgDatabase {
+    pub async fn create(prefix: &str) -> Self {
+        let name = unique_name(prefix);
+        pg_connect("postgres")
+            .await
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create test database");
+        let client = pg_connect(&name).await;
+        Self { name, client }
+    }
+
+    /// A `[catalogs.NAME]` block reaching this database at `host:port`.
+    pub fn catalog_toml(&self, catalog: &str, port: u16, extra: &str) -> String {
+        format!(
+            "\n[catalogs.{catalog}]\nconnector = \"postgres\"\nhost = \"127.0.0.1\"\nport = {port}\nuser = \"postgres\"\ndatabase = \"{}\"\nsslmode = \"disable\"\nconnect_timeout_secs = 2\n{extra}\n",
+            self.name
+        )
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Best effort, off the test's runtime: connections may still be open.
+        std::thread::spawn(move || {
+            let _ = std::process::Command::new("psql")
+                .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qc"])
+                .arg(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .output();
+        });
+    }
+}
+
+/// A fresh database on the local MariaDB/MySQL server (127.0.0.1:3306, root,
+/// empty password), through the `mysql` command-line client.
+pub struct MariaDatabase {
+    pub name: String,
+}
+
+impl MariaDatabase {
+    pub fn create(prefix: &str) -> Self {
+        let name = unique_name(prefix);
+        mysql_exec("", &format!("CREATE DATABASE {name}"));
+        Self { name }
+    }
+
+    /// Run SQL in this database; panics with the client's message on failure.
+    pub fn exec(&self, sql: &str) -> String {
+        mysql_exec(&self.name, sql)
+    }
+
+    pub fn catalog_toml(&self, catalog: &str, extra: &str) -> String {
+        format!(
+            "\n[catalogs.{catalog}]\nconnector = \"mysql\"\nhost = \"127.0.0.1\"\nport = 3306\nuser = \"root\"\ndatabase = \"{}\"\nsslmode = \"disable\"\n{extra}\n",
+            self.name
+        )
+    }
+}
+
+/// Run SQL with the `mysql` client as root; returns tab-separated rows.
+pub fn mysql_exec(database: &str, sql: &str) -> String {
+    let mut cmd = std::process::Command::new("mysql");
+    cmd.args(["-h", "127.0.0.1", "-P", "3306", "-u", "root", "-N", "-B"]);
+    if !database.is_empty() {
+        cmd.arg(database);
+    }
+    let out = cmd
+        .arg("-e")
+        .arg(sql)
+        .output()
+        .expect("the mysql client must be installed (see .ci/run)");
+    assert!(
+        out.status.success(),
+        "mysql: {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+impl Drop for MariaDatabase {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("mysql")
+            .args(["-h", "127.0.0.1", "-u", "root", "-e"])
+            .arg(format!("DROP DATABASE IF EXISTS {}", self.name))
+            .output();
+    }
+}
+
+/// A TCP proxy in front of a server, stopped and started again on the same
+/// port: while stopped, connections are refused and open ones are cut, as
+/// when the server itself goes down.
+pub struct TcpProxy {
+    pub port: u16,
+    target: SocketAddr,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TcpProxy {
+    pub async fn start(target: SocketAddr) -> Self {
+        let mut proxy = Self {
+            port: 0,
+            target,
+            task: None,
+        };
+        proxy.resume().await;
+        proxy
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+
+    pub async fn resume(&mut self) {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_reuseaddr(true).unwrap();
+        socket
+            .bind(SocketAddr::from(([127, 0, 0, 1], self.port)))
+            .expect("bind proxy port");
+        let listener = socket.listen(64).unwrap();
+        self.port = listener.local_addr().unwrap().port();
+        let target = self.target;
+        self.task = Some(tokio::spawn(async move {
+            let mut connections = tokio::task::JoinSet::new();
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                connections.spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        }));
+    }
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -15,6 +15,11 @@ pub enum ConnectorError {
 
     #[error("{0}")]
     Storage(String),
+
+    /// A database source failed: it is down, refused the credentials, timed
+    /// out, or rejected the statement. The message names the catalog.
+    #[error("catalog `{catalog}`: {message}")]
+    Source { catalog: String, message: String },
 }
 
 impl ConnectorError {
@@ -25,10 +30,50 @@ impl ConnectorError {
         }
     }
 
+    /// A source failure, with the cause chain condensed to one line.
+    pub(crate) fn source(catalog: &str, err: &(dyn std::error::Error + 'static)) -> Self {
+        Self::Source {
+            catalog: catalog.to_owned(),
+            message: condense(err),
+        }
+    }
+
     pub(crate) fn table(table: impl Into<String>, message: impl std::fmt::Display) -> Self {
         Self::Table {
             table: table.into(),
             message: message.to_string(),
         }
     }
+}
+
+/// One line from an error and its causes: drivers wrap errors in several
+/// layers of advice text; users need the innermost facts.
+fn condense(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut current = Some(err);
+    while let Some(e) = current {
+        let text = e.to_string();
+        let line = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| {
+                !l.is_empty()
+                    && !l.starts_with("For details")
+                    && !l.starts_with("Adjust ")
+                    && !l.starts_with("Ensure ")
+                    && !l.starts_with("Verify ")
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+        let line = line
+            .trim_start_matches("External error: ")
+            .trim_start_matches("Execution error: ")
+            .to_owned();
+        if !line.is_empty() && !parts.iter().any(|p| p.contains(&line)) {
+            parts.retain(|p| !line.contains(p.as_str()));
+            parts.push(line);
+        }
+        current = e.source();
+    }
+    parts.join(": ")
 }

@@ -15,6 +15,7 @@
 mod delta;
 mod error;
 mod files;
+mod sql;
 mod storage;
 mod types;
 
@@ -29,6 +30,7 @@ use datafusion::execution::SessionState;
 pub use delta::DeltaConnector;
 pub use error::ConnectorError;
 pub use files::FilesConnector;
+pub use sql::{refresh_catalog, MySqlConnector, PostgresConnector, SqlCatalog};
 pub use storage::StorageOptions;
 
 /// What a source can evaluate itself, so the planner knows what it may push down.
@@ -91,6 +93,8 @@ impl ConnectorRegistry {
         let mut registry = Self::default();
         registry.register(Arc::new(FilesConnector));
         registry.register(Arc::new(DeltaConnector));
+        registry.register(Arc::new(PostgresConnector));
+        registry.register(Arc::new(MySqlConnector));
         registry
     }
 

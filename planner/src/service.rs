@@ -313,6 +313,10 @@ impl QueryService {
             .with_runtime_env(self.registry.runtime())
             .with_catalog_list(self.session_catalogs(guard.clone()))
             .with_default_features()
+            // Federation: the largest sub-plan that touches one SQL source
+            // runs there (see meshgate_connectors' `sql` module).
+            .with_optimizer_rules(datafusion_federation::default_optimizer_rules())
+            .with_query_planner(Arc::new(datafusion_federation::FederatedQueryPlanner::new()))
             .with_optimizer_rule(Arc::new(pg_compat::LikeEscapeRule))
             .build();
         let ctx = SessionContext::new_with_state(state);
@@ -350,6 +354,7 @@ impl QueryService {
             },
             client: options.client.clone().unwrap_or_default(),
             cursors: Default::default(),
+            registry: self.registry.clone(),
         };
         session.apply_search_path();
         Ok(session)
@@ -401,6 +406,8 @@ pub enum SessionCommand {
     Close(Option<String>),
     /// Accepted with nothing to do; the command tag to answer.
     Noop(String),
+    /// `CALL system.refresh_catalog('name')`: drop cached metadata of a catalog.
+    RefreshCatalog(String),
     /// `COPY (query) TO STDOUT` / `COPY table TO STDOUT`
     CopyOut {
         query: Box<ast::Query>,
@@ -525,6 +532,7 @@ impl Prepared {
                 SessionCommand::Close(_) => "CLOSE CURSOR".into(),
                 SessionCommand::CopyOut { .. } => "COPY".into(),
                 SessionCommand::Noop(tag) => tag.clone(),
+                SessionCommand::RefreshCatalog(_) => "CALL".into(),
             },
             Prepared::Empty => String::new(),
         }
@@ -608,6 +616,7 @@ pub struct QuerySession {
     /// Behind a mutex only so the session is `Sync`; `&mut self` methods
     /// reach it without locking.
     cursors: std::sync::Mutex<HashMap<String, Cursor>>,
+    registry: Arc<CatalogRegistry>,
 }
 
 impl QuerySession {
@@ -1103,6 +1112,20 @@ impl QuerySession {
             | SessionCommand::ReleaseSavepoint(_)
             | SessionCommand::Noop(_) => TxEffect::None,
             SessionCommand::RollbackToSavepoint(_) => TxEffect::Recover,
+            SessionCommand::RefreshCatalog(name) => {
+                // Only catalogs the caller's session contains can be refreshed.
+                let catalog = self
+                    .ctx
+                    .catalog(name)
+                    .and_then(|_| self.registry.catalogs().get(name).cloned())
+                    .ok_or_else(|| {
+                        QueryError::UndefinedObject(format!("catalog \"{name}\" does not exist"))
+                    })?;
+                if let Some(Err(err)) = meshgate_connectors::refresh_catalog(&catalog).await {
+                    return Err(QueryError::Source(err.to_string()));
+                }
+                TxEffect::None
+            }
             SessionCommand::Declare { name, query } => {
                 let cursors = self.cursors.get_mut().expect("cursor lock");
                 if cursors.contains_key(name) {
@@ -1318,6 +1341,7 @@ fn session_command(statement: &DfStatement) -> QueryResult<Option<SessionCommand
             SessionCommand::Noop("DEALLOCATE ALL".into())
         }
         ast::Statement::UNLISTEN { .. } => SessionCommand::Noop("UNLISTEN".into()),
+        ast::Statement::Call(function) => refresh_call(function)?,
         ast::Statement::Commit { .. } => SessionCommand::Commit,
         ast::Statement::Rollback {
             savepoint: None, ..
@@ -1390,6 +1414,34 @@ fn session_command(statement: &DfStatement) -> QueryResult<Option<SessionCommand
         _ => return Ok(None),
     };
     Ok(Some(command))
+}
+
+/// `CALL system.refresh_catalog('name')`, the one procedure meshgate has.
+fn refresh_call(function: &ast::Function) -> QueryResult<SessionCommand> {
+    let name = function.name.to_string().to_ascii_lowercase();
+    if name != "system.refresh_catalog" && name != "refresh_catalog" {
+        return Err(QueryError::UndefinedFunction(format!(
+            "procedure {} does not exist (meshgate has system.refresh_catalog('catalog'))",
+            function.name
+        )));
+    }
+    let usage = || {
+        QueryError::InvalidParameter(
+            "system.refresh_catalog takes one argument: the catalog name as a string".into(),
+        )
+    };
+    let ast::FunctionArguments::List(list) = &function.args else {
+        return Err(usage());
+    };
+    match list.args.as_slice() {
+        [ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(ast::Expr::Value(v)))] => {
+            match &v.value {
+                ast::Value::SingleQuotedString(s) => Ok(SessionCommand::RefreshCatalog(s.clone())),
+                _ => Err(usage()),
+            }
+        }
+        _ => Err(usage()),
+    }
 }
 
 fn fetch_count(direction: &ast::FetchDirection) -> QueryResult<Option<usize>> {

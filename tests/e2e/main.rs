@@ -11,4 +11,5 @@ mod pgwire_types;
 mod policy;
 mod python_clients;
 mod replay;
+mod sql_sources;
 mod tls;

@@ -1,0 +1,387 @@
+//! Catalogs over SQL databases (`connector = "postgres"` and `"mysql"`).
+//!
+//! Tables come from datafusion-table-providers and take part in federation
+//! (see [`federation`]): the largest sub-plan that touches only one source runs
+//! there as SQL in that source's dialect, and EXPLAIN prints that SQL.
+//!
+//! A source may be down when meshgate starts or go down later; its catalog
+//! still exists and every other catalog keeps working. The connection pool is
+//! created on first use and again after a failure, every failure names the
+//! catalog, and the catalog recovers by itself once the source answers.
+//!
+//! Schema and table lists are cached for `metadata_ttl_secs` and refreshed in
+//! the background when stale; a table that is queried but not yet listed is
+//! looked up at once, so a new table is queryable without waiting. Table
+//! schemas are cached with moka for the same TTL. [`refresh`] drops both.
+
+mod federation;
+mod mysql;
+mod options;
+mod postgres;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
+use datafusion::error::{DataFusionError, Result as DfResult};
+
+pub use mysql::MySqlConnector;
+pub use postgres::PostgresConnector;
+
+use federation::FunctionSet;
+use options::{NameFilter, SqlOptions};
+
+use crate::ConnectorError;
+
+/// A live connection pool to one source database.
+#[async_trait]
+pub(crate) trait SourcePool: Send + Sync {
+    /// The `(schema, table)` pairs the configured user can read (tables and
+    /// views); sources may skip schemas `filter` rejects.
+    async fn list(&self, filter: &NameFilter) -> Result<Vec<(String, String)>, DataFusionError>;
+
+    /// One table: a provider that scans by itself, and the SQL executor that
+    /// runs federated sub-plans on the same connection pool.
+    async fn table(&self, schema: &str, table: &str) -> DfResult<SourceTable>;
+}
+
+pub(crate) struct SourceTable {
+    pub provider: Arc<dyn TableProvider>,
+    pub executor: Arc<dyn datafusion_federation::sql::SQLExecutor>,
+}
+
+/// How to open a pool for one kind of source.
+#[async_trait]
+pub(crate) trait SourceKind: Send + Sync + 'static {
+    async fn connect(&self, options: &SqlOptions) -> Result<Arc<dyn SourcePool>, DataFusionError>;
+    fn functions(&self) -> FunctionSet;
+}
+
+/// What the catalog last learned about the source's schemas and tables.
+#[derive(Default)]
+struct Listing {
+    schemas: BTreeMap<String, BTreeSet<String>>,
+    refreshed: Option<Instant>,
+    failed: Option<Instant>,
+}
+
+/// How long after a failed attempt the next one may start.
+const RETRY_AFTER: Duration = Duration::from_secs(2);
+
+struct Inner {
+    catalog: String,
+    kind: Arc<dyn SourceKind>,
+    options: SqlOptions,
+    filter: NameFilter,
+    functions: Arc<FunctionSet>,
+    pool: tokio::sync::Mutex<Option<Arc<dyn SourcePool>>>,
+    listing: RwLock<Listing>,
+    refreshing: AtomicBool,
+    tables: moka::future::Cache<(String, String), Arc<dyn TableProvider>>,
+}
+
+/// A catalog whose schemas and tables live in a SQL database.
+#[derive(Clone)]
+pub struct SqlCatalog {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for SqlCatalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlCatalog")
+            .field("catalog", &self.inner.catalog)
+            .finish()
+    }
+}
+
+impl SqlCatalog {
+    fn new(catalog: &str, kind: Arc<dyn SourceKind>, options: SqlOptions) -> Self {
+        let tables = moka::future::Cache::builder()
+            .time_to_live(options.metadata_ttl())
+            .max_capacity(10_000)
+            .build();
+        Self {
+            inner: Arc::new(Inner {
+                catalog: catalog.to_owned(),
+                functions: Arc::new(kind.functions()),
+                kind,
+                filter: options.filter(),
+                options,
+                pool: tokio::sync::Mutex::new(None),
+                listing: RwLock::new(Listing::default()),
+                refreshing: AtomicBool::new(false),
+                tables,
+            }),
+        }
+    }
+
+    /// Build the catalog and try one listing; a source that does not answer
+    /// leaves the catalog empty until it does (a warning is logged).
+    pub(crate) async fn open(
+        catalog: &str,
+        kind: Arc<dyn SourceKind>,
+        options: SqlOptions,
+    ) -> Arc<dyn CatalogProvider> {
+        let this = Self::new(catalog, kind, options);
+        if let Err(err) = this.refresh().await {
+            tracing::warn!(%err, "source unavailable; meshgate keeps retrying on use");
+        }
+        Arc::new(this)
+    }
+
+    /// Forget cached metadata and connections, and list the source again.
+    pub async fn refresh(&self) -> Result<(), ConnectorError> {
+        self.inner.tables.invalidate_all();
+        self.inner.refresh_listing().await
+    }
+}
+
+impl Inner {
+    fn unavailable(&self, err: &DataFusionError) -> ConnectorError {
+        ConnectorError::source(&self.catalog, err)
+    }
+
+    async fn pool(&self) -> Result<Arc<dyn SourcePool>, ConnectorError> {
+        let mut slot = self.pool.lock().await;
+        if let Some(pool) = slot.as_ref() {
+            return Ok(pool.clone());
+        }
+        let timeout = self.options.connect_timeout();
+        let pool = match tokio::time::timeout(timeout, self.kind.connect(&self.options)).await {
+            Ok(Ok(pool)) => pool,
+            Ok(Err(err)) => return Err(self.unavailable(&err)),
+            Err(_) => {
+                return Err(ConnectorError::Source {
+                    catalog: self.catalog.clone(),
+                    message: format!(
+                        "no connection to {}:{} within {} s",
+                        self.options.host,
+                        self.options.port.unwrap_or_default(),
+                        timeout.as_secs()
+                    ),
+                })
+            }
+        };
+        *slot = Some(pool.clone());
+        Ok(pool)
+    }
+
+    /// Drop the pool after a connection-level failure so that the next use
+    /// builds a fresh one (new DNS lookup, new credentials check).
+    async fn reset_pool(&self) {
+        *self.pool.lock().await = None;
+    }
+
+    async fn refresh_listing(&self) -> Result<(), ConnectorError> {
+        let result = async {
+            let pool = self.pool().await?;
+            let timeout = self.options.connect_timeout() * 2;
+            match tokio::time::timeout(timeout, pool.list(&self.filter)).await {
+                Ok(Ok(list)) => Ok(list),
+                Ok(Err(err)) => {
+                    self.reset_pool().await;
+                    Err(self.unavailable(&err))
+                }
+                Err(_) => {
+                    self.reset_pool().await;
+                    Err(ConnectorError::Source {
+                        catalog: self.catalog.clone(),
+                        message: format!("listing tables took longer than {} s", timeout.as_secs()),
+                    })
+                }
+            }
+        }
+        .await;
+        let mut listing = self.listing.write().expect("listing lock");
+        match result {
+            Ok(list) => {
+                let mut schemas: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+                for (schema, table) in list {
+                    if self.filter.table(&schema, &table) {
+                        schemas.entry(schema).or_default().insert(table);
+                    }
+                }
+                tracing::info!(catalog = %self.catalog, schemas = schemas.len(), tables = schemas.values().map(BTreeSet::len).sum::<usize>(), "catalog listed");
+                listing.schemas = schemas;
+                listing.refreshed = Some(Instant::now());
+                listing.failed = None;
+                Ok(())
+            }
+            Err(err) => {
+                listing.failed = Some(Instant::now());
+                Err(err)
+            }
+        }
+    }
+
+    /// Start a background refresh when the listing is stale (or missing after
+    /// a failure), at most one at a time.
+    fn refresh_if_stale(self: &Arc<Self>) {
+        let stale = {
+            let listing = self.listing.read().expect("listing lock");
+            let fresh = listing
+                .refreshed
+                .is_some_and(|at| at.elapsed() < self.options.metadata_ttl());
+            let backing_off = listing.failed.is_some_and(|at| at.elapsed() < RETRY_AFTER);
+            !fresh && !backing_off
+        };
+        if !stale {
+            return;
+        }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if self.refreshing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let this = self.clone();
+        handle.spawn(async move {
+            if let Err(err) = this.refresh_listing().await {
+                tracing::warn!(%err, "catalog refresh failed");
+            }
+            this.refreshing.store(false, Ordering::Release);
+        });
+    }
+
+    fn listed(&self) -> bool {
+        self.listing
+            .read()
+            .expect("listing lock")
+            .refreshed
+            .is_some()
+    }
+
+    fn schema_names(&self) -> Vec<String> {
+        let listing = self.listing.read().expect("listing lock");
+        listing.schemas.keys().cloned().collect()
+    }
+
+    fn table_names(&self, schema: &str) -> Vec<String> {
+        let listing = self.listing.read().expect("listing lock");
+        listing
+            .schemas
+            .get(schema)
+            .map(|t| t.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn has_table(&self, schema: &str, table: &str) -> bool {
+        let listing = self.listing.read().expect("listing lock");
+        listing
+            .schemas
+            .get(schema)
+            .is_some_and(|t| t.contains(table))
+    }
+
+    async fn table(&self, schema: &str, table: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        if !self.filter.table(schema, table) {
+            return Ok(None);
+        }
+        if !self.has_table(schema, table) {
+            // Not listed (yet): the table may be new, or the source may have
+            // been down when it was last listed. Ask the source now.
+            self.refresh_listing()
+                .await
+                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            if !self.has_table(schema, table) {
+                return Ok(None);
+            }
+        }
+        let key = (schema.to_owned(), table.to_owned());
+        let provider = self
+            .tables
+            .try_get_with(key, async {
+                let pool = self.pool().await?;
+                match pool.table(schema, table).await {
+                    Ok(source) if !self.options.pushdown => Ok(source.provider),
+                    Ok(source) => Ok(federation::federated_table(
+                        &self.catalog,
+                        datafusion::common::TableReference::partial(schema, table),
+                        source.provider,
+                        source.executor,
+                        self.functions.clone(),
+                    )),
+                    Err(err) => {
+                        self.reset_pool().await;
+                        Err(self.unavailable(&err))
+                    }
+                }
+            })
+            .await
+            .map_err(|e: Arc<ConnectorError>| {
+                DataFusionError::External(Box::new(ConnectorError::Source {
+                    catalog: self.catalog.clone(),
+                    message: match e.as_ref() {
+                        ConnectorError::Source { message, .. } => message.clone(),
+                        other => other.to_string(),
+                    },
+                }))
+            })?;
+        Ok(Some(provider))
+    }
+}
+
+impl CatalogProvider for SqlCatalog {
+    fn schema_names(&self) -> Vec<String> {
+        self.inner.refresh_if_stale();
+        self.inner.schema_names()
+    }
+
+    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        self.inner.refresh_if_stale();
+        // Until the source has been listed once, any schema the filter admits
+        // may exist: resolving it lets a query reach the source and report
+        // why it is unavailable instead of "schema not found".
+        let known = self.inner.schema_names().iter().any(|s| s == name);
+        if known || (!self.inner.listed() && self.inner.filter.schema(name)) {
+            Some(Arc::new(SqlSchema {
+                inner: self.inner.clone(),
+                schema: name.to_owned(),
+            }))
+        } else {
+            None
+        }
+    }
+}
+
+#[derive(Debug)]
+struct SqlSchema {
+    inner: Arc<Inner>,
+    schema: String,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlCatalog")
+            .field("catalog", &self.catalog)
+            .finish()
+    }
+}
+
+#[async_trait]
+impl SchemaProvider for SqlSchema {
+    fn table_names(&self) -> Vec<String> {
+        self.inner.refresh_if_stale();
+        self.inner.table_names(&self.schema)
+    }
+
+    async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        self.inner.table(&self.schema, name).await
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.inner.has_table(&self.schema, name)
+    }
+}
+
+/// Refresh `catalog` if it is a SQL catalog; `None` for other kinds, whose
+/// metadata is read from storage on every query anyway.
+pub async fn refresh_catalog(
+    catalog: &Arc<dyn CatalogProvider>,
+) -> Option<Result<(), ConnectorError>> {
+    let sql = catalog.as_ref().downcast_ref::<SqlCatalog>()?;
+    Some(sql.refresh().await)
+}

@@ -1,0 +1,636 @@
+//! PostgreSQL and MariaDB sources: types, pushdown (checked in EXPLAIN and in
+//! what the source received), a join across PostgreSQL, MariaDB and Parquet,
+//! metadata refresh, and a source that goes down and comes back.
+
+use std::collections::{BTreeMap, HashMap};
+
+use meshgate_tests::{pg_server, MariaDatabase, PgDatabase, TcpProxy, TestMesh};
+use tokio_postgres::SimpleQueryMessage;
+
+fn rows(messages: &[SimpleQueryMessage]) -> Vec<Vec<Option<String>>> {
+    messages
+        .iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(row) => Some(
+                (0..row.len())
+                    .map(|i| row.get(i).map(str::to_owned))
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect()
+}
+
+fn cell(v: &Option<String>) -> &str {
+    v.as_deref().unwrap_or("NULL")
+}
+
+fn pg_port() -> u16 {
+    pg_server()
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix("port="))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(5432)
+}
+
+/// The orders/accounts tables in PostgreSQL and products in MariaDB that the
+/// pushdown and join tests share; deterministic so results can be computed.
+const ACCOUNTS: i64 = 60;
+const ORDERS: i64 = 500;
+const PRODUCTS: i64 = 12;
+
+fn account_member(account: i64) -> i64 {
+    // The demo's member ids run from 1000 to 1199.
+    1000 + (account * 7) % 200
+}
+fn account_region(account: i64) -> &'static str {
+    ["north", "south", "east", "west"][(account % 4) as usize]
+}
+fn order_row(order: i64) -> (i64, i64, i64, &'static str) {
+    // (account, product, amount in cents, status)
+    let status = if order % 5 == 0 { "refunded" } else { "paid" };
+    (
+        order % ACCOUNTS + 1,
+        order % PRODUCTS + 1,
+        1000 + (order * 37) % 9000,
+        status,
+    )
+}
+fn product_category(product: i64) -> &'static str {
+    ["tools", "garden", "kitchen"][(product % 3) as usize]
+}
+
+async fn shop_in_postgres(db: &PgDatabase) {
+    let mut sql = String::from(
+        "CREATE TABLE accounts (account_id int PRIMARY KEY, member_id bigint NOT NULL, region text NOT NULL);
+         CREATE TABLE orders (order_id int PRIMARY KEY, account_id int NOT NULL, product_id int NOT NULL,
+                              amount numeric(10,2) NOT NULL, status text NOT NULL);",
+    );
+    sql.push_str("INSERT INTO accounts VALUES ");
+    let accounts: Vec<String> = (1..=ACCOUNTS)
+        .map(|a| format!("({a}, {}, '{}')", account_member(a), account_region(a)))
+        .collect();
+    sql.push_str(&accounts.join(","));
+    sql.push_str(";INSERT INTO orders VALUES ");
+    let orders: Vec<String> = (1..=ORDERS)
+        .map(|o| {
+            let (a, p, cents, status) = order_row(o);
+            format!("({o}, {a}, {p}, {cents} / 100.0, '{status}')")
+        })
+        .collect();
+    sql.push_str(&orders.join(","));
+    db.client.batch_execute(&sql).await.unwrap();
+}
+
+fn products_in_mariadb(db: &MariaDatabase) {
+    let values: Vec<String> = (1..=PRODUCTS)
+        .map(|p| format!("({p}, 'product {p}', '{}')", product_category(p)))
+        .collect();
+    db.exec(&format!(
+        "CREATE TABLE products (product_id int PRIMARY KEY, name varchar(50) NOT NULL, category varchar(20) NOT NULL);
+         INSERT INTO products VALUES {}",
+        values.join(",")
+    ));
+}
+
+#[tokio::test]
+async fn postgres_types_round_trip() {
+    let db = PgDatabase::create("mg_types").await;
+    db.client
+        .batch_execute(
+            "CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
+             CREATE TABLE everything (
+               id int4 PRIMARY KEY, i2 int2, i8 int8, f4 float4, f8 float8, n numeric(12,3),
+               t text, vc varchar(20), c char(3), b bool, d date, tm time, ts timestamp,
+               tz timestamptz, iv interval, u uuid, j json, jb jsonb, by bytea,
+               ai int4[], at text[], m mood, lsn pg_lsn);
+             INSERT INTO everything VALUES
+               (1, -32768, 9007199254740993, 1.5, 2.25, 123456789.125,
+                'héllo', 'varchar', 'abc', true, '2024-02-29', '13:45:10', '2024-02-29 13:45:10',
+                '2024-02-29 13:45:10+02', '1 day 02:03:04', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
+                '{\"a\": 1}', '{\"b\": [1, 2]}', '\\xdeadbeef', '{1,2,3}', '{x,y}', 'happy', '0/16B6C50'),
+               (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+                NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);",
+        )
+        .await
+        .unwrap();
+    let block = db.catalog_toml("pg", pg_port(), "");
+    let mesh = TestMesh::start_with(|c| c.push_str(&block)).await;
+    let client = mesh.connect("pg").await;
+
+    let got = rows(
+        &client
+            .simple_query(
+                "SELECT id, i2, i8, f4, f8, n, t, vc, c, b, d, tm, ts, tz, iv, u, j, jb, by, ai, at, m
+                   FROM pg.public.everything ORDER BY id",
+            )
+            .await
+            .unwrap(),
+    );
+    let first: Vec<&str> = got[0].iter().map(cell).collect();
+    assert_eq!(
+        first,
+        [
+            "1",
+            "-32768",
+            "9007199254740993",
+            "1.5",
+            "2.25",
+            "123456789.125",
+            "héllo",
+            "varchar",
+            "abc",
+            "t",
+            "2024-02-29",
+            "13:45:10",
+            "2024-02-29 13:45:10",
+            "2024-02-29 11:45:10+00",
+            "1 day 02:03:04",
+            "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
+            "{\"a\": 1}",
+            "{\"b\": [1, 2]}",
+            "\\xdeadbeef",
+            "{1,2,3}",
+            "{x,y}",
+            "happy",
+        ]
+    );
+    assert!(got[1][1..].iter().all(Option::is_none), "{:?}", got[1]);
+
+    // numeric(12,3) keeps its precision and scale in the catalog.
+    let numeric = rows(
+        &client
+            .simple_query(
+                "SELECT numeric_precision, numeric_scale FROM information_schema.columns
+                  WHERE table_catalog = 'pg' AND table_name = 'everything' AND column_name = 'n'",
+            )
+            .await
+            .unwrap(),
+    );
+    assert_eq!(numeric, vec![vec![Some("12".into()), Some("3".into())]]);
+    // The pg_lsn column has no mapping: it is left out, the table still works.
+    let columns = rows(
+        &client
+            .simple_query(
+                "SELECT column_name FROM information_schema.columns
+                  WHERE table_catalog = 'pg' AND table_name = 'everything' AND column_name = 'lsn'",
+            )
+            .await
+            .unwrap(),
+    );
+    assert!(columns.is_empty(), "{columns:?}");
+}
+
+#[tokio::test]
+async fn mariadb_types_round_trip() {
+    let db = MariaDatabase::create("mg_mtypes");
+    db.exec(
+        "CREATE TABLE everything (
+           id int PRIMARY KEY, ti tinyint, si smallint, bi bigint, de decimal(12,3), fl float, db double,
+           vc varchar(20), tx text, d date, dt datetime, tm time, bl blob, js json,
+           en enum('sad','ok','happy'), bo boolean);
+         INSERT INTO everything VALUES
+           (1, -128, -32768, 9007199254740993, 123456789.125, 1.5, 2.25, 'varchar', 'héllo',
+            '2024-02-29', '2024-02-29 13:45:10', '13:45:10', X'DEADBEEF', '{\"a\": 1}', 'happy', true),
+           (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);",
+    );
+    let block = db.catalog_toml("shop", "");
+    let mesh = TestMesh::start_with(|c| c.push_str(&block)).await;
+    let client = mesh.connect("shop").await;
+    let sql = format!(
+        "SELECT id, ti, si, bi, de, fl, db, vc, tx, d, dt, tm, bl, js, en, bo FROM shop.{}.everything ORDER BY id",
+        db.name
+    );
+    let got = rows(&client.simple_query(&sql).await.unwrap());
+    let first: Vec<&str> = got[0].iter().map(cell).collect();
+    assert_eq!(
+        first,
+        [
+            "1",
+            "-128",
+            "-32768",
+            "9007199254740993",
+            "123456789.125",
+            "1.5",
+            "2.25",
+            "varchar",
+            "héllo",
+            "2024-02-29",
+            "2024-02-29 13:45:10",
+            "13:45:10",
+            "\\xdeadbeef",
+            "{\"a\": 1}",
+            "happy",
+            "1",
+        ]
+    );
+    assert!(got[1][1..].iter().all(Option::is_none), "{:?}", got[1]);
+}
+
+/// The SQL the PostgreSQL server logged for database `db` since `from`
+/// (log_statement = 'all' is set on the test database only).
+fn postgres_log_since(from: u64) -> Option<String> {
+    let path = std::fs::read_dir("/var/log/postgresql")
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())?;
+    let bytes = std::fs::read(path).ok()?;
+    Some(String::from_utf8_lossy(&bytes[(from as usize).min(bytes.len())..]).into_owned())
+}
+
+fn postgres_log_len() -> u64 {
+    std::fs::read_dir("/var/log/postgresql")
+        .ok()
+        .and_then(|dir| {
+            dir.filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "log"))
+                .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+        })
+        .and_then(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn aggregate_join_runs_whole_in_postgres() {
+    let db = PgDatabase::create("mg_push").await;
+    shop_in_postgres(&db).await;
+    db.client
+        .batch_execute(&format!(
+            "ALTER DATABASE {} SET log_statement = 'all'",
+            db.name
+        ))
+        .await
+        .unwrap();
+    let block = db.catalog_toml("pg", pg_port(), "");
+    let mesh = TestMesh::start_with(|c| c.push_str(&block)).await;
+    let client = mesh.connect("pg").await;
+    let query = "SELECT a.region, count(*) AS n, sum(o.amount) AS total
+                   FROM pg.public.orders o JOIN pg.public.accounts a ON o.account_id = a.account_id
+                  WHERE o.status = 'paid' AND o.amount BETWEEN 10 AND 95
+                  GROUP BY a.region ORDER BY a.region LIMIT 10";
+
+    let explain = rows(
+        &client
+            .simple_query(&format!("EXPLAIN {query}"))
+            .await
+            .unwrap(),
+    )
+    .into_iter()
+    .map(|r| format!("{}: {}", cell(&r[0]), cell(&r[1])))
+    .collect::<Vec<_>>()
+    .join("\n");
+    println!("{explain}");
+    let remote = explain
+        .lines()
+        .find(|l| l.contains("VirtualExecutionPlan"))
+        .unwrap_or_else(|| panic!("no remote plan in EXPLAIN:\n{explain}"));
+    for part in [
+        "JOIN", "GROUP BY", "ORDER BY", "LIMIT 10", "count(", "sum(", ">= 10", "'paid'",
+    ] {
+        assert!(remote.contains(part), "remote SQL lacks {part}: {remote}");
+    }
+    // Nothing but the remote plan (and its schema adapter) runs in meshgate.
+    assert!(!explain.contains("HashJoinExec"), "{explain}");
+    assert!(!explain.contains("AggregateExec"), "{explain}");
+    assert!(!explain.contains("password"), "{explain}");
+
+    let log_start = postgres_log_len();
+    let got = rows(&client.simple_query(query).await.unwrap());
+    let mut expected: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
+    for o in 1..=ORDERS {
+        let (a, _, cents, status) = order_row(o);
+        if status == "paid" && (1000..=9500).contains(&cents) {
+            let e = expected.entry(account_region(a)).or_default();
+            e.0 += 1;
+            e.1 += cents;
+        }
+    }
+    let expected: Vec<Vec<Option<String>>> = expected
+        .into_iter()
+        .map(|(r, (n, cents))| {
+            vec![
+                Some(r.to_owned()),
+                Some(n.to_string()),
+                Some(format!("{}.{:02}", cents / 100, cents % 100)),
+            ]
+        })
+        .collect();
+    assert_eq!(got, expected);
+
+    // What PostgreSQL received: one statement with the join and the aggregate.
+    let activity = db
+        .client
+        .query(
+            "SELECT query FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'meshgate'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let received: Vec<String> = activity.iter().map(|r| r.get(0)).collect();
+    assert!(
+        received
+            .iter()
+            .any(|q| q.contains("GROUP BY") && q.contains("JOIN") && q.contains("LIMIT 10")),
+        "{received:?}"
+    );
+    if let Some(log) = postgres_log_since(log_start) {
+        let logged: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("GROUP BY") && l.contains("\"accounts\""))
+            .collect();
+        println!("PostgreSQL log:\n{}", logged.join("\n"));
+        assert!(!logged.is_empty(), "statement not in the PostgreSQL log");
+    }
+}
+
+#[tokio::test]
+async fn mariadb_receives_filters_aggregates_and_limits() {
+    let db = MariaDatabase::create("mg_mpush");
+    products_in_mariadb(&db);
+    let block = db.catalog_toml("shop", "");
+    let mesh = TestMesh::start_with(|c| c.push_str(&block)).await;
+    let client = mesh.connect("shop").await;
+    let query = format!(
+        "SELECT category, count(*) AS n FROM shop.{}.products
+          WHERE name LIKE 'product %' AND product_id IN (1, 2, 3, 4, 5, 6) AND NOT category IS NULL
+          GROUP BY category ORDER BY category",
+        db.name
+    );
+    let explain = rows(
+        &client
+            .simple_query(&format!("EXPLAIN {query}"))
+            .await
+            .unwrap(),
+    );
+    let remote = explain
+        .iter()
+        .map(|r| cell(&r[1]).to_owned())
+        .find(|l| l.contains("VirtualExecutionPlan"))
+        .expect("remote plan in EXPLAIN");
+    assert!(
+        remote.contains("GROUP BY") && remote.contains("LIKE"),
+        "{remote}"
+    );
+
+    mysql_general_log(true);
+    let got = rows(&client.simple_query(&query).await.unwrap());
+    let logged = meshgate_tests::mysql_exec(
+        "",
+        &format!(
+            "SELECT argument FROM mysql.general_log WHERE argument LIKE '%GROUP BY%' AND argument LIKE '%{}%'",
+            db.name
+        ),
+    );
+    mysql_general_log(false);
+    assert_eq!(
+        got,
+        vec![
+            vec![Some("garden".into()), Some("2".into())],
+            vec![Some("kitchen".into()), Some("2".into())],
+            vec![Some("tools".into()), Some("2".into())],
+        ]
+    );
+    println!("MariaDB general log:\n{logged}");
+    assert!(
+        logged.contains("GROUP BY") && logged.contains("LIKE"),
+        "{logged}"
+    );
+}
+
+fn mysql_general_log(on: bool) {
+    if on {
+        meshgate_tests::mysql_exec(
+            "",
+            "SET GLOBAL log_output = 'TABLE'; SET GLOBAL general_log = 1",
+        );
+    } else {
+        meshgate_tests::mysql_exec("", "SET GLOBAL general_log = 0");
+    }
+}
+
+#[tokio::test]
+async fn postgres_mariadb_and_parquet_join() {
+    let pg = PgDatabase::create("mg_join").await;
+    shop_in_postgres(&pg).await;
+    let my = MariaDatabase::create("mg_join");
+    products_in_mariadb(&my);
+    let blocks = pg.catalog_toml("sales", pg_port(), "") + &my.catalog_toml("catalog_db", "");
+    let mesh = TestMesh::start_with(|c| c.push_str(&blocks)).await;
+    let client = mesh.connect("members").await;
+
+    let query = format!(
+        "SELECT m.state, p.category, count(*) AS n, sum(o.amount) AS total
+           FROM sales.public.orders o
+           JOIN sales.public.accounts a ON a.account_id = o.account_id
+           JOIN catalog_db.{}.products p ON p.product_id = o.product_id
+           JOIN members.public.members m ON m.member_id = a.member_id
+          WHERE o.status = 'paid'
+          GROUP BY m.state, p.category ORDER BY m.state, p.category",
+        my.name
+    );
+    let explain = rows(
+        &client
+            .simple_query(&format!("EXPLAIN {query}"))
+            .await
+            .unwrap(),
+    );
+    let remotes: Vec<String> = explain
+        .iter()
+        .map(|r| cell(&r[1]).to_owned())
+        .flat_map(|p| p.lines().map(str::to_owned).collect::<Vec<_>>())
+        .filter(|l| l.contains("VirtualExecutionPlan"))
+        .collect();
+    // One statement per source; the PostgreSQL one joins both of its tables,
+    // and neither mentions a table of the other sources.
+    assert_eq!(remotes.len(), 2, "{remotes:?}");
+    let pg_sql = remotes
+        .iter()
+        .find(|l| l.contains("name=postgres"))
+        .unwrap();
+    assert!(
+        pg_sql.contains("JOIN") && pg_sql.contains("accounts") && !pg_sql.contains("products"),
+        "{pg_sql}"
+    );
+    let my_sql = remotes.iter().find(|l| l.contains("name=mysql")).unwrap();
+    assert!(
+        !my_sql.contains("orders") && !my_sql.contains("members"),
+        "{my_sql}"
+    );
+
+    let got = rows(&client.simple_query(&query).await.unwrap());
+    // Independent computation from the generated rows and one read of members.
+    let states: HashMap<i64, String> = rows(
+        &client
+            .simple_query("SELECT member_id, state FROM members.public.members")
+            .await
+            .unwrap(),
+    )
+    .into_iter()
+    .map(|r| (cell(&r[0]).parse().unwrap(), cell(&r[1]).to_owned()))
+    .collect();
+    let mut expected: BTreeMap<(String, &str), (i64, i64)> = BTreeMap::new();
+    for o in 1..=ORDERS {
+        let (a, p, cents, status) = order_row(o);
+        if status != "paid" {
+            continue;
+        }
+        let e = expected
+            .entry((states[&account_member(a)].clone(), product_category(p)))
+            .or_default();
+        e.0 += 1;
+        e.1 += cents;
+    }
+    let expected: Vec<Vec<Option<String>>> = expected
+        .into_iter()
+        .map(|((s, c), (n, cents))| {
+            vec![
+                Some(s),
+                Some(c.to_owned()),
+                Some(n.to_string()),
+                Some(format!("{}.{:02}", cents / 100, cents % 100)),
+            ]
+        })
+        .collect();
+    assert!(!expected.is_empty());
+    assert_eq!(got, expected);
+}
+
+#[tokio::test]
+async fn source_down_then_back() {
+    let db = PgDatabase::create("mg_fault").await;
+    shop_in_postgres(&db).await;
+    let mut proxy = TcpProxy::start(([127, 0, 0, 1], pg_port()).into()).await;
+    let block = db.catalog_toml("sales", proxy.port, "")
+        // A second catalog whose credentials the source refuses.
+        + &db.catalog_toml("refused", pg_port(), "").replace("user = \"postgres\"", "user = \"no_such_role\"");
+    let mesh = TestMesh::start_with(|c| c.push_str(&block)).await;
+    let client = mesh.connect("members").await;
+    let count = "SELECT count(*) FROM sales.public.orders";
+    let ok = rows(&client.simple_query(count).await.unwrap());
+    assert_eq!(cell(&ok[0][0]), ORDERS.to_string());
+
+    let err = client
+        .simple_query("SELECT * FROM refused.public.orders")
+        .await
+        .unwrap_err();
+    let code = err.code().map(|c| c.code().to_owned()).unwrap_or_default();
+    assert!(code.starts_with("08"), "{code}: {err}");
+    let message = err.as_db_error().unwrap().message().to_owned();
+    assert!(message.contains("catalog `refused`"), "{message}");
+    assert!(message.contains("no_such_role"), "{message}");
+
+    proxy.stop();
+    let err = client.simple_query(count).await.unwrap_err();
+    let code = err.code().map(|c| c.code().to_owned()).unwrap_or_default();
+    assert!(code.starts_with("08"), "{code}: {err}");
+    assert!(
+        err.as_db_error()
+            .unwrap()
+            .message()
+            .contains("catalog `sales`"),
+        "{err:?}"
+    );
+    // Every other catalog keeps working, on the same connection.
+    let members = rows(
+        &client
+            .simple_query("SELECT count(*) FROM members.public.members")
+            .await
+            .unwrap(),
+    );
+    assert_eq!(cell(&members[0][0]), "200");
+
+    proxy.resume().await;
+    // The catalog recovers by itself (pooled connections were cut; new ones are made).
+    let mut recovered = None;
+    for _ in 0..20 {
+        match client.simple_query(count).await {
+            Ok(r) => {
+                recovered = Some(rows(&r));
+                break;
+            }
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(250)).await,
+        }
+    }
+    let recovered = recovered.expect("source back, catalog recovered");
+    assert_eq!(cell(&recovered[0][0]), ORDERS.to_string());
+}
+
+#[tokio::test]
+async fn metadata_is_cached_filtered_and_refreshed() {
+    let db = PgDatabase::create("mg_meta").await;
+    db.client
+        .batch_execute(
+            "CREATE SCHEMA hidden; CREATE TABLE hidden.secret (x int);
+             CREATE TABLE public.kept (x int); CREATE TABLE public.kept_tmp (x int);
+             CREATE VIEW public.kept_view AS SELECT x FROM public.kept;",
+        )
+        .await
+        .unwrap();
+    let block = db.catalog_toml(
+        "pg",
+        pg_port(),
+        "metadata_ttl_secs = 3600\nexclude_schemas = [\"hidden\"]\nexclude_tables = [\"*_tmp\"]",
+    );
+    let mesh = TestMesh::start_with(|c| c.push_str(&block)).await;
+    let client = mesh.connect("pg").await;
+    let list = "SELECT table_schema || '.' || table_name FROM information_schema.tables
+                 WHERE table_catalog = 'pg' AND table_schema NOT IN ('information_schema', 'pg_catalog')
+                 ORDER BY 1";
+    let tables = |r: Vec<Vec<Option<String>>>| -> Vec<String> {
+        r.into_iter().map(|r| cell(&r[0]).to_owned()).collect()
+    };
+    assert_eq!(
+        tables(rows(&client.simple_query(list).await.unwrap())),
+        ["public.kept", "public.kept_view"]
+    );
+    let err = client
+        .simple_query("SELECT * FROM pg.hidden.secret")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code().map(|c| c.code()), Some("42P01"), "{err}");
+
+    // A new table: cached lists do not show it until a refresh, but a query
+    // naming it finds it at once.
+    db.client
+        .batch_execute(
+            "CREATE TABLE public.fresh (y text); INSERT INTO public.fresh VALUES ('new')",
+        )
+        .await
+        .unwrap();
+    db.client
+        .batch_execute("CREATE TABLE public.later (z int)")
+        .await
+        .unwrap();
+    let fresh = rows(
+        &client
+            .simple_query("SELECT y FROM pg.public.fresh")
+            .await
+            .unwrap(),
+    );
+    assert_eq!(cell(&fresh[0][0]), "new");
+    db.client
+        .batch_execute("CREATE TABLE public.after_refresh (z int)")
+        .await
+        .unwrap();
+    assert!(!tables(rows(&client.simple_query(list).await.unwrap()))
+        .contains(&"public.after_refresh".to_owned()));
+    let done = client
+        .simple_query("CALL system.refresh_catalog('pg')")
+        .await
+        .unwrap();
+    assert!(done
+        .iter()
+        .any(|m| matches!(m, SimpleQueryMessage::CommandComplete(_))));
+    assert!(tables(rows(&client.simple_query(list).await.unwrap()))
+        .contains(&"public.after_refresh".to_owned()));
+
+    let err = client
+        .simple_query("CALL system.refresh_catalog('nope')")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code().map(|c| c.code()), Some("42704"), "{err}");
+}
