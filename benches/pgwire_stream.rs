@@ -17,9 +17,7 @@
 
 use std::fs::File;
 use std::io::Write as _;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,8 +29,21 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::parquet::arrow::ArrowWriter;
 use futures::{pin_mut, TryStreamExt};
-use meshgate_gateway::auth::PasswordHash;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
+
+#[path = "support.rs"]
+mod support;
+use support::{connect, Meshgate};
+
+/// The catalog serving the benchmark's Parquet files.
+const FILES_CATALOG: &str = r#"[catalogs.bench]
+connector = "files"
+root = "."
+[catalogs.bench.tables.t_small]
+path = "t_small.parquet"
+[catalogs.bench.tables.t_big]
+path = "t_big.parquet"
+"#;
 
 /// Rows per Arrow batch written to Parquet.
 const WRITE_BATCH: u64 = 65_536;
@@ -100,7 +111,7 @@ async fn main() -> Result<()> {
 
     // 1a. Throughput through meshgate.
     let mesh = {
-        let gw = Meshgate::start(&meshgate_bin, dir.path()).await?;
+        let gw = Meshgate::start(&meshgate_bin, dir.path(), FILES_CATALOG).await?;
         let conn = gw.connect().await?;
         let sql = "SELECT id, name, amount, day FROM bench.public.t_small";
         let mut times = Vec::new();
@@ -122,7 +133,7 @@ async fn main() -> Result<()> {
 
     // 2. Peak RSS of a fresh meshgate process streaming the big result.
     let rss = {
-        let gw = Meshgate::start(&meshgate_bin, dir.path()).await?;
+        let gw = Meshgate::start(&meshgate_bin, dir.path(), FILES_CATALOG).await?;
         let conn = gw.connect().await?;
         let before = proc_status(gw.pid())?;
         let sql = "SELECT id, name, amount, day FROM bench.public.t_big";
@@ -236,134 +247,6 @@ async fn stream_query(client: &Client, sql: &str, expected: u64) -> Result<Durat
         "{sql}: names have the wrong total length"
     );
     Ok(elapsed)
-}
-
-/// A `meshgate serve` child process, killed when dropped.
-struct Meshgate {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-}
-
-impl Meshgate {
-    async fn start(bin: &Path, dir: &Path) -> Result<Self> {
-        let port = {
-            let listener = TcpListener::bind("127.0.0.1:0")?;
-            listener.local_addr()?.port()
-        };
-        let hash = PasswordHash::generate("bench").to_string();
-        let config = dir.join("meshgate.toml");
-        std::fs::write(
-            &config,
-            format!(
-                r#"[listeners.pgwire]
-address = "127.0.0.1:{port}"
-[users.bench]
-password = "{hash}"
-[catalogs.bench]
-connector = "files"
-root = "."
-[catalogs.bench.tables.t_small]
-path = "t_small.parquet"
-[catalogs.bench.tables.t_big]
-path = "t_big.parquet"
-"#
-            ),
-        )?;
-        let log = dir.join(format!("meshgate-{port}.log"));
-        let out = File::create(&log)?;
-        let child = Command::new(bin)
-            .arg("serve")
-            .arg("--config")
-            .arg(&config)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone()?)
-            .stderr(out)
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
-        let mut gw = Self { child, port, log };
-        gw.wait_ready().await?;
-        Ok(gw)
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn conn_str(&self) -> String {
-        format!(
-            "host=127.0.0.1 port={} user=bench password=bench dbname=bench",
-            self.port
-        )
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    async fn wait_ready(&mut self) -> Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                bail!(
-                    "meshgate exited with {status}; its log:\n{}",
-                    self.log_text()
-                );
-            }
-            match tokio_postgres::connect(&self.conn_str(), NoTls).await {
-                Ok((client, conn)) => {
-                    drop(client);
-                    let _ = conn.await;
-                    return Ok(());
-                }
-                Err(e) if Instant::now() >= deadline => {
-                    bail!(
-                        "meshgate did not accept connections within 60 s ({e}); its log:\n{}",
-                        self.log_text()
-                    );
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
-        }
-    }
-
-    async fn connect(&self) -> Result<Conn> {
-        connect(&self.conn_str()).await
-    }
-}
-
-impl Drop for Meshgate {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A client and its connection task.
-struct Conn {
-    client: Client,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Conn {
-    /// Close the connection cleanly (before its server goes away).
-    async fn close(self) {
-        drop(self.client);
-        let _ = self.task.await;
-    }
-}
-
-async fn connect(conn_str: &str) -> Result<Conn> {
-    let (client, conn) = tokio_postgres::connect(conn_str, NoTls)
-        .await
-        .with_context(|| format!("connecting to {conn_str}"))?;
-    let task = tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            eprintln!("connection error: {e}");
-        }
-    });
-    Ok(Conn { client, task })
 }
 
 struct PgResult {
