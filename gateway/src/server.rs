@@ -64,6 +64,9 @@ impl Gateway {
         if let Some(policy) = config.load_policy()? {
             service = service.with_policy(policy);
         }
+        if let Some(policy) = &config.policy {
+            service = service.with_policy_file(config.resolve_path(&policy.file));
+        }
         if let Some(audit) = &config.audit {
             let path = config.resolve_path(&audit.file);
             let log = AuditLog::open(&path).map_err(|e| ConfigError::Invalid {

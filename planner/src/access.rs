@@ -20,11 +20,11 @@ use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex};
 
 use datafusion::catalog::{SchemaProvider, TableProvider};
-use datafusion::common::DFSchema;
+use datafusion::common::{DFSchema, ScalarValue};
 use datafusion::datasource::{provider_as_source, ViewTable};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::SessionState;
-use datafusion::logical_expr::{cast, col, Expr, LogicalPlanBuilder};
+use datafusion::logical_expr::{cast, col, lit, Expr, LogicalPlanBuilder};
 use datafusion::sql::sqlparser::ast::{self, visit_expressions_mut};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -195,7 +195,14 @@ impl AccessGuard {
                 Some(table.table.as_str()),
                 field.name(),
             ));
+            let granted = access
+                .columns
+                .as_ref()
+                .is_none_or(|c| c.contains(field.name()));
             match access.masks.get(field.name()) {
+                _ if !granted => projection.push(
+                    cast(lit(ScalarValue::Null), field.data_type().clone()).alias(field.name()),
+                ),
                 Some(mask) => {
                     let sql = self.bind_identity(mask)?;
                     let expr = self.state.create_logical_expr(&sql, &df_schema)?;

@@ -38,6 +38,14 @@ pub enum QueryError {
     DuplicateCursor(String),
     #[error("{0}")]
     PermissionDenied(String),
+    #[error("{0}")]
+    DuplicateObject(String),
+    /// An object cannot go while others depend on it.
+    #[error("{0}")]
+    DependentObjects(String),
+    /// A change based on a stale version (of the policy).
+    #[error("{0}")]
+    Conflict(String),
     /// The statement would change data or schema; meshgate only reads.
     #[error("{0}")]
     ReadOnly(String),
@@ -85,6 +93,9 @@ impl QueryError {
             QueryError::UndefinedCursor(_) => "34000",
             QueryError::DuplicateCursor(_) => "42P03",
             QueryError::PermissionDenied(_) => "42501",
+            QueryError::DuplicateObject(_) => "42710",
+            QueryError::DependentObjects(_) => "2BP01",
+            QueryError::Conflict(_) => "40001",
             QueryError::ReadOnly(_) => "25006",
             QueryError::FeatureNotSupported(_) => "0A000",
             QueryError::Data { sqlstate, .. } => sqlstate,

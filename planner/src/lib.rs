@@ -20,12 +20,14 @@ mod audit;
 mod catalog_view;
 mod error;
 mod pg_compat;
+mod policy_admin;
 mod registry;
 mod service;
 mod settings;
 
 pub use audit::{AuditLog, AuditRecord};
 pub use error::{QueryError, QueryResult};
+pub use policy_admin::PolicyAdmin;
 pub use registry::{CatalogRegistry, CatalogSpec, RegistryError};
 pub use service::{
     CopyFormat, CopyOptions, Identity, Prepared, QueryOutput, QueryService, QuerySession,

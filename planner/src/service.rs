@@ -27,6 +27,7 @@ use crate::access::{AccessGuard, PolicySource};
 use crate::audit::{AuditLog, AuditRecord, Audited};
 use crate::catalog_view::SessionCatalog;
 use crate::pg_compat::{self, RoleDirectory};
+use crate::policy_admin::{PolicyAdmin, PolicyStatement};
 use crate::settings::split_list;
 use crate::{CatalogRegistry, QueryError, QueryResult, SessionSettings};
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
@@ -69,6 +70,7 @@ pub struct QueryService {
     parser: Arc<PostgresCompatibilityParser>,
     /// The access policy; `None` means every user reads every table.
     policy: PolicySource,
+    admin: Arc<PolicyAdmin>,
     audit: Option<Arc<AuditLog>>,
 }
 
@@ -79,12 +81,20 @@ impl QueryService {
         let default_catalog = default_catalog
             .or_else(|| registry.catalog_names().next().map(str::to_owned))
             .unwrap_or_else(|| "meshgate".to_owned());
+        let policy = PolicySource::default();
+        let admin = Arc::new(PolicyAdmin::new(
+            policy.clone(),
+            registry.clone(),
+            RoleDirectory::default(),
+            None,
+        ));
         Self {
             registry,
             default_catalog,
             roles: RoleDirectory::default(),
             parser: Arc::new(PostgresCompatibilityParser::new()),
-            policy: PolicySource::default(),
+            policy,
+            admin,
             audit: None,
         }
     }
@@ -111,117 +121,25 @@ impl QueryService {
     /// a table, every masked column exists, every filter and mask plans
     /// against the tables it applies to. Returns the problems found.
     pub async fn check_policy(&self, policy: &Policy) -> Vec<String> {
-        let doc = policy.document();
-        let state = SessionStateBuilder::new().with_default_features().build();
-        let mut tables = Vec::new();
-        for (catalog_name, catalog) in self.registry.catalogs() {
-            for schema_name in catalog.schema_names() {
-                let Some(schema) = catalog.schema(&schema_name) else {
-                    continue;
-                };
-                for table_name in schema.table_names() {
-                    if let Ok(Some(provider)) = schema.table(&table_name).await {
-                        let name = meshgate_policy::TableName::new(
-                            catalog_name,
-                            &schema_name,
-                            &table_name,
-                        );
-                        tables.push((name, provider.schema()));
-                    }
-                }
-            }
-        }
-        let mut problems = Vec::new();
-        let matching = |patterns: &[String]| -> Vec<&(meshgate_policy::TableName, SchemaRef)> {
-            tables
-                .iter()
-                .filter(|(n, _)| {
-                    patterns
-                        .iter()
-                        .any(|p| meshgate_policy::glob_match(p, &n.to_string()))
-                })
-                .collect()
-        };
-        let check_patterns = |key: String, patterns: &[String], problems: &mut Vec<String>| {
-            for (i, p) in patterns.iter().enumerate() {
-                if matching(std::slice::from_ref(p)).is_empty() {
-                    problems.push(format!("{key}.tables[{i}]: `{p}` matches no table"));
-                }
-            }
-        };
-        let check_expr =
-            |key: String, sql: &str, patterns: &[String], problems: &mut Vec<String>| {
-                // Identity functions are bound per session; check with placeholders.
-                let probe = sql
-                    .replace("current_user_attribute(", "concat(")
-                    .replace("current_user_in_group(", "starts_with('', ");
-                for (name, schema) in matching(patterns) {
-                    let parsed = datafusion::common::DFSchema::try_from_qualified_schema(
-                        name.table.as_str(),
-                        schema,
-                    )
-                    .and_then(|df| state.create_logical_expr(&probe, &df));
-                    if let Err(e) = parsed {
-                        problems.push(format!(
-                            "{key}: `{sql}` does not plan against {name}: {}",
-                            QueryError::from(e)
-                        ));
-                    }
-                }
-            };
-        for (i, g) in doc.grants.iter().enumerate() {
-            check_patterns(format!("grants[{i}]"), &g.tables, &mut problems);
-        }
-        for (i, f) in doc.row_filters.iter().enumerate() {
-            check_patterns(format!("row_filters[{i}]"), &f.tables, &mut problems);
-            check_expr(
-                format!("row_filters[{i}].filter"),
-                &f.filter,
-                &f.tables,
-                &mut problems,
-            );
-        }
-        for (i, m) in doc.masks.iter().enumerate() {
-            check_patterns(format!("masks[{i}]"), &m.tables, &mut problems);
-            for (name, schema) in matching(&m.tables) {
-                if schema.field_with_name(&m.column).is_err() {
-                    problems.push(format!(
-                        "masks[{i}].column: {name} has no column `{}`",
-                        m.column
-                    ));
-                }
-            }
-            check_expr(
-                format!("masks[{i}].mask"),
-                &m.mask,
-                &m.tables,
-                &mut problems,
-            );
-        }
-        let users: std::collections::BTreeSet<&str> =
-            self.roles.roles.iter().map(String::as_str).collect();
-        let mut principal_lists: Vec<(String, &Vec<String>)> = Vec::new();
-        for (i, g) in doc.grants.iter().enumerate() {
-            principal_lists.push((format!("grants[{i}]"), &g.principals));
-        }
-        for (i, f) in doc.row_filters.iter().enumerate() {
-            principal_lists.push((format!("row_filters[{i}]"), &f.principals));
-        }
-        for (i, m) in doc.masks.iter().enumerate() {
-            principal_lists.push((format!("masks[{i}]"), &m.principals));
-        }
-        if !users.is_empty() {
-            for (key, list) in principal_lists {
-                for (j, p) in list.iter().enumerate() {
-                    if let Some(user) = p.strip_prefix("user:") {
-                        if !users.contains(user) {
-                            problems.push(format!("{key}.principals[{j}]: unknown user `{user}`"));
-                        }
-                    }
-                }
-            }
-        }
-        problems
+        self.admin.check(policy).await
+    }
+
+    /// The policy administration shared by every session (SQL `GRANT`, the
+    /// gRPC admin service).
+    pub fn policy_admin(&self) -> Arc<PolicyAdmin> {
+        self.admin.clone()
+    }
+
+    /// Persist policy changes made through meshgate (SQL, admin API) to
+    /// `path`, the configured policy file.
+    pub fn with_policy_file(mut self, path: std::path::PathBuf) -> Self {
+        self.admin = Arc::new(PolicyAdmin::new(
+            self.policy.clone(),
+            self.registry.clone(),
+            self.roles.clone(),
+            Some(path),
+        ));
+        self
     }
 
     /// The policy in force, if any.
@@ -234,6 +152,7 @@ impl QueryService {
         self.roles = RoleDirectory {
             roles: Arc::new(roles),
         };
+        self.admin = Arc::new(self.admin.with_roles(self.roles.clone()));
         self
     }
 
@@ -355,6 +274,7 @@ impl QueryService {
             client: options.client.clone().unwrap_or_default(),
             cursors: Default::default(),
             registry: self.registry.clone(),
+            admin: self.admin.clone(),
         };
         session.apply_search_path();
         Ok(session)
@@ -408,6 +328,8 @@ pub enum SessionCommand {
     Noop(String),
     /// `CALL system.refresh_catalog('name')`: drop cached metadata of a catalog.
     RefreshCatalog(String),
+    /// `CREATE ROLE`, `DROP ROLE`, `GRANT`, `REVOKE`: a policy change.
+    Policy(PolicyStatement),
     /// `COPY (query) TO STDOUT` / `COPY table TO STDOUT`
     CopyOut {
         query: Box<ast::Query>,
@@ -533,6 +455,7 @@ impl Prepared {
                 SessionCommand::CopyOut { .. } => "COPY".into(),
                 SessionCommand::Noop(tag) => tag.clone(),
                 SessionCommand::RefreshCatalog(_) => "CALL".into(),
+                SessionCommand::Policy(p) => p.tag().into(),
             },
             Prepared::Empty => String::new(),
         }
@@ -617,6 +540,7 @@ pub struct QuerySession {
     /// reach it without locking.
     cursors: std::sync::Mutex<HashMap<String, Cursor>>,
     registry: Arc<CatalogRegistry>,
+    admin: Arc<PolicyAdmin>,
 }
 
 impl QuerySession {
@@ -793,7 +717,10 @@ impl QuerySession {
     /// compatibility rewrites for PostgreSQL-only syntax). DataFusion's own
     /// statement forms (e.g. `RESET`) are tried when that parser refuses.
     pub fn parse(&self, sql: &str) -> QueryResult<Vec<DfStatement>> {
-        let sql = pg_compat::rewrite_known_probes(sql);
+        let sql = match crate::policy_admin::rewrite_role_grant(sql) {
+            Some(rewritten) => std::borrow::Cow::Owned(rewritten),
+            None => pg_compat::rewrite_known_probes(sql),
+        };
         let sql = sql.as_ref();
         match self.parser.parse(sql) {
             Ok(statements) => Ok(statements
@@ -1112,6 +1039,19 @@ impl QuerySession {
             | SessionCommand::ReleaseSavepoint(_)
             | SessionCommand::Noop(_) => TxEffect::None,
             SessionCommand::RollbackToSavepoint(_) => TxEffect::Recover,
+            SessionCommand::Policy(statement) => {
+                if !self.admin.is_admin(&self.identity.user) {
+                    return Err(QueryError::PermissionDenied(format!(
+                        "permission denied to {}: only policy admins change the access policy",
+                        statement.tag()
+                    )));
+                }
+                let (catalog, schema) = (self.catalog.clone(), self.current_schema());
+                self.admin
+                    .update(None, |doc| statement.apply(doc, &catalog, &schema))
+                    .await?;
+                TxEffect::None
+            }
             SessionCommand::RefreshCatalog(name) => {
                 // Only catalogs the caller's session contains can be refreshed.
                 let catalog = self
@@ -1342,6 +1282,16 @@ fn session_command(statement: &DfStatement) -> QueryResult<Option<SessionCommand
         }
         ast::Statement::UNLISTEN { .. } => SessionCommand::Noop("UNLISTEN".into()),
         ast::Statement::Call(function) => refresh_call(function)?,
+        ast::Statement::CreateRole(_)
+        | ast::Statement::Grant(_)
+        | ast::Statement::Revoke(_)
+        | ast::Statement::Drop {
+            object_type: ast::ObjectType::Role,
+            ..
+        } => match PolicyStatement::from_ast(stmt)? {
+            Some(p) => SessionCommand::Policy(p),
+            None => return Ok(None),
+        },
         ast::Statement::Commit { .. } => SessionCommand::Commit,
         ast::Statement::Rollback {
             savepoint: None, ..

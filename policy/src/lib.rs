@@ -39,7 +39,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+
+mod edit;
+pub use edit::EditError;
 use thiserror::Error;
 
 /// A table's full name.
@@ -91,7 +94,7 @@ fn invalid(key: impl Into<String>, problem: impl Into<String>) -> PolicyError {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Effect {
     Allow,
@@ -99,47 +102,55 @@ pub enum Effect {
 }
 
 /// The policy document (TOML).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyDocument {
+    /// Raised by one on every change made through meshgate (SQL or the admin
+    /// API); an apply that names an older version is refused.
+    #[serde(default)]
+    pub version: u64,
     /// group → members (user names).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub groups: BTreeMap<String, Vec<String>>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub users: BTreeMap<String, UserEntry>,
     /// Tags on tables: pattern → tags (e.g. `"members.public.*" = ["pii"]`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, Vec<String>>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub grants: Vec<Grant>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub row_filters: Vec<RowFilterRule>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub masks: Vec<MaskRule>,
     /// Principals that administer meshgate (read the audit log).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub admins: Vec<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct UserEntry {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub attributes: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Grant {
     pub effect: Effect,
     /// `user:NAME`, `group:NAME` or `*`.
     pub principals: Vec<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub except: Vec<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tables: Vec<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    /// For `allow`: only these columns are readable; the others read as NULL.
+    /// Empty means every column.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub columns: Vec<String>,
     /// Only `select` today.
     #[serde(default = "select")]
     pub privilege: String,
@@ -149,29 +160,29 @@ fn select() -> String {
     "select".into()
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RowFilterRule {
     pub principals: Vec<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub except: Vec<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tables: Vec<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
     /// A SQL boolean expression over the table's columns.
     pub filter: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MaskRule {
     pub principals: Vec<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub except: Vec<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tables: Vec<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
     pub column: String,
     /// A SQL expression replacing the column's value (may use the column).
@@ -186,6 +197,9 @@ pub struct TableAccess {
     pub row_filters: Vec<String>,
     /// column → mask expression (the first matching mask rule wins).
     pub masks: BTreeMap<String, String>,
+    /// When only column grants allow the table: the readable columns; the
+    /// others read as NULL. `None`: every column.
+    pub columns: Option<BTreeSet<String>>,
     /// One line per rule that took part in the decision.
     pub explanation: Vec<String>,
 }
@@ -193,7 +207,10 @@ pub struct TableAccess {
 impl TableAccess {
     /// True when the table is readable without filters or masks.
     pub fn is_unrestricted(&self) -> bool {
-        self.allowed && self.row_filters.is_empty() && self.masks.is_empty()
+        self.allowed
+            && self.row_filters.is_empty()
+            && self.masks.is_empty()
+            && self.columns.is_none()
     }
 }
 
@@ -432,6 +449,8 @@ impl Policy {
         };
         let mut access = TableAccess::default();
         let mut allowed_by = None;
+        // Columns readable through column grants; `None` once a grant allows all.
+        let mut columns: Option<BTreeSet<String>> = Some(BTreeSet::new());
         for i in self.grants.candidates(principal, &name) {
             let grant = &self.doc.grants[i];
             if !applies(principal, &grant.principals, &grant.except)
@@ -445,7 +464,14 @@ impl Policy {
                     access.explanation = vec![format!("grants[{i}] denies select on {name}")];
                     return access;
                 }
-                Effect::Allow => allowed_by = allowed_by.or(Some(i)),
+                Effect::Allow => {
+                    allowed_by = allowed_by.or(Some(i));
+                    match (&mut columns, grant.columns.is_empty()) {
+                        (Some(_), true) => columns = None,
+                        (Some(set), false) => set.extend(grant.columns.iter().cloned()),
+                        (None, _) => {}
+                    }
+                }
             }
         }
         let Some(i) = allowed_by else {
@@ -459,6 +485,13 @@ impl Policy {
         access
             .explanation
             .push(format!("grants[{i}] allows select on {name}"));
+        if let Some(columns) = &columns {
+            access.explanation.push(format!(
+                "column grants allow only {}; other columns read as NULL",
+                columns.iter().cloned().collect::<Vec<_>>().join(", ")
+            ));
+        }
+        access.columns = columns;
         for i in self.row_filters.candidates(principal, &name) {
             let rule = &self.doc.row_filters[i];
             if applies(principal, &rule.principals, &rule.except)

@@ -20,6 +20,9 @@ pub(crate) fn to_status(err: &QueryError) -> Status {
         | QueryError::UndefinedObject(_)
         | QueryError::UndefinedCursor(_) => Code::NotFound,
         QueryError::PermissionDenied(_) => Code::PermissionDenied,
+        QueryError::DuplicateObject(_) => Code::AlreadyExists,
+        QueryError::DependentObjects(_) => Code::FailedPrecondition,
+        QueryError::Conflict(_) => Code::Aborted,
         QueryError::ReadOnly(_) | QueryError::TransactionAborted => Code::FailedPrecondition,
         QueryError::FeatureNotSupported(_) => Code::Unimplemented,
         QueryError::Source(_) => Code::Unavailable,
