@@ -93,15 +93,147 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 pub enum AuthError {
     #[error("password authentication failed for user \"{0}\"")]
     BadCredentials(String),
+    #[error("token authentication failed: {0}")]
+    BadToken(String),
 }
 
-/// The configured users.
+/// A compact JWS: three base64url parts, the first a JSON header.
+pub fn looks_like_jwt(s: &str) -> bool {
+    s.starts_with("eyJ") && s.split('.').count() == 3
+}
+
+/// Verifies JSON Web Tokens from the configured issuer and maps their claims
+/// to an identity: user, groups and attributes.
+pub struct JwtVerifier {
+    key: jsonwebtoken::DecodingKey,
+    validation: jsonwebtoken::Validation,
+    user_claim: String,
+    groups_claim: String,
+    attribute_claims: Vec<String>,
+}
+
+impl std::fmt::Debug for JwtVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtVerifier")
+            .field("algorithms", &self.validation.algorithms)
+            .finish()
+    }
+}
+
+impl JwtVerifier {
+    /// From `[auth.jwt]`; errors are `(key, problem)`.
+    pub fn from_config(config: &Config) -> Result<Self, (String, String)> {
+        use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+        let Some(c) = &config.auth.jwt else {
+            return Err(("auth.jwt".into(), "is not configured".into()));
+        };
+        let bad = |key: &str, problem: String| (format!("auth.jwt.{key}"), problem);
+        let (algorithm, key) = match c.algorithm.to_ascii_uppercase().as_str() {
+            "HS256" => {
+                let secret = c
+                    .secret
+                    .as_deref()
+                    .filter(|s| !s.is_empty())
+                    .ok_or_else(|| bad("secret", "HS256 needs a secret".into()))?;
+                if secret.len() < 32 {
+                    return Err(bad("secret", "must be at least 32 bytes".into()));
+                }
+                (
+                    Algorithm::HS256,
+                    DecodingKey::from_secret(secret.as_bytes()),
+                )
+            }
+            "RS256" => {
+                let file = c.public_key_file.as_deref().ok_or_else(|| {
+                    bad(
+                        "public_key_file",
+                        "RS256 needs the issuer's public key (PEM)".into(),
+                    )
+                })?;
+                let path = config.resolve_path(std::path::Path::new(file));
+                let pem = std::fs::read(&path)
+                    .map_err(|e| bad("public_key_file", format!("{}: {e}", path.display())))?;
+                let key = DecodingKey::from_rsa_pem(&pem).map_err(|e| {
+                    bad(
+                        "public_key_file",
+                        format!("{}: not an RSA public key: {e}", path.display()),
+                    )
+                })?;
+                (Algorithm::RS256, key)
+            }
+            other => return Err(bad("algorithm", format!("`{other}` is not HS256 or RS256"))),
+        };
+        let mut validation = Validation::new(algorithm);
+        validation.leeway = 30;
+        match &c.audience {
+            Some(aud) => validation.set_audience(&[aud]),
+            None => validation.validate_aud = false,
+        }
+        if let Some(iss) = &c.issuer {
+            validation.set_issuer(&[iss]);
+        }
+        Ok(Self {
+            key,
+            validation,
+            user_claim: c.user_claim.clone(),
+            groups_claim: c.groups_claim.clone(),
+            attribute_claims: c.attribute_claims.clone(),
+        })
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
+        let data = jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(
+            token,
+            &self.key,
+            &self.validation,
+        )
+        .map_err(|e| AuthError::BadToken(e.to_string()))?;
+        let claims = data.claims;
+        let text = |v: &serde_json::Value| match v {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            serde_json::Value::Bool(b) => Some(b.to_string()),
+            _ => None,
+        };
+        let user = claims
+            .get(&self.user_claim)
+            .and_then(text)
+            .filter(|u| !u.is_empty())
+            .ok_or_else(|| {
+                AuthError::BadToken(format!("the token has no `{}` claim", self.user_claim))
+            })?;
+        let mut identity = Identity::new(user);
+        match claims.get(&self.groups_claim) {
+            Some(serde_json::Value::Array(items)) => {
+                identity.groups = items.iter().filter_map(text).collect();
+            }
+            Some(serde_json::Value::String(s)) => {
+                identity.groups = s
+                    .split(|c: char| c == ',' || c.is_whitespace())
+                    .filter(|g| !g.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+            }
+            _ => {}
+        }
+        for name in &self.attribute_claims {
+            if let Some(value) = claims.get(name).and_then(text) {
+                identity.attributes.insert(name.clone(), value);
+            }
+        }
+        Ok(identity)
+    }
+}
+
+/// The configured users, and the JWT issuer meshgate trusts, if any.
 #[derive(Debug, Clone, Default)]
 pub struct UserStore {
     users: HashMap<String, PasswordHash>,
+    jwt: Option<std::sync::Arc<JwtVerifier>>,
 }
 
 impl UserStore {
+    /// The users of a validated configuration.
     pub fn from_config(config: &Config) -> Self {
         let users = config
             .users
@@ -112,7 +244,26 @@ impl UserStore {
                     .map(|h| (name.clone(), h))
             })
             .collect();
-        Self { users }
+        let jwt = config
+            .auth
+            .jwt
+            .as_ref()
+            .and_then(|_| JwtVerifier::from_config(config).ok())
+            .map(std::sync::Arc::new);
+        Self { users, jwt }
+    }
+
+    /// Whether JWTs are accepted.
+    pub fn accepts_jwt(&self) -> bool {
+        self.jwt.is_some()
+    }
+
+    /// Verify a JWT; the identity comes from its claims.
+    pub fn verify_jwt(&self, token: &str) -> Result<Identity, AuthError> {
+        match &self.jwt {
+            Some(jwt) => jwt.verify(token),
+            None => Err(AuthError::BadToken("JWTs are not accepted here".into())),
+        }
     }
 
     pub fn insert(&mut self, user: impl Into<String>, hash: PasswordHash) {
@@ -124,7 +275,19 @@ impl UserStore {
     }
 
     /// Check a cleartext password (Flight basic auth, pgwire cleartext mode).
+    /// With JWTs configured, a password that is a JWT is verified as one and
+    /// must name `user`.
     pub fn verify(&self, user: &str, password: &str) -> Result<Identity, AuthError> {
+        if self.jwt.is_some() && looks_like_jwt(password) {
+            let identity = self.verify_jwt(password)?;
+            if identity.user != user {
+                return Err(AuthError::BadToken(format!(
+                    "the token is for user \"{}\", not \"{user}\"",
+                    identity.user
+                )));
+            }
+            return Ok(identity);
+        }
         match self.users.get(user) {
             Some(hash) if hash.verify(password) => Ok(Identity::new(user)),
             Some(_) => Err(AuthError::BadCredentials(user.to_owned())),

@@ -145,6 +145,43 @@ pub struct AuthConfig {
     /// Lifetime of Flight SQL bearer tokens and tickets.
     #[serde(default = "default_token_ttl")]
     pub token_ttl_secs: u64,
+    /// Accept JSON Web Tokens from an identity provider as the pgwire
+    /// password and as the Flight SQL bearer token.
+    pub jwt: Option<JwtConfig>,
+}
+
+/// `[auth.jwt]`: how to verify tokens and read an identity from them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtConfig {
+    /// `HS256` (shared secret) or `RS256` (the issuer's public key).
+    pub algorithm: String,
+    /// HS256: the shared secret (use `${ENV}` substitution).
+    pub secret: Option<String>,
+    /// RS256: a PEM file with the issuer's public key.
+    pub public_key_file: Option<String>,
+    /// When set, the `iss` claim must equal it.
+    pub issuer: Option<String>,
+    /// When set, the `aud` claim must contain it.
+    pub audience: Option<String>,
+    /// The claim naming the user.
+    #[serde(default = "default_user_claim")]
+    pub user_claim: String,
+    /// The claim listing the user's groups (an array, or a space- or
+    /// comma-separated string).
+    #[serde(default = "default_groups_claim")]
+    pub groups_claim: String,
+    /// Claims copied into the user's attributes (`current_user_attribute`).
+    #[serde(default)]
+    pub attribute_claims: Vec<String>,
+}
+
+fn default_user_claim() -> String {
+    "sub".into()
+}
+
+fn default_groups_claim() -> String {
+    "groups".into()
 }
 
 impl Default for AuthConfig {
@@ -152,6 +189,7 @@ impl Default for AuthConfig {
         Self {
             allow_cleartext: false,
             token_ttl_secs: default_token_ttl(),
+            jwt: None,
         }
     }
 }
@@ -270,6 +308,10 @@ impl Config {
                     );
                 }
             }
+        }
+        if self.auth.jwt.is_some() {
+            crate::auth::JwtVerifier::from_config(self)
+                .map_err(|(key, problem)| self.invalid(key, problem))?;
         }
         for (name, user) in &self.users {
             PasswordHash::parse(&user.password)

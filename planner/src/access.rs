@@ -30,7 +30,7 @@ use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use meshgate_policy::{Policy, Principal, TableAccess, TableName};
 
-use crate::QueryError;
+use crate::{Identity, QueryError};
 
 /// The policy in force, shared by the service and every session; replaced
 /// whole on reload.
@@ -40,7 +40,7 @@ pub(crate) type PolicySource = Arc<std::sync::RwLock<Option<Arc<Policy>>>>;
 #[derive(Debug)]
 pub(crate) struct AccessGuard {
     source: PolicySource,
-    user: String,
+    identity: Identity,
     /// Parses filter and mask expressions (default functions only).
     state: SessionState,
     /// The policy version the current statement uses, and its decisions.
@@ -58,15 +58,15 @@ impl AccessGuard {
     pub(crate) fn new(
         source: PolicySource,
         policy: Arc<Policy>,
-        user: &str,
+        identity: &Identity,
         state: SessionState,
     ) -> Self {
         Self {
             source,
-            user: user.to_owned(),
+            identity: identity.clone(),
             state,
             current: Mutex::new(Snapshot {
-                principal: policy.principal(user),
+                principal: identity.principal(&policy),
                 policy,
                 decisions: HashMap::new(),
             }),
@@ -81,7 +81,7 @@ impl AccessGuard {
         if let Some(latest) = latest {
             if !Arc::ptr_eq(&latest, &current.policy) {
                 *current = Snapshot {
-                    principal: latest.principal(&self.user),
+                    principal: self.identity.principal(&latest),
                     policy: latest,
                     decisions: HashMap::new(),
                 };

@@ -74,10 +74,10 @@ impl PolicyAdmin {
         Ok((to_toml(&doc)?, doc.version))
     }
 
-    /// Whether `user` may change the policy.
-    pub fn is_admin(&self, user: &str) -> bool {
+    /// Whether `identity` may change the policy.
+    pub fn is_admin(&self, identity: &crate::Identity) -> bool {
         self.current()
-            .is_some_and(|p| p.is_admin(&p.principal(user)))
+            .is_some_and(|p| p.is_admin(&identity.principal(&p)))
     }
 
     /// Apply `edit` to the document in force and make the result the new

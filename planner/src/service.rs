@@ -38,11 +38,28 @@ use std::time::Instant;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     pub user: String,
+    /// Groups asserted by the credential (a JWT's groups claim), in
+    /// addition to those the policy gives the user.
+    pub groups: std::collections::BTreeSet<String>,
+    /// Attributes asserted by the credential; they override the policy's.
+    pub attributes: std::collections::BTreeMap<String, String>,
 }
 
 impl Identity {
     pub fn new(user: impl Into<String>) -> Self {
-        Self { user: user.into() }
+        Self {
+            user: user.into(),
+            groups: Default::default(),
+            attributes: Default::default(),
+        }
+    }
+
+    /// The policy principal for this identity under `policy`.
+    pub fn principal(&self, policy: &Policy) -> meshgate_policy::Principal {
+        let mut principal = policy.principal(&self.user);
+        principal.groups.extend(self.groups.iter().cloned());
+        principal.attributes.extend(self.attributes.clone());
+        principal
     }
 }
 
@@ -223,7 +240,7 @@ impl QueryService {
             Arc::new(AccessGuard::new(
                 self.policy.clone(),
                 policy,
-                &identity.user,
+                &identity,
                 parse_state,
             ))
         });
@@ -242,7 +259,7 @@ impl QueryService {
         if let Some(log) = &self.audit {
             let is_admin = self
                 .policy()
-                .map(|p| p.is_admin(&p.principal(&identity.user)))
+                .map(|p| p.is_admin(&identity.principal(&p)))
                 .unwrap_or(true);
             if is_admin {
                 ctx.register_catalog("system", crate::audit::audit_catalog(log)?);
@@ -1040,7 +1057,7 @@ impl QuerySession {
             | SessionCommand::Noop(_) => TxEffect::None,
             SessionCommand::RollbackToSavepoint(_) => TxEffect::Recover,
             SessionCommand::Policy(statement) => {
-                if !self.admin.is_admin(&self.identity.user) {
+                if !self.admin.is_admin(&self.identity) {
                     return Err(QueryError::PermissionDenied(format!(
                         "permission denied to {}: only policy admins change the access policy",
                         statement.tag()

@@ -52,7 +52,7 @@ use prost::Message;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::auth::{TokenError, TokenSigner, UserStore};
+use crate::auth::{looks_like_jwt, TokenError, TokenSigner, UserStore};
 use errors::to_status;
 
 type BatchStream = Pin<Box<dyn Stream<Item = Result<RecordBatch, FlightError>> + Send>>;
@@ -109,6 +109,10 @@ impl FlightSqlFrontend {
             .split_once(' ')
             .ok_or_else(|| Status::unauthenticated("authorization header has no scheme"))?;
         match scheme.to_ascii_lowercase().as_str() {
+            "bearer" if self.users.accepts_jwt() && looks_like_jwt(value.trim()) => self
+                .users
+                .verify_jwt(value.trim())
+                .map_err(|e| Status::unauthenticated(e.to_string())),
             "bearer" => self
                 .signer
                 .verify(value.trim(), SESSION_TOKEN)
@@ -239,6 +243,19 @@ impl FlightSqlFrontend {
     }
 }
 
+/// The JWT a request authenticates with, as a bearer token or as the
+/// password of basic credentials.
+fn presented_jwt(metadata: &MetadataMap) -> Option<String> {
+    let header = metadata.get("authorization")?.to_str().ok()?;
+    let (scheme, value) = header.split_once(' ')?;
+    let candidate = match scheme.to_ascii_lowercase().as_str() {
+        "bearer" => value.trim().to_owned(),
+        "basic" => decode_basic(value.trim()).ok()?.1,
+        _ => return None,
+    };
+    looks_like_jwt(&candidate).then_some(candidate)
+}
+
 fn decode_basic(value: &str) -> Result<(String, String), Status> {
     use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
     // Clients differ on padding and alphabet (arrow-go sends unpadded base64).
@@ -325,9 +342,14 @@ impl FlightSqlService for FlightSqlFrontend {
         Status,
     > {
         let identity = self.authenticate(request.metadata())?;
-        let token = self
-            .signer
-            .issue(&identity.user, SESSION_TOKEN, None, self.ttl);
+        // A client that signed in with a JWT keeps using it: it carries the
+        // groups and attributes a session token of ours would drop.
+        let token = match presented_jwt(request.metadata()) {
+            Some(jwt) => jwt,
+            None => self
+                .signer
+                .issue(&identity.user, SESSION_TOKEN, None, self.ttl),
+        };
         let bearer = format!("Bearer {token}");
         let response = HandshakeResponse {
             protocol_version: 0,

@@ -77,9 +77,14 @@ impl SessionSlot {
                 protocol: "pgwire".into(),
                 client: Some(client.socket_addr().to_string()),
             };
+            let identity = client
+                .session_extensions()
+                .get::<Identity>()
+                .map(|i| i.as_ref().clone())
+                .unwrap_or_else(|| Identity::new(user));
             let session = self
                 .service
-                .open_session(Identity::new(user), options)
+                .open_session(identity, options)
                 .map_err(|e| to_pg_error(&e))?;
             *guard = Some(session);
         }

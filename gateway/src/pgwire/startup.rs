@@ -28,7 +28,7 @@ use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 
 use super::errors::to_pg_error;
 use super::PgWireSettings;
-use crate::auth::{UserStore, ITERATIONS};
+use crate::auth::{AuthError, UserStore, ITERATIONS};
 
 pub(crate) struct MeshgateStartup {
     service: Arc<QueryService>,
@@ -37,7 +37,11 @@ pub(crate) struct MeshgateStartup {
     params: Arc<DefaultServerParameterProvider>,
     connections: Arc<ConnectionManager>,
     mode: Mode,
+    token_pids: RandomPidSecretKeyGenerator,
 }
+
+/// Connection metadata key marking a connection that signs in with a JWT.
+const TOKEN_AUTH: &str = "meshgate.token_auth";
 
 enum Mode {
     Scram(SASLAuthStartupHandler<DefaultServerParameterProvider>),
@@ -85,6 +89,7 @@ impl MeshgateStartup {
             params,
             connections,
             mode,
+            token_pids: RandomPidSecretKeyGenerator::default(),
         }
     }
 
@@ -113,9 +118,18 @@ impl MeshgateStartup {
             PgWireFrontendMessage::PasswordMessageFamily(msg) => {
                 let password = msg.into_password()?;
                 let user = client.metadata().get("user").cloned().unwrap_or_default();
-                self.users
-                    .verify(&user, &password.password)
-                    .map_err(|_| PgWireError::InvalidPassword(user.clone()))?;
+                let identity =
+                    self.users
+                        .verify(&user, &password.password)
+                        .map_err(|e| match e {
+                            AuthError::BadToken(problem) => fatal("28P01", problem),
+                            AuthError::BadCredentials(_) => {
+                                PgWireError::InvalidPassword(user.clone())
+                            }
+                        })?;
+                // The identity (with a token's groups and attributes) for the
+                // session this connection opens.
+                client.session_extensions().insert::<Identity>(identity);
                 let (pid, secret) = generator.generate(client);
                 client.set_pid_and_secret_key(pid, secret.clone());
                 // Register for CancelRequest, as the SCRAM path does.
@@ -177,7 +191,19 @@ impl StartupHandler for MeshgateStartup {
                 return Err(err);
             }
         }
+        // With JWTs accepted, a user meshgate has no password for signs in
+        // with a token as a cleartext password (SCRAM cannot carry one).
+        if let PgWireFrontendMessage::Startup(ref startup) = message {
+            let user = startup.parameters.get("user").cloned().unwrap_or_default();
+            if self.users.accepts_jwt() && self.users.get(&user).is_none() {
+                client
+                    .metadata_mut()
+                    .insert(TOKEN_AUTH.to_owned(), "jwt".to_owned());
+            }
+        }
+        let token_auth = client.metadata().contains_key(TOKEN_AUTH);
         let result = match &self.mode {
+            Mode::Scram(_) if token_auth => self.cleartext(&self.token_pids, client, message).await,
             Mode::Scram(handler) => handler.on_startup(client, message).await,
             Mode::Cleartext(generator) => self.cleartext(generator, client, message).await,
         };
