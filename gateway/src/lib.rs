@@ -7,6 +7,7 @@
 //! batches it gets back; none of them touches DataFusion directly or makes
 //! access decisions of its own.
 
+pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod demo;

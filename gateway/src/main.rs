@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use meshgate_gateway::admin::{AdminClient, AdminTarget};
 use meshgate_gateway::auth::PasswordHash;
 use meshgate_gateway::demo::{self, DemoOptions, DEMO_PASSWORD, DEMO_USER};
 use meshgate_gateway::{Config, Gateway};
@@ -74,6 +75,72 @@ enum PolicyCommand {
         user: String,
         sql: String,
     },
+    /// Print the policy in force on a running gateway (TOML, with its version).
+    Get {
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// List the rules in force on a running gateway.
+    List {
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Show what applying FILE would change, and whether it would be accepted.
+    Diff {
+        file: PathBuf,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Replace the policy of a running gateway with FILE.
+    ///
+    /// Refused when the policy changed since the version FILE was based on
+    /// (its `version` key, or --expected-version).
+    Apply {
+        file: PathBuf,
+        #[arg(long)]
+        expected_version: Option<u64>,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+}
+
+/// Where the gateway's admin API is (its Flight SQL listener) and who signs in.
+#[derive(clap::Args)]
+struct TargetArgs {
+    #[arg(
+        long,
+        env = "MESHGATE_SERVER",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    server: String,
+    #[arg(long, env = "MESHGATE_USER")]
+    user: Option<String>,
+    /// Prefer the MESHGATE_PASSWORD environment variable to this flag.
+    #[arg(long, env = "MESHGATE_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+    /// A bearer token (a JWT from the configured issuer) instead of a password.
+    #[arg(long, env = "MESHGATE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// The CA certificate (PEM) to trust for an https:// server.
+    #[arg(long)]
+    ca_cert: Option<PathBuf>,
+}
+
+impl TargetArgs {
+    async fn connect(self) -> anyhow::Result<AdminClient> {
+        AdminClient::connect(&AdminTarget {
+            server: self.server,
+            user: self.user,
+            password: self.password,
+            token: self.token,
+            ca_cert: self.ca_cert,
+        })
+        .await
+    }
+}
+
+fn status_error(status: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("{}: {}", status.code(), status.message())
 }
 
 #[tokio::main]
@@ -199,6 +266,75 @@ async fn policy_command(action: PolicyCommand) -> anyhow::Result<()> {
                 }
                 anyhow::bail!("{} problem(s) in {}", problems.len(), file.display())
             }
+        }
+        PolicyCommand::Get { target } => {
+            let doc = target.connect().await?.get().await.map_err(status_error)?;
+            print!("{}", doc.toml);
+            Ok(())
+        }
+        PolicyCommand::List { target } => {
+            let list = target.connect().await?.list().await.map_err(status_error)?;
+            println!("policy version {}", list.version);
+            for rule in list.rules {
+                println!("{}[{}]\t{}", rule.kind, rule.index, rule.summary);
+            }
+            Ok(())
+        }
+        PolicyCommand::Diff { file, target } => {
+            let text =
+                std::fs::read_to_string(&file).with_context(|| format!("{}", file.display()))?;
+            let diff = target
+                .connect()
+                .await?
+                .diff(text)
+                .await
+                .map_err(status_error)?;
+            if diff.diff.is_empty() {
+                println!(
+                    "{}: no changes to policy version {}",
+                    file.display(),
+                    diff.version
+                );
+            } else {
+                print!("{}", diff.diff);
+            }
+            for p in &diff.problems {
+                eprintln!("{}: {p}", file.display());
+            }
+            if diff.problems.is_empty() {
+                Ok(())
+            } else {
+                anyhow::bail!(
+                    "{} would be refused: {} problem(s)",
+                    file.display(),
+                    diff.problems.len()
+                )
+            }
+        }
+        PolicyCommand::Apply {
+            file,
+            expected_version,
+            target,
+        } => {
+            let text =
+                std::fs::read_to_string(&file).with_context(|| format!("{}", file.display()))?;
+            let expected = match expected_version {
+                Some(v) => v,
+                None => {
+                    Policy::from_toml(&text)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?
+                        .document()
+                        .version
+                }
+            };
+            let version = target
+                .connect()
+                .await?
+                .apply(text, expected)
+                .await
+                .map_err(status_error)?;
+            println!("{}: applied as policy version {version}", file.display());
+            Ok(())
         }
         PolicyCommand::Explain { config, user, sql } => {
             let config = Config::load(&config)?;

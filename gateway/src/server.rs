@@ -149,7 +149,14 @@ impl Gateway {
                     )
                     .map_err(|e| GatewayError::Tls(e.to_string()))?;
             }
-            let router = builder.add_service(flight_sql::service(frontend));
+            let admin = crate::admin::PolicyAdminService::new(
+                self.service.clone(),
+                self.users.clone(),
+                frontend.signer(),
+            );
+            let router = builder
+                .add_service(flight_sql::service(frontend))
+                .add_service(admin);
             let incoming = TcpIncoming::from(socket).with_nodelay(Some(true));
             let stop = shutdown.clone();
             tasks.spawn(async move {

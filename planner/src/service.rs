@@ -141,6 +141,11 @@ impl QueryService {
         self.admin.check(policy).await
     }
 
+    /// The audit log, when one is configured.
+    pub fn audit_log(&self) -> Option<Arc<AuditLog>> {
+        self.audit.clone()
+    }
+
     /// The policy administration shared by every session (SQL `GRANT`, the
     /// gRPC admin service).
     pub fn policy_admin(&self) -> Arc<PolicyAdmin> {

@@ -42,7 +42,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 mod edit;
-pub use edit::EditError;
+pub use edit::{EditError, RuleSummary};
 use thiserror::Error;
 
 /// A table's full name.

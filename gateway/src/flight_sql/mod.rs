@@ -15,7 +15,7 @@
 //!   forgets entries idle longer than the token lifetime; the handle is
 //!   signed and bound to its user.
 
-mod errors;
+pub(crate) mod errors;
 mod metadata;
 
 use std::pin::Pin;
@@ -75,7 +75,7 @@ struct PreparedEntry {
 pub struct FlightSqlFrontend {
     service: Arc<QueryService>,
     users: Arc<UserStore>,
-    signer: TokenSigner,
+    signer: Arc<TokenSigner>,
     ttl: Duration,
     prepared: moka::future::Cache<String, Arc<PreparedEntry>>,
 }
@@ -85,7 +85,7 @@ impl FlightSqlFrontend {
         Self {
             service,
             users,
-            signer: TokenSigner::default(),
+            signer: Arc::new(TokenSigner::default()),
             ttl,
             prepared: moka::future::Cache::builder()
                 .max_capacity(10_000)
@@ -96,43 +96,12 @@ impl FlightSqlFrontend {
 
     /// Who is calling: a bearer token from Handshake, or basic credentials.
     fn authenticate(&self, metadata: &MetadataMap) -> Result<Identity, Status> {
-        let header = metadata
-            .get("authorization")
-            .ok_or_else(|| {
-                Status::unauthenticated(
-                    "no credentials: call Handshake with basic credentials and send the bearer token it returns",
-                )
-            })?
-            .to_str()
-            .map_err(|_| Status::unauthenticated("authorization header is not ASCII"))?;
-        let (scheme, value) = header
-            .split_once(' ')
-            .ok_or_else(|| Status::unauthenticated("authorization header has no scheme"))?;
-        match scheme.to_ascii_lowercase().as_str() {
-            "bearer" if self.users.accepts_jwt() && looks_like_jwt(value.trim()) => self
-                .users
-                .verify_jwt(value.trim())
-                .map_err(|e| Status::unauthenticated(e.to_string())),
-            "bearer" => self
-                .signer
-                .verify(value.trim(), SESSION_TOKEN)
-                .map(|claims| Identity::new(claims.sub))
-                .map_err(|e| match e {
-                    TokenError::Expired => {
-                        Status::unauthenticated("bearer token expired: authenticate again")
-                    }
-                    _ => Status::unauthenticated("invalid bearer token"),
-                }),
-            "basic" => {
-                let (user, password) = decode_basic(value.trim())?;
-                self.users
-                    .verify(&user, &password)
-                    .map_err(|e| Status::unauthenticated(e.to_string()))
-            }
-            other => Err(Status::unauthenticated(format!(
-                "unsupported authorization scheme `{other}` (use Basic or Bearer)"
-            ))),
-        }
+        authenticate(metadata, &self.users, &self.signer)
+    }
+
+    /// The token signer, shared with the other services of this listener.
+    pub fn signer(&self) -> Arc<TokenSigner> {
+        self.signer.clone()
     }
 
     fn session(
@@ -240,6 +209,50 @@ impl FlightSqlFrontend {
             .build(batches)
             .map_err(Status::from);
         Ok(Box::pin(data))
+    }
+}
+
+/// Who is calling a service of the Flight SQL listener: a bearer token (ours
+/// from Handshake, or a JWT), or basic credentials.
+pub(crate) fn authenticate(
+    metadata: &MetadataMap,
+    users: &UserStore,
+    signer: &TokenSigner,
+) -> Result<Identity, Status> {
+    let header = metadata
+        .get("authorization")
+        .ok_or_else(|| {
+            Status::unauthenticated(
+                "no credentials: call Handshake with basic credentials and send the bearer token it returns",
+            )
+        })?
+        .to_str()
+        .map_err(|_| Status::unauthenticated("authorization header is not ASCII"))?;
+    let (scheme, value) = header
+        .split_once(' ')
+        .ok_or_else(|| Status::unauthenticated("authorization header has no scheme"))?;
+    match scheme.to_ascii_lowercase().as_str() {
+        "bearer" if users.accepts_jwt() && looks_like_jwt(value.trim()) => users
+            .verify_jwt(value.trim())
+            .map_err(|e| Status::unauthenticated(e.to_string())),
+        "bearer" => signer
+            .verify(value.trim(), SESSION_TOKEN)
+            .map(|claims| Identity::new(claims.sub))
+            .map_err(|e| match e {
+                TokenError::Expired => {
+                    Status::unauthenticated("bearer token expired: authenticate again")
+                }
+                _ => Status::unauthenticated("invalid bearer token"),
+            }),
+        "basic" => {
+            let (user, password) = decode_basic(value.trim())?;
+            users
+                .verify(&user, &password)
+                .map_err(|e| Status::unauthenticated(e.to_string()))
+        }
+        other => Err(Status::unauthenticated(format!(
+            "unsupported authorization scheme `{other}` (use Basic or Bearer)"
+        ))),
     }
 }
 

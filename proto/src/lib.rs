@@ -1,0 +1,10 @@
+//! meshgate's own gRPC service definitions, generated from `proto/meshgate`.
+//!
+//! - [`admin::v1`]: `PolicyAdmin`, to read, diff and replace the access
+//!   policy (served by the gateway, called by `meshgate policy ...`).
+
+pub mod admin {
+    pub mod v1 {
+        tonic::include_proto!("meshgate.admin.v1");
+    }
+}
