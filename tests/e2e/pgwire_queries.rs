@@ -213,3 +213,23 @@ async fn three_catalog_join_matches_an_independent_computation() {
         assert_eq!(row.get::<_, Decimal>("total"), *total);
     }
 }
+
+#[tokio::test]
+async fn unnamed_function_columns_are_named_like_postgresql() {
+    let mesh = TestMesh::start().await;
+    let client = mesh.connect("members").await;
+    let stmt = client
+        .prepare("SELECT count(*), max(member_id), state FROM members GROUP BY state ORDER BY count(*) DESC, state LIMIT 1")
+        .await
+        .unwrap();
+    let names: Vec<&str> = stmt.columns().iter().map(|c| c.name()).collect();
+    assert_eq!(names, ["count", "max", "state"]);
+    // A name already in the list is not reused; set operations take the first branch's names.
+    let stmt = client
+        .prepare("SELECT count(*) AS max, max(member_id) FROM members UNION ALL SELECT 1, 2")
+        .await
+        .unwrap();
+    let names: Vec<&str> = stmt.columns().iter().map(|c| c.name()).collect();
+    assert_eq!(names[0], "max");
+    assert_ne!(names[1], "max");
+}
