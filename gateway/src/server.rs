@@ -60,7 +60,8 @@ impl Gateway {
         .map_err(|e| config.registry_error(e))?;
         let mut service =
             QueryService::new(Arc::new(registry), config.server.default_catalog.clone())
-                .with_roles(config.users.keys().cloned().collect());
+                .with_roles(config.users.keys().cloned().collect())
+                .with_token_users(config.auth.jwt.is_some());
         if let Some(policy) = config.load_policy()? {
             service = service.with_policy(policy);
         }

@@ -32,6 +32,9 @@ pub struct PolicyAdmin {
     registry: Arc<CatalogRegistry>,
     roles: RoleDirectory,
     file: Option<PathBuf>,
+    /// Users may also come from tokens (JWT): a rule naming a user meshgate
+    /// has no password for is not an error.
+    token_users: bool,
     lock: tokio::sync::Mutex<()>,
 }
 
@@ -47,7 +50,21 @@ impl PolicyAdmin {
             registry,
             roles,
             file,
+            token_users: false,
             lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The same administration, accepting users known only from tokens.
+    pub(crate) fn with_token_users(&self, token_users: bool) -> Self {
+        Self {
+            token_users,
+            ..Self::new(
+                self.policy.clone(),
+                self.registry.clone(),
+                self.roles.clone(),
+                self.file.clone(),
+            )
         }
     }
 
@@ -59,6 +76,10 @@ impl PolicyAdmin {
             roles,
             self.file.clone(),
         )
+    }
+
+    pub(crate) fn token_users(&self) -> bool {
+        self.token_users
     }
 
     fn current(&self) -> Option<Arc<Policy>> {
@@ -244,7 +265,7 @@ impl PolicyAdmin {
         for (i, m) in doc.masks.iter().enumerate() {
             principal_lists.push((format!("masks[{i}]"), &m.principals));
         }
-        if !users.is_empty() {
+        if !users.is_empty() && !self.token_users {
             for (key, list) in principal_lists {
                 for (j, p) in list.iter().enumerate() {
                     if let Some(user) = p.strip_prefix("user:") {

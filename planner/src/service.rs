@@ -155,12 +155,23 @@ impl QueryService {
     /// Persist policy changes made through meshgate (SQL, admin API) to
     /// `path`, the configured policy file.
     pub fn with_policy_file(mut self, path: std::path::PathBuf) -> Self {
-        self.admin = Arc::new(PolicyAdmin::new(
-            self.policy.clone(),
-            self.registry.clone(),
-            self.roles.clone(),
-            Some(path),
-        ));
+        let token_users = self.admin.token_users();
+        self.admin = Arc::new(
+            PolicyAdmin::new(
+                self.policy.clone(),
+                self.registry.clone(),
+                self.roles.clone(),
+                Some(path),
+            )
+            .with_token_users(token_users),
+        );
+        self
+    }
+
+    /// Users may also sign in with tokens (JWT) and need no `[users]` entry:
+    /// policy rules may name them.
+    pub fn with_token_users(mut self, token_users: bool) -> Self {
+        self.admin = Arc::new(self.admin.with_token_users(token_users));
         self
     }
 

@@ -600,7 +600,7 @@ fn jwt(claims: serde_json::Value) -> String {
 async fn jwt_identities_carry_groups_and_attributes_into_the_policy() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("policy.toml");
-    std::fs::write(&path, POLICY).unwrap();
+    std::fs::write(&path, format!("admins = [\"user:auditor\"]\n{POLICY}")).unwrap();
     let public_key = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/jwt_rs256_public.pem");
     let mesh = TestMesh::start_with(|config| {
         config.push_str(&extra_user("auditor", "auditor-pw"));
@@ -696,6 +696,15 @@ async fn jwt_identities_carry_groups_and_attributes_into_the_policy() {
         err.to_string().contains("Unauthenticated") || err.to_string().contains("token"),
         "{err}"
     );
-    // Configured users still sign in with SCRAM.
-    scalar(&auditor, "SELECT 1").await;
+    // Configured users still sign in with SCRAM, and an admin can grant to a
+    // user known only from tokens.
+    auditor
+        .simple_query("GRANT SELECT ON providers.public.providers TO carol")
+        .await
+        .unwrap();
+    let client = mesh.connect_as("carol", &carol, "members").await.unwrap();
+    assert_eq!(
+        scalar(&client, "SELECT count(*) FROM providers.public.providers").await,
+        "25"
+    );
 }
