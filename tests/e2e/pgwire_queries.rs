@@ -3,23 +3,9 @@
 use std::collections::HashMap;
 
 use meshgate_gateway::demo::{CLAIMS, CROSS_DOMAIN_JOIN, MEMBERS, PROVIDERS};
-use meshgate_tests::TestMesh;
+use meshgate_tests::{simple_rows, TestMesh};
 use rust_decimal::Decimal;
 use tokio_postgres::SimpleQueryMessage;
-
-fn simple_rows(messages: &[SimpleQueryMessage]) -> Vec<Vec<Option<String>>> {
-    messages
-        .iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(row) => Some(
-                (0..row.len())
-                    .map(|i| row.get(i).map(str::to_owned))
-                    .collect(),
-            ),
-            _ => None,
-        })
-        .collect()
-}
 
 #[tokio::test]
 async fn simple_query_runs_several_statements_in_one_message() {

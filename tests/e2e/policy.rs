@@ -383,8 +383,9 @@ async fn policy_reload_applies_atomically_under_concurrent_queries() {
     );
 }
 
-#[tokio::test]
-async fn statements_are_audited_and_admins_read_the_log() {
+/// The policy mesh with auditor as policy admin and an audit log, both in
+/// the returned directory (`policy.toml`, `audit.jsonl`).
+async fn audited_mesh() -> (TestMesh, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let policy = dir.path().join("policy.toml");
     std::fs::write(&policy, format!("admins = [\"user:auditor\"]\n{POLICY}")).unwrap();
@@ -400,6 +401,13 @@ async fn statements_are_audited_and_admins_read_the_log() {
         ));
     })
     .await;
+    (mesh, dir)
+}
+
+#[tokio::test]
+async fn statements_are_audited_and_admins_read_the_log() {
+    let (mesh, dir) = audited_mesh().await;
+    let audit = dir.path().join("audit.jsonl");
     let mallory = mesh
         .connect_as("mallory", "mallory-pw", "members")
         .await
@@ -459,21 +467,11 @@ async fn statements_are_audited_and_admins_read_the_log() {
 
 #[tokio::test]
 async fn admins_change_the_policy_with_grant_and_revoke() {
-    let dir = tempfile::tempdir().unwrap();
-    let policy = dir.path().join("policy.toml");
-    std::fs::write(&policy, format!("admins = [\"user:auditor\"]\n{POLICY}")).unwrap();
-    let audit = dir.path().join("audit.jsonl");
-    let mesh = TestMesh::start_with(|config| {
-        config.push_str(&extra_user("alice", "alice-pw"));
-        config.push_str(&extra_user("auditor", "auditor-pw"));
-        config.push_str(&extra_user("mallory", "mallory-pw"));
-        config.push_str(&format!(
-            "\n[policy]\nfile = \"{}\"\n[audit]\nfile = \"{}\"\n",
-            policy.display(),
-            audit.display()
-        ));
-    })
-    .await;
+    let (mesh, dir) = audited_mesh().await;
+    let (policy, audit) = (
+        dir.path().join("policy.toml"),
+        dir.path().join("audit.jsonl"),
+    );
     let admin = mesh
         .connect_as("auditor", "auditor-pw", "members")
         .await

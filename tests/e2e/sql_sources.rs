@@ -4,25 +4,28 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use meshgate_tests::{pg_server, MariaDatabase, PgDatabase, TcpProxy, TestMesh};
+use meshgate_tests::{
+    pg_server, simple_rows as rows, MariaDatabase, PgDatabase, TcpProxy, TestMesh,
+};
 use tokio_postgres::SimpleQueryMessage;
-
-fn rows(messages: &[SimpleQueryMessage]) -> Vec<Vec<Option<String>>> {
-    messages
-        .iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(row) => Some(
-                (0..row.len())
-                    .map(|i| row.get(i).map(str::to_owned))
-                    .collect(),
-            ),
-            _ => None,
-        })
-        .collect()
-}
 
 fn cell(v: &Option<String>) -> &str {
     v.as_deref().unwrap_or("NULL")
+}
+
+/// The per-source lines (`VirtualExecutionPlan ... base_sql=...`) of
+/// `EXPLAIN sql`: what meshgate will send to each database.
+async fn remote_statements(client: &tokio_postgres::Client, sql: &str) -> Vec<String> {
+    rows(
+        &client
+            .simple_query(&format!("EXPLAIN {sql}"))
+            .await
+            .unwrap(),
+    )
+    .iter()
+    .flat_map(|r| cell(&r[1]).lines().map(str::to_owned).collect::<Vec<_>>())
+    .filter(|l| l.contains("VirtualExecutionPlan"))
+    .collect()
 }
 
 fn pg_port() -> u16 {
@@ -360,16 +363,9 @@ async fn mariadb_receives_filters_aggregates_and_limits() {
           GROUP BY category ORDER BY category",
         db.name
     );
-    let explain = rows(
-        &client
-            .simple_query(&format!("EXPLAIN {query}"))
-            .await
-            .unwrap(),
-    );
-    let remote = explain
-        .iter()
-        .map(|r| cell(&r[1]).to_owned())
-        .find(|l| l.contains("VirtualExecutionPlan"))
+    let remote = remote_statements(&client, &query)
+        .await
+        .pop()
         .expect("remote plan in EXPLAIN");
     assert!(
         remote.contains("GROUP BY") && remote.contains("LIKE"),
@@ -432,18 +428,7 @@ async fn postgres_mariadb_and_parquet_join() {
           GROUP BY m.state, p.category ORDER BY m.state, p.category",
         my.name
     );
-    let explain = rows(
-        &client
-            .simple_query(&format!("EXPLAIN {query}"))
-            .await
-            .unwrap(),
-    );
-    let remotes: Vec<String> = explain
-        .iter()
-        .map(|r| cell(&r[1]).to_owned())
-        .flat_map(|p| p.lines().map(str::to_owned).collect::<Vec<_>>())
-        .filter(|l| l.contains("VirtualExecutionPlan"))
-        .collect();
+    let remotes = remote_statements(&client, &query).await;
     // One statement per source; the PostgreSQL one joins both of its tables,
     // and neither mentions a table of the other sources.
     assert_eq!(remotes.len(), 2, "{remotes:?}");
@@ -683,16 +668,9 @@ mask = "-1"
     let probe = format!("SELECT count(*) FROM pg.public.accounts WHERE member_id = {member}");
     let got = rows(&client.simple_query(&probe).await.unwrap());
     assert_eq!(cell(&got[0][0]), "0");
-    let explain = rows(
-        &client
-            .simple_query(&format!("EXPLAIN {probe}"))
-            .await
-            .unwrap(),
-    );
-    let remote = explain
-        .iter()
-        .map(|r| cell(&r[1]).to_owned())
-        .find(|l| l.contains("VirtualExecutionPlan"))
+    let remote = remote_statements(&client, &probe)
+        .await
+        .pop()
         .expect("pushed to PostgreSQL");
     assert!(
         remote.contains("'north'"),

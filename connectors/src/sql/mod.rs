@@ -36,6 +36,17 @@ use options::{NameFilter, SqlOptions};
 
 use crate::ConnectorError;
 
+/// What every SQL source evaluates itself: whole sub-plans, through federation.
+pub(crate) const SQL_CAPABILITIES: crate::PushdownCapabilities = crate::PushdownCapabilities {
+    projection: true,
+    filters: true,
+    limit: true,
+    sub_plans: true,
+};
+
+/// The option keys of a SQL catalog that hold secrets.
+pub(crate) const SQL_SECRET_KEYS: &[&str] = &["password"];
+
 /// A live connection pool to one source database.
 #[async_trait]
 pub(crate) trait SourcePool: Send + Sync {

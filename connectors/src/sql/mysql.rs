@@ -31,7 +31,7 @@ use secrecy::SecretString;
 
 use super::federation::FunctionSet;
 use super::options::{NameFilter, SqlOptions};
-use super::{SourceKind, SourcePool, SourceTable, SqlCatalog};
+use super::{SourceKind, SourcePool, SourceTable, SqlCatalog, SQL_CAPABILITIES, SQL_SECRET_KEYS};
 use crate::{parse_options, Connector, ConnectorContext, ConnectorError, PushdownCapabilities};
 
 pub struct MySqlConnector;
@@ -43,16 +43,11 @@ impl Connector for MySqlConnector {
     }
 
     fn secret_keys(&self) -> &'static [&'static str] {
-        &["password"]
+        SQL_SECRET_KEYS
     }
 
     fn capabilities(&self) -> PushdownCapabilities {
-        PushdownCapabilities {
-            projection: true,
-            filters: true,
-            limit: true,
-            sub_plans: true,
-        }
+        SQL_CAPABILITIES
     }
 
     fn validate(&self, options: &toml::Table) -> Result<(), ConnectorError> {

@@ -48,7 +48,7 @@ use tokio_postgres::types::ToSql;
 
 use super::federation::FunctionSet;
 use super::options::{NameFilter, SqlOptions};
-use super::{SourceKind, SourcePool, SourceTable, SqlCatalog};
+use super::{SourceKind, SourcePool, SourceTable, SqlCatalog, SQL_CAPABILITIES, SQL_SECRET_KEYS};
 use crate::{parse_options, Connector, ConnectorContext, ConnectorError, PushdownCapabilities};
 
 type Param = &'static (dyn ToSql + Sync);
@@ -63,16 +63,11 @@ impl Connector for PostgresConnector {
     }
 
     fn secret_keys(&self) -> &'static [&'static str] {
-        &["password"]
+        SQL_SECRET_KEYS
     }
 
     fn capabilities(&self) -> PushdownCapabilities {
-        PushdownCapabilities {
-            projection: true,
-            filters: true,
-            limit: true,
-            sub_plans: true,
-        }
+        SQL_CAPABILITIES
     }
 
     fn validate(&self, options: &toml::Table) -> Result<(), ConnectorError> {
