@@ -34,7 +34,9 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::storage::{register_store, Location, StorageOptions, S3_SECRET_KEYS};
-use crate::{parse_options, Connector, ConnectorContext, ConnectorError, PushdownCapabilities};
+use crate::{
+    parse_options, Connector, ConnectorContext, ConnectorError, Description, PushdownCapabilities,
+};
 
 /// Reads Delta Lake tables through deltalake's DataFusion integration.
 pub struct DeltaConnector;
@@ -54,8 +56,11 @@ struct DeltaTableOptions {
     path: String,
     #[serde(default = "default_schema")]
     schema: String,
-    #[allow(dead_code)]
+    /// Shown to users in catalog listings (`pg_description`).
     description: Option<String>,
+    /// Column descriptions by column name.
+    #[serde(default)]
+    column_descriptions: BTreeMap<String, String>,
 }
 
 fn default_schema() -> String {
@@ -103,6 +108,26 @@ impl Connector for DeltaConnector {
 
     fn validate(&self, options: &toml::Table) -> Result<(), ConnectorError> {
         parse_options::<DeltaOptions>(options).map(|_| ())
+    }
+
+    fn descriptions(&self, options: &toml::Table) -> Vec<Description> {
+        let Ok(opts) = parse_options::<DeltaOptions>(options) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (name, table) in &opts.tables {
+            let describe = |column: Option<&String>, text: &String| Description {
+                schema: table.schema.clone(),
+                table: name.clone(),
+                column: column.cloned(),
+                text: text.clone(),
+            };
+            out.extend(table.description.iter().map(|text| describe(None, text)));
+            for (column, text) in &table.column_descriptions {
+                out.push(describe(Some(column), text));
+            }
+        }
+        out
     }
 
     async fn build_catalog(

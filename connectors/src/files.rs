@@ -34,7 +34,9 @@ use serde::Deserialize;
 
 use crate::storage::{register_store, Location, StorageOptions, S3_SECRET_KEYS};
 use crate::types::parse_sql_type;
-use crate::{parse_options, Connector, ConnectorContext, ConnectorError, PushdownCapabilities};
+use crate::{
+    parse_options, Connector, ConnectorContext, ConnectorError, Description, PushdownCapabilities,
+};
 
 /// Reads Parquet, CSV and NDJSON through `object_store`.
 pub struct FilesConnector;
@@ -68,9 +70,12 @@ struct FileTableOptions {
     partition_columns: Vec<PartitionColumn>,
     /// Declared schema; inferred from the data when absent.
     columns: Option<Vec<ColumnDecl>>,
-    /// Shown to users in catalog listings.
-    #[allow(dead_code)]
+    /// Shown to users in catalog listings (`pg_description`).
     description: Option<String>,
+    /// Column descriptions by column name, for tables whose columns are
+    /// inferred (a declared column may carry its own `description`).
+    #[serde(default)]
+    column_descriptions: BTreeMap<String, String>,
 }
 
 fn default_schema() -> String {
@@ -105,6 +110,8 @@ struct ColumnDecl {
     ty: String,
     #[serde(default = "yes")]
     nullable: bool,
+    /// Shown to users in catalog listings (`pg_description`).
+    description: Option<String>,
 }
 
 fn yes() -> bool {
@@ -272,6 +279,31 @@ impl Connector for FilesConnector {
             table.plan(name)?;
         }
         Ok(())
+    }
+
+    fn descriptions(&self, options: &toml::Table) -> Vec<Description> {
+        let Ok(opts) = parse_options::<FilesOptions>(options) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (name, table) in &opts.tables {
+            let describe = |column: Option<&str>, text: &Option<String>| {
+                text.as_ref().map(|text| Description {
+                    schema: table.schema.clone(),
+                    table: name.clone(),
+                    column: column.map(str::to_owned),
+                    text: text.clone(),
+                })
+            };
+            out.extend(describe(None, &table.description));
+            for column in table.columns.iter().flatten() {
+                out.extend(describe(Some(&column.name), &column.description));
+            }
+            for (column, text) in &table.column_descriptions {
+                out.extend(describe(Some(column), &Some(text.clone())));
+            }
+        }
+        out
     }
 
     async fn build_catalog(

@@ -46,6 +46,17 @@ pub struct PushdownCapabilities {
     pub sub_plans: bool,
 }
 
+/// A description a domain team wrote for one of its tables or columns
+/// (shown to users by `\\d+`, `obj_description`, BI tools' catalog browsers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Description {
+    pub schema: String,
+    pub table: String,
+    /// `None` for the table itself.
+    pub column: Option<String>,
+    pub text: String,
+}
+
 /// Everything a connector may use while it builds a catalog.
 pub struct ConnectorContext {
     /// A session whose runtime is the one queries will run on: object stores a
@@ -71,6 +82,11 @@ pub trait Connector: Send + Sync {
 
     /// Check the options without touching the source.
     fn validate(&self, options: &toml::Table) -> Result<(), ConnectorError>;
+
+    /// The table and column descriptions written in the options.
+    fn descriptions(&self, _options: &toml::Table) -> Vec<Description> {
+        Vec::new()
+    }
 
     /// Build the catalog named `name` from its options.
     async fn build_catalog(

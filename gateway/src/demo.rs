@@ -252,6 +252,8 @@ root = "members"
 path = "members.csv"
 format = "csv"
 header = true
+description = "One row per insured member."
+column_descriptions = { state = "US state of residence (two letters)." }
 
 [catalogs.claims]
 connector = "delta"
@@ -259,6 +261,7 @@ description = "Claims domain: every claim filed, partitioned by status."
 root = "claims"
 [catalogs.claims.tables.claims]
 path = "claims"
+description = "One row per claim; amount in USD."
 
 [catalogs.providers]
 connector = "files"

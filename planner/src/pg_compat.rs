@@ -83,6 +83,7 @@ pub(crate) fn install(
     user: &str,
     roles: RoleDirectory,
     settings: Arc<std::sync::RwLock<SessionSettings>>,
+    descriptions: Arc<Vec<meshgate_connectors::Description>>,
 ) -> QueryResult<()> {
     let internal =
         |e: &dyn std::fmt::Display| QueryError::Internal(format!("cannot set up pg_catalog: {e}"));
@@ -103,8 +104,22 @@ pub(crate) fn install(
         roles,
     )
     .map_err(|e| internal(&e))?;
+    let provider: Arc<dyn datafusion::catalog::SchemaProvider> = Arc::new(provider);
+    let descriptions = Arc::new(crate::pg_descriptions::DescriptionTable::new(
+        descriptions,
+        provider.clone(),
+    ));
     current
-        .register_schema("pg_catalog", Arc::new(provider))
+        .register_schema(
+            "pg_catalog",
+            Arc::new(
+                crate::pg_arrays::array_tables().iter().fold(
+                    crate::pg_system_columns::WithSystemColumns::new(provider)
+                        .replace("pg_description", descriptions),
+                    |catalog, (name, table)| catalog.replace(name, table.clone()),
+                ),
+            ),
+        )
         .map_err(|e| internal(&e))?;
     // The session's real user, not a fixed name.
     ctx.register_udf(constant_udf("session_user", user.to_owned()));
@@ -128,6 +143,17 @@ pub(crate) fn install(
             ))
         }),
     ));
+    // psql's `\dt+`: sizes are not known for remote tables (PostgreSQL
+    // itself reports 0 bytes for a foreign table).
+    ctx.register_udf(create_udf(
+        "pg_table_size",
+        vec![DataType::Int64],
+        DataType::Int64,
+        Volatility::Stable,
+        Arc::new(|_| Ok(ColumnarValue::Scalar(ScalarValue::Int64(Some(0))))),
+    ));
+    ctx.register_udf(pg_size_pretty_udf());
+    ctx.register_udf(crate::pg_arrays::expand_array_udf());
     ctx.register_udf(create_udf(
         "pg_collation_is_visible",
         vec![DataType::Int32],
@@ -136,6 +162,43 @@ pub(crate) fn install(
         Arc::new(|_| Ok(ColumnarValue::Scalar(ScalarValue::Boolean(Some(true))))),
     ));
     Ok(())
+}
+
+/// `pg_size_pretty(bytes)`: PostgreSQL's human-readable size (`0 bytes`,
+/// `8192 bytes`, `10 kB`, `2048 MB`, ...): a unit is used once the value
+/// reaches 10 of it, rounding half away from zero.
+fn pg_size_pretty_udf() -> datafusion::logical_expr::ScalarUDF {
+    use datafusion::arrow::array::{AsArray, StringArray};
+    use datafusion::arrow::datatypes::Int64Type;
+    create_udf(
+        "pg_size_pretty",
+        vec![DataType::Int64],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(|args: &[ColumnarValue]| {
+            let arrays = ColumnarValue::values_to_arrays(args)?;
+            let out: StringArray = arrays[0]
+                .as_primitive::<Int64Type>()
+                .iter()
+                .map(|v| v.map(size_pretty))
+                .collect();
+            Ok(ColumnarValue::Array(Arc::new(out)))
+        }),
+    )
+}
+
+fn size_pretty(bytes: i64) -> String {
+    let mut value = bytes as f64;
+    if value.abs() < 10.0 * 1024.0 {
+        return format!("{bytes} bytes");
+    }
+    for unit in ["kB", "MB", "GB", "TB"] {
+        value /= 1024.0;
+        if value.abs() < 10.0 * 1024.0 || unit == "TB" {
+            return format!("{} {unit}", value.round());
+        }
+    }
+    unreachable!()
 }
 
 /// What `pg_catalog` sees: every catalog as a database (for `pg_database`,
@@ -238,7 +301,10 @@ fn to_regtype_udf() -> datafusion::logical_expr::ScalarUDF {
     )
 }
 
-/// Exact fragments of driver start-up queries that compare `regproc`
+/// Exact fragments of client queries that DataFusion cannot plan, each
+/// replaced by what it means for meshgate's catalog.
+///
+/// The first two compare `regproc`
 /// columns with 0. `pg_type.typreceive`/`typsend` hold function names here
 /// (PostgreSQL shows `-` for "none"), so the comparison is made on the name.
 /// Source: the ADBC PostgreSQL driver's type-resolution query
@@ -252,9 +318,19 @@ const KNOWN_PROBES: &[(&str, &str)] = &[
         "typreceive::TEXT != 'array_recv'",
         "typreceive != 'array_recv'",
     ),
+    // psql's `\d+` lists storage options, appending the TOAST table's
+    // through an ARRAY() subquery over a correlated unnest; meshgate tables
+    // have neither.
+    (
+        "pg_catalog.array_to_string(c.reloptions || array(select 'toast.' || x from pg_catalog.unnest(tc.reloptions) x), ', ')",
+        "CAST(NULL AS TEXT)",
+    ),
 ];
 
-/// Apply [`KNOWN_PROBES`] to `sql`.
+/// Apply [`KNOWN_PROBES`] to `sql`, and drop the `pg_catalog.` schema
+/// from function names cast to `regproc` (`'pg_catalog.array_in'::regproc`,
+/// as pgjdbc writes it): the name is looked up in `pg_proc.proname`, and
+/// every built-in function lives in pg_catalog.
 pub(crate) fn rewrite_known_probes(sql: &str) -> std::borrow::Cow<'_, str> {
     let mut out = std::borrow::Cow::Borrowed(sql);
     for (from, to) in KNOWN_PROBES {
@@ -262,6 +338,33 @@ pub(crate) fn rewrite_known_probes(sql: &str) -> std::borrow::Cow<'_, str> {
             out = std::borrow::Cow::Owned(out.replace(from, to));
         }
     }
+    if out.contains("'pg_catalog.") && out.to_ascii_lowercase().contains("'::regproc") {
+        out = std::borrow::Cow::Owned(unqualify_regproc_literals(&out));
+    }
+    out
+}
+
+fn unqualify_regproc_literals(sql: &str) -> String {
+    const PREFIX: &str = "'pg_catalog.";
+    let mut out = String::with_capacity(sql.len());
+    let mut rest = sql;
+    while let Some(at) = rest.find(PREFIX) {
+        let name_start = at + PREFIX.len();
+        let name_len = rest[name_start..]
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(rest.len() - name_start);
+        let after = &rest[name_start + name_len..];
+        let is_regproc = after
+            .get(..10)
+            .is_some_and(|s| s.eq_ignore_ascii_case("'::regproc"));
+        out.push_str(&rest[..at]);
+        out.push('\'');
+        if !is_regproc {
+            out.push_str("pg_catalog.");
+        }
+        rest = &rest[name_start..];
+    }
+    out.push_str(rest);
     out
 }
 
@@ -347,6 +450,23 @@ fn reescape(pattern: &str, escape: char) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn regproc_literals_lose_their_schema() {
+        assert_eq!(
+            rewrite_known_probes("SELECT typinput='pg_catalog.array_in'::regproc, 'pg_catalog.x'"),
+            "SELECT typinput='array_in'::regproc, 'pg_catalog.x'"
+        );
+    }
+
+    #[test]
+    fn sizes_print_like_pg_size_pretty() {
+        assert_eq!(size_pretty(0), "0 bytes");
+        assert_eq!(size_pretty(8192), "8192 bytes");
+        assert_eq!(size_pretty(10240), "10 kB");
+        assert_eq!(size_pretty(2_147_483_648), "2048 MB");
+        assert_eq!(size_pretty(10 * 1024 * 1024 * 1024), "10 GB");
+    }
 
     #[test]
     fn like_patterns_are_reescaped() {

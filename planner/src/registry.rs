@@ -11,7 +11,7 @@ use std::sync::Arc;
 use datafusion::catalog::CatalogProvider;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::SessionStateBuilder;
-use meshgate_connectors::{ConnectorContext, ConnectorError, ConnectorRegistry};
+use meshgate_connectors::{ConnectorContext, ConnectorError, ConnectorRegistry, Description};
 use thiserror::Error;
 
 /// One catalog as configured: `[catalogs.NAME] connector = "..."` plus its options.
@@ -45,6 +45,8 @@ pub enum RegistryError {
 pub struct CatalogRegistry {
     catalogs: BTreeMap<String, Arc<dyn CatalogProvider>>,
     descriptions: BTreeMap<String, String>,
+    /// Table and column descriptions from each catalog's options.
+    object_descriptions: BTreeMap<String, Arc<Vec<Description>>>,
     runtime: Arc<RuntimeEnv>,
 }
 
@@ -90,6 +92,7 @@ impl CatalogRegistry {
         let ctx = ConnectorContext { session, base_dir };
         let mut catalogs = BTreeMap::new();
         let mut descriptions = BTreeMap::new();
+        let mut object_descriptions = BTreeMap::new();
         for spec in specs {
             let connector = lookup(spec, connectors)?;
             let catalog = connector
@@ -101,6 +104,10 @@ impl CatalogRegistry {
                 })?;
             tracing::info!(catalog = %spec.name, connector = %spec.connector, schemas = ?catalog.schema_names(), "catalog ready");
             catalogs.insert(spec.name.clone(), catalog);
+            object_descriptions.insert(
+                spec.name.clone(),
+                Arc::new(connector.descriptions(&spec.options)),
+            );
             if let Some(d) = &spec.description {
                 descriptions.insert(spec.name.clone(), d.clone());
             }
@@ -108,6 +115,7 @@ impl CatalogRegistry {
         Ok(Self {
             catalogs,
             descriptions,
+            object_descriptions,
             runtime,
         })
     }
@@ -126,6 +134,14 @@ impl CatalogRegistry {
 
     pub fn description(&self, catalog: &str) -> Option<&str> {
         self.descriptions.get(catalog).map(String::as_str)
+    }
+
+    /// The table and column descriptions of `catalog`'s configuration.
+    pub fn object_descriptions(&self, catalog: &str) -> Arc<Vec<Description>> {
+        self.object_descriptions
+            .get(catalog)
+            .cloned()
+            .unwrap_or_default()
     }
 
     pub fn runtime(&self) -> Arc<RuntimeEnv> {

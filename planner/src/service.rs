@@ -265,6 +265,7 @@ impl QueryService {
             .with_runtime_env(self.registry.runtime())
             .with_catalog_list(self.session_catalogs(guard.clone()))
             .with_default_features()
+            .with_analyzer_rules(crate::pg_analyzer::analyzer_rules())
             // Federation: the largest sub-plan that touches one SQL source
             // runs there (see meshgate_connectors' `sql` module).
             .with_optimizer_rules(datafusion_federation::default_optimizer_rules())
@@ -289,6 +290,7 @@ impl QueryService {
                 &identity.user,
                 self.roles.clone(),
                 settings.clone(),
+                self.registry.object_descriptions(&catalog),
             )?;
         }
         let mut session = QuerySession {
@@ -308,6 +310,7 @@ impl QueryService {
             cursors: Default::default(),
             registry: self.registry.clone(),
             admin: self.admin.clone(),
+            pg_catalog: options.postgres_catalog,
         };
         session.apply_search_path();
         Ok(session)
@@ -574,6 +577,8 @@ pub struct QuerySession {
     cursors: std::sync::Mutex<HashMap<String, Cursor>>,
     registry: Arc<CatalogRegistry>,
     admin: Arc<PolicyAdmin>,
+    /// pg_catalog is installed (pgwire sessions): description lookups are rewritten.
+    pg_catalog: bool,
 }
 
 impl QuerySession {
@@ -760,6 +765,10 @@ impl QuerySession {
                 .into_iter()
                 .map(|mut s| {
                     pg_compat::name_duplicate_columns(&mut s);
+                    if self.pg_catalog {
+                        crate::pg_descriptions::rewrite_lookups(&mut s);
+                        crate::pg_arrays::rewrite_set_functions(&mut s);
+                    }
                     DfStatement::Statement(Box::new(s))
                 })
                 .collect()),

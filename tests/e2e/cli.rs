@@ -86,6 +86,7 @@ async fn psql_reports_sqlstate_of_errors() {
     );
 }
 
+/// Run psql; each line of `command` is one `-c` (a meta-command or SQL).
 fn psql(mesh: &TestMesh, dbname: &str, command: &str) -> (bool, String, String) {
     let addr = mesh.pgwire_addr();
     let output = Command::new("psql")
@@ -94,7 +95,8 @@ fn psql(mesh: &TestMesh, dbname: &str, command: &str) -> (bool, String, String) 
             addr.ip(),
             addr.port()
         ))
-        .args(["-X", "-v", "ON_ERROR_STOP=1", "-c", command])
+        .args(["-X", "-v", "ON_ERROR_STOP=1"])
+        .args(command.lines().flat_map(|line| ["-c", line]))
         .env("PGPASSWORD", "meshgate")
         .output()
         .expect("psql is installed");
@@ -138,6 +140,41 @@ async fn psql_meta_commands_describe_the_mesh() {
         }
         let (ok, out, err) = psql(mesh, "members", "SELECT version()");
         assert!(ok && out.contains("PostgreSQL 16"), "{out}{err}");
+        // \d+ and \dt+ show the descriptions written in the configuration.
+        let (ok, out, err) = psql(mesh, "members", "\\d+ members");
+        assert!(ok, "{err}");
+        assert!(
+            out.lines()
+                .any(|l| l.contains("state") && l.contains("US state of residence")),
+            "\\d+ members shows the column description: {out}"
+        );
+        let (ok, out, err) = psql(mesh, "members", "\\dt+");
+        assert!(ok, "{err}");
+        assert!(
+            out.lines().any(|l| l.contains("members")
+                && l.contains("0 bytes")
+                && l.contains("One row per insured member.")),
+            "\\dt+ shows the table description: {out}"
+        );
+        let (ok, out, err) = psql(mesh, "members", "\\dt *.*");
+        assert!(ok, "{err}");
+        assert!(
+            out.contains("pg_catalog")
+                && out
+                    .lines()
+                    .any(|l| l.contains("public") && l.contains("members")),
+            "{out}"
+        );
+        let (ok, out, err) = psql(
+            mesh,
+            "members",
+            "\\x\nSELECT member_id, state FROM members ORDER BY member_id LIMIT 1",
+        );
+        assert!(ok, "{err}");
+        assert!(
+            out.contains("-[ RECORD 1 ]") && out.contains("member_id | 1000"),
+            "{out}"
+        );
     });
 }
 

@@ -25,7 +25,8 @@ fn statements(file: &str) -> Vec<String> {
         .collect()
 }
 
-/// Run every statement of `file`; return the ones that failed, with errors.
+/// Run every statement of `file`; return how many there are and the ones
+/// that failed, with their errors. Every statement must run.
 async fn replay(mesh: &TestMesh, file: &str) -> (usize, Vec<String>) {
     let client = mesh.connect("members").await;
     let statements = statements(file);
@@ -48,52 +49,6 @@ async fn replay(mesh: &TestMesh, file: &str) -> (usize, Vec<String>) {
     (statements.len(), failures)
 }
 
-/// Statements that do not run yet, by file and first line, with the reason.
-/// The test fails if one of them starts to pass (so the list stays honest)
-/// or if any other statement fails.
-const KNOWN_GAPS: &[(&str, &str, &str)] = &[
-    (
-        "dbeaver.sql",
-        "SELECT typinput='pg_catalog.array_in'::regproc",
-        "regproc literal cast against pg_type",
-    ),
-    (
-        "metabase.sql",
-        "SELECT        result.TABLE_CAT",
-        "information_schema._pg_expandarray (pgjdbc getPrimaryKeys)",
-    ),
-    (
-        "datagrip.sql",
-        "SELECT        result.TABLE_CAT",
-        "information_schema._pg_expandarray (pgjdbc getPrimaryKeys)",
-    ),
-    (
-        "superset.sql",
-        "SELECT a.attname",
-        "unnest() of an int2vector column (SQLAlchemy 1.4 primary keys)",
-    ),
-    (
-        "tableau.sql",
-        "select ta.attname, ia.attnum",
-        "boolean = text comparison in psqlODBC's primary-key query",
-    ),
-    (
-        "powerbi.sql",
-        "/*** Load all supported types ***/",
-        "pg_proc joined on typreceive (regproc)",
-    ),
-    (
-        "powerbi.sql",
-        "SELECT ns.nspname, t.oid, t.typname",
-        "correlated scalar subquery without aggregate (Npgsql 10)",
-    ),
-    (
-        "datagrip.sql",
-        "select N.oid::bigint as id,",
-        "system column xmin",
-    ),
-];
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bi_tool_startup_queries_replay() {
     let mesh = TestMesh::start().await;
@@ -114,23 +69,51 @@ async fn bi_tool_startup_queries_replay() {
         failures.extend(failed);
     }
     println!("{}", lines.join("\n"));
-    let known = |f: &String| {
-        KNOWN_GAPS
-            .iter()
-            .any(|(file, start, _)| f.starts_with(&format!("{file}: {}", start.trim())))
+    assert!(total >= 70, "fixtures hold {total} statements");
+    assert!(failures.is_empty(), "failed statements: {failures:#?}");
+
+    // Results are typed as the tools expect them.
+    let client = mesh.connect("members").await;
+    let rows_of = |sql: String| {
+        let client = &client;
+        async move {
+            meshgate_tests::simple_rows(
+                &client.simple_query(&sql).await.expect("replayed statement"),
+            )
+        }
     };
-    for f in &failures {
-        println!("  {} {f}", if known(f) { "known gap" } else { "FAILED" });
-    }
-    assert!(total >= 60, "fixtures hold {total} statements");
-    let unexpected: Vec<&String> = failures.iter().filter(|f| !known(f)).collect();
-    assert!(
-        unexpected.is_empty(),
-        "unexpected failures: {unexpected:#?}"
-    );
+    let find = |file: &str, marker: &str| {
+        statements(file)
+            .into_iter()
+            .find(|s| s.contains(marker))
+            .unwrap_or_else(|| panic!("{file} holds {marker}"))
+    };
+    // Npgsql (Power BI) loads its type map: base types and their arrays.
+    let rows = rows_of(find("powerbi.sql", "Npgsql 10.0.3 GenerateLoadTypesQuery")).await;
+    let typtype = |name: &str| {
+        rows.iter()
+            .find(|r| r[2].as_deref() == Some(name))
+            .and_then(|r| r[3].clone())
+    };
+    assert_eq!(typtype("int4").as_deref(), Some("b"));
     assert_eq!(
-        failures.len(),
-        KNOWN_GAPS.len(),
-        "a known gap now passes: remove it from KNOWN_GAPS"
+        typtype("_int4").as_deref(),
+        Some("a"),
+        "arrays are found through typreceive"
     );
+    // pgjdbc (DBeaver): `typinput = 'array_in'::regproc` tells arrays apart.
+    let rows = rows_of(find(
+        "dbeaver.sql",
+        "typinput='pg_catalog.array_in'::regproc",
+    ))
+    .await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        rows[0][0].as_deref(),
+        Some("t"),
+        "oid 1034 (_aclitem) is an array"
+    );
+    // pgjdbc getPrimaryKeys (Metabase, DataGrip): meshgate tables declare none.
+    let rows = rows_of(find("metabase.sql", "_pg_expandarray")).await;
+    assert!(rows.is_empty(), "{rows:?}");
 }

@@ -107,8 +107,15 @@ def test_sqlalchemy_inspect_and_pandas():
     inspector = sa.inspect(engine)
     assert "public" in inspector.get_schema_names()
     assert "members" in inspector.get_table_names(schema="public")
-    # inspector.get_columns() is not covered yet: SQLAlchemy's column query uses
-    # correlated scalar subqueries inside CASE, which DataFusion cannot plan.
+    columns = {c["name"]: c for c in inspector.get_columns("members", schema="public")}
+    assert list(columns) == ["member_id", "first_name", "last_name", "state", "plan", "birth_date"]
+    assert isinstance(columns["member_id"]["type"], sa.BigInteger)
+    assert isinstance(columns["state"]["type"], sa.Text)
+    assert isinstance(columns["birth_date"]["type"], sa.Date)
+    assert columns["state"]["comment"] == "US state of residence (two letters)."
+    assert columns["plan"]["comment"] is None
+    assert inspector.get_table_comment("members", schema="public")["text"] == "One row per insured member."
+    assert inspector.get_pk_constraint("members", schema="public")["constrained_columns"] == []
     frame = pd.read_sql("SELECT state, count(*) AS n FROM members GROUP BY state ORDER BY state", engine)
     assert frame["n"].sum() == 200
     assert list(frame.columns) == ["state", "n"]
