@@ -23,6 +23,7 @@ mod pg_analyzer;
 mod pg_arrays;
 mod pg_compat;
 mod pg_descriptions;
+mod pg_information_schema;
 mod pg_system_columns;
 mod policy_admin;
 mod registry;

@@ -245,8 +245,10 @@ impl QueryService {
         if let Some(app) = &options.application_name {
             settings.set("application_name", Some(app))?;
         }
+        // pgwire sessions get PostgreSQL's information_schema (registered
+        // below), others DataFusion's.
         let mut config = SessionConfig::new()
-            .with_information_schema(true)
+            .with_information_schema(!options.postgres_catalog)
             .with_create_default_catalog_and_schema(false)
             .with_default_catalog_and_schema(&catalog, "public");
         // TIMESTAMP WITH TIME ZONE needs a session zone to carry one.
@@ -284,6 +286,22 @@ impl QueryService {
         }
         let settings = Arc::new(std::sync::RwLock::new(settings));
         if options.postgres_catalog {
+            let catalogs = ctx.state().catalog_list().clone();
+            let schema = Arc::new(crate::pg_information_schema::PgInformationSchema::new(
+                catalogs.clone(),
+            ));
+            for name in catalogs.catalog_names() {
+                if let Some(catalog) = catalogs.catalog(&name) {
+                    catalog
+                        .register_schema(
+                            crate::pg_information_schema::INFORMATION_SCHEMA,
+                            schema.clone(),
+                        )
+                        .map_err(|e| {
+                            QueryError::Internal(format!("cannot set up information_schema: {e}"))
+                        })?;
+                }
+            }
             pg_compat::install(
                 &ctx,
                 &catalog,

@@ -219,3 +219,56 @@ async fn unnamed_function_columns_are_named_like_postgresql() {
     assert_eq!(names[0], "max");
     assert_ne!(names[1], "max");
 }
+
+#[tokio::test]
+async fn information_schema_speaks_postgresql_types() {
+    let mesh = TestMesh::start().await;
+    let client = mesh.connect("members").await;
+    let rows = meshgate_tests::simple_rows(
+        &client
+            .simple_query(
+                "SELECT table_catalog, column_name, ordinal_position, data_type, udt_name, \
+                        numeric_precision, numeric_scale \
+                   FROM information_schema.columns \
+                  WHERE table_schema = 'public' AND column_name IN ('member_id', 'state', 'service_date', 'amount') \
+                  ORDER BY table_catalog, ordinal_position",
+            )
+            .await
+            .unwrap(),
+    );
+    let row = |catalog: &str, column: &str| {
+        rows.iter()
+            .find(|r| r[0].as_deref() == Some(catalog) && r[1].as_deref() == Some(column))
+            .unwrap_or_else(|| panic!("{catalog}.{column} in {rows:?}"))
+            .iter()
+            .skip(2)
+            .map(|v| v.as_deref().unwrap_or("NULL").to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        row("members", "member_id"),
+        ["1", "bigint", "int8", "64", "0"]
+    );
+    assert_eq!(
+        row("members", "state"),
+        ["4", "text", "text", "NULL", "NULL"]
+    );
+    assert_eq!(
+        row("claims", "service_date"),
+        ["4", "date", "date", "NULL", "NULL"]
+    );
+    assert_eq!(row("claims", "amount")[1..3], ["numeric", "numeric"]);
+    // The constraint views exist (Power BI reads foreign keys from them); meshgate tables declare none.
+    for view in [
+        "table_constraints",
+        "key_column_usage",
+        "referential_constraints",
+        "constraint_column_usage",
+    ] {
+        let n = client
+            .simple_query(&format!("SELECT * FROM information_schema.{view}"))
+            .await
+            .unwrap_or_else(|e| panic!("{view}: {e}"));
+        assert!(meshgate_tests::simple_rows(&n).is_empty(), "{view}");
+    }
+}
