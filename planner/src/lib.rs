@@ -25,6 +25,7 @@ mod pg_compat;
 mod pg_descriptions;
 mod pg_information_schema;
 mod pg_system_columns;
+mod plan_cache;
 mod policy_admin;
 mod registry;
 mod service;
@@ -32,6 +33,7 @@ mod settings;
 
 pub use audit::{AuditLog, AuditRecord};
 pub use error::{QueryError, QueryResult};
+pub use plan_cache::PlanCache;
 pub use policy_admin::PolicyAdmin;
 pub use registry::{CatalogRegistry, CatalogSpec, RegistryError};
 pub use service::{

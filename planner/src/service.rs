@@ -27,6 +27,7 @@ use crate::access::{AccessGuard, PolicySource};
 use crate::audit::{AuditLog, AuditRecord, Audited};
 use crate::catalog_view::SessionCatalog;
 use crate::pg_compat::{self, RoleDirectory};
+use crate::plan_cache::PlanCache;
 use crate::policy_admin::{PolicyAdmin, PolicyStatement};
 use crate::settings::split_list;
 use crate::{CatalogRegistry, QueryError, QueryResult, SessionSettings};
@@ -341,6 +342,8 @@ pub enum Prepared {
     Query {
         sql: String,
         plan: LogicalPlan,
+        /// The optimised plan, shared by clones (see [`PlanCache`]).
+        cache: PlanCache,
     },
     Command {
         sql: String,
@@ -921,7 +924,11 @@ impl QuerySession {
         }
         let plan = self.ctx.state().statement_to_plan(statement).await?;
         check_read_only(&plan)?;
-        Ok(Prepared::Query { sql, plan })
+        Ok(Prepared::Query {
+            sql,
+            plan,
+            cache: PlanCache::default(),
+        })
     }
 
     /// Run a prepared statement with `$n` parameter values.
@@ -977,12 +984,8 @@ impl QuerySession {
         match prepared {
             Prepared::Empty => Ok(QueryOutput::Empty),
             Prepared::Command { command, .. } => self.run_command(command, prepared).await,
-            Prepared::Query { plan, .. } => {
-                let plan = match params {
-                    Some(params) => plan.clone().with_param_values(params)?,
-                    None => plan.clone(),
-                };
-                let returns_rows = returns_rows(&plan);
+            Prepared::Query { plan, cache, .. } => {
+                let returns_rows = returns_rows(plan);
                 let timeout = self
                     .settings
                     .read()
@@ -990,6 +993,22 @@ impl QuerySession {
                     .statement_timeout();
                 let started = tokio::time::Instant::now();
                 let run = async {
+                    if returns_rows {
+                        let state = self.ctx.state();
+                        if let Some(physical) =
+                            cache.physical_plan(&state, plan, params.as_ref()).await?
+                        {
+                            let stream = datafusion::physical_plan::execute_stream(
+                                physical,
+                                state.task_ctx(),
+                            )?;
+                            return Ok::<_, QueryError>(Some(stream));
+                        }
+                    }
+                    let plan = match params {
+                        Some(params) => plan.clone().with_param_values(params)?,
+                        None => plan.clone(),
+                    };
                     let df = self.ctx.execute_logical_plan(plan).await?;
                     if returns_rows {
                         Ok::<_, QueryError>(Some(df.execute_stream().await?))

@@ -49,9 +49,40 @@ async fn extended_query_binds_inferred_and_declared_parameters() {
     let rows = client.query(&stmt, &[&1005i64, &"XX"]).await.unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].get::<_, i64>(0), 1005);
-    // The same named statement runs again with other values.
-    let rows = client.query(&stmt, &[&1199i64, &"XX"]).await.unwrap();
-    assert_eq!(rows[0].get::<_, i64>(0), 1199);
+    // The same named statement runs again with other values (from its
+    // kept optimised plan).
+    for id in [1199i64, 1000, 1042, 5000] {
+        let rows = client.query(&stmt, &[&id, &"XX"]).await.unwrap();
+        let got: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+        let expected: Vec<i64> = (1000..1200).filter(|&m| m == id).collect();
+        assert_eq!(got, expected, "member {id}");
+    }
+    // A LIKE pattern with its own escape character, bound as a parameter.
+    let like = client
+        .prepare("SELECT count(*) FROM members WHERE 'a_b' LIKE $1 ESCAPE '/' AND member_id < $2")
+        .await
+        .unwrap();
+    let n: i64 = client
+        .query_one(&like, &[&"a/_b", &1010i64])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 10);
+    let n: i64 = client
+        .query_one(&like, &[&"a/_c", &1010i64])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0);
+    // Functions that are not immutable are evaluated at every execution.
+    let clock = client
+        .prepare("SELECT CAST(now() AS TEXT) AS t FROM members WHERE member_id = $1")
+        .await
+        .unwrap();
+    let first: String = client.query_one(&clock, &[&1000i64]).await.unwrap().get(0);
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let second: String = client.query_one(&clock, &[&1000i64]).await.unwrap().get(0);
+    assert_ne!(first, second, "now() is not frozen in the kept plan");
     // Declared types (Parse carries OIDs) are honoured.
     let typed = client
         .prepare_typed(

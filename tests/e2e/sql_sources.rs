@@ -348,6 +348,53 @@ async fn aggregate_join_runs_whole_in_postgres() {
         println!("PostgreSQL log:\n{}", logged.join("\n"));
         assert!(!logged.is_empty(), "statement not in the PostgreSQL log");
     }
+
+    // A prepared statement is optimised once; each execution binds its
+    // value into the SQL PostgreSQL receives.
+    let stmt = client
+        .prepare(
+            "SELECT a.region, count(*) AS n FROM pg.public.orders o
+               JOIN pg.public.accounts a ON o.account_id = a.account_id
+              WHERE o.status = $1 GROUP BY a.region ORDER BY a.region",
+        )
+        .await
+        .unwrap();
+    for status in ["paid", "refunded", "paid", "lost"] {
+        let got: Vec<(String, i64)> = client
+            .query(&stmt, &[&status])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let mut expected: BTreeMap<String, i64> = BTreeMap::new();
+        for o in 1..=ORDERS {
+            let (a, _, _, s) = order_row(o);
+            if s == status {
+                *expected.entry(account_region(a).to_owned()).or_default() += 1;
+            }
+        }
+        assert_eq!(got, expected.into_iter().collect::<Vec<_>>(), "{status}");
+        let activity = db
+            .client
+            .query(
+                "SELECT query FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'meshgate'",
+                &[],
+            )
+            .await
+            .unwrap();
+        assert!(
+            activity.iter().any(|r| {
+                let q: String = r.get(0);
+                q.contains("GROUP BY") && q.contains(&format!("'{status}'"))
+            }),
+            "PostgreSQL received the bound value {status}: {:?}",
+            activity
+                .iter()
+                .map(|r| r.get::<_, String>(0))
+                .collect::<Vec<_>>()
+        );
+    }
 }
 
 #[tokio::test]

@@ -158,7 +158,10 @@ impl FunctionSet {
                 Expr::ScalarSubquery(s) => self.allows_plan(&s.subquery),
                 Expr::Exists(s) => self.allows_plan(&s.subquery.subquery),
                 Expr::InSubquery(s) => self.allows_plan(&s.subquery.subquery),
-                Expr::TryCast(_) | Expr::Placeholder(_) | Expr::ScalarVariable(..) => false,
+                // A `$n` placeholder is portable: the planner binds the
+                // value into the pushed plan before its SQL is written
+                // (prepared statements keep their optimised plan).
+                Expr::TryCast(_) | Expr::ScalarVariable(..) => false,
                 _ => true,
             };
             Ok(if ok {

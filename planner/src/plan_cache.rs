@@ -1,0 +1,187 @@
+//! Optimised plans of prepared statements, kept for their next execution.
+//!
+//! A prepared statement (pgwire Parse, Flight SQL CreatePreparedStatement)
+//! is analysed and optimised once, with its `$n` placeholders in place;
+//! each execution binds the parameter values into that optimised plan
+//! (including the SQL a federated source is sent) and goes straight to
+//! physical planning. Point lookups through drivers and pgbench spend most
+//! of their time planning, so this is where repeated executions save.
+//!
+//! A plan is not kept when it could differ between executions: when it
+//! calls a function that is not immutable (`now()`, `random()`,
+//! `current_setting`), when a placeholder's type is unknown, or once the
+//! session's time zone (which analysis reads) has changed.
+
+use std::sync::{Arc, Mutex};
+
+use datafusion::common::metadata::ScalarAndMetadata;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::{ParamValues, Result};
+use datafusion::execution::SessionState;
+use datafusion::logical_expr::{Expr, Extension, LogicalPlan, Volatility};
+use datafusion::optimizer::{OptimizerContext, OptimizerRule};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion_federation::FederatedPlanNode;
+
+use crate::pg_compat::LikeEscapeRule;
+
+#[derive(Debug, Clone, Default)]
+pub struct PlanCache(Arc<Mutex<State>>);
+
+#[derive(Debug, Default)]
+enum State {
+    #[default]
+    Unknown,
+    /// The statement's plan may differ between executions.
+    Uncachable,
+    Optimized {
+        time_zone: Option<String>,
+        plan: LogicalPlan,
+    },
+}
+
+impl PlanCache {
+    /// The physical plan for `plan` with `params`, from the kept optimised
+    /// plan; `None` when this statement's plan is not kept (the caller plans
+    /// it in full).
+    pub(crate) async fn physical_plan(
+        &self,
+        state: &SessionState,
+        plan: &LogicalPlan,
+        params: Option<&ParamValues>,
+    ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+        let time_zone = state.config().options().execution.time_zone.clone();
+        let kept = {
+            let mut cached = self.0.lock().expect("plan cache lock");
+            match &*cached {
+                State::Uncachable => return Ok(None),
+                State::Optimized {
+                    time_zone: tz,
+                    plan,
+                } if *tz == time_zone => Some(plan.clone()),
+                _ if !cachable(plan) => {
+                    *cached = State::Uncachable;
+                    return Ok(None);
+                }
+                _ => None,
+            }
+        };
+        let optimized = match kept {
+            Some(plan) => plan,
+            None => match state.optimize(plan) {
+                Ok(optimized) => {
+                    *self.0.lock().expect("plan cache lock") = State::Optimized {
+                        time_zone,
+                        plan: optimized.clone(),
+                    };
+                    optimized
+                }
+                // Planned with its values bound instead (by the caller).
+                Err(_) => {
+                    *self.0.lock().expect("plan cache lock") = State::Uncachable;
+                    return Ok(None);
+                }
+            },
+        };
+        let bound = match params {
+            Some(params) => bind(optimized, params)?,
+            None => optimized,
+        };
+        state
+            .query_planner()
+            .create_physical_plan(&bound, state)
+            .await
+            .map(Some)
+    }
+}
+
+/// A plan whose optimised form is the same for every execution.
+fn cachable(plan: &LogicalPlan) -> bool {
+    if !matches!(
+        plan,
+        LogicalPlan::Projection(_)
+            | LogicalPlan::Filter(_)
+            | LogicalPlan::Sort(_)
+            | LogicalPlan::Limit(_)
+            | LogicalPlan::Aggregate(_)
+            | LogicalPlan::Join(_)
+            | LogicalPlan::Union(_)
+            | LogicalPlan::Distinct(_)
+            | LogicalPlan::SubqueryAlias(_)
+            | LogicalPlan::TableScan(_)
+            | LogicalPlan::Window(_)
+    ) {
+        return false;
+    }
+    match plan.get_parameter_types() {
+        Ok(types) if types.values().all(Option::is_some) => {}
+        _ => return false,
+    }
+    let mut volatile = false;
+    let _ = plan.apply_with_subqueries(|node| {
+        for expr in node.expressions() {
+            let _ = expr.apply(|e| {
+                if let Expr::ScalarFunction(f) = e {
+                    if f.func.signature().volatility != Volatility::Immutable {
+                        volatile = true;
+                        return Ok(TreeNodeRecursion::Stop);
+                    }
+                }
+                Ok(TreeNodeRecursion::Continue)
+            });
+        }
+        Ok(if volatile {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    });
+    !volatile
+}
+
+/// Put the parameter values into an optimised plan: each value cast to its
+/// placeholder's type (analysis has already coerced around it), in the
+/// plan and in the plans federated sources are sent.
+fn bind(plan: LogicalPlan, params: &ParamValues) -> Result<LogicalPlan> {
+    let plan = plan
+        .transform_up_with_subqueries(|node| match node {
+            LogicalPlan::Extension(ext) => {
+                match ext.node.as_any().downcast_ref::<FederatedPlanNode>() {
+                    Some(federated) => {
+                        let inner = bind(federated.plan().clone(), params)?;
+                        Ok(Transformed::yes(LogicalPlan::Extension(Extension {
+                            node: Arc::new(FederatedPlanNode::new(
+                                inner,
+                                federated.planner.clone(),
+                            )),
+                        })))
+                    }
+                    None => Ok(Transformed::no(LogicalPlan::Extension(ext))),
+                }
+            }
+            other => Ok(Transformed::no(other)),
+        })?
+        .data;
+    let types = plan.get_parameter_types()?;
+    let params = match params {
+        ParamValues::List(values) => ParamValues::List(
+            values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| match types.get(&format!("${}", i + 1)) {
+                    Some(Some(ty)) if v.value.data_type() != *ty => Ok(ScalarAndMetadata::new(
+                        v.value.cast_to(ty)?,
+                        v.metadata.clone(),
+                    )),
+                    _ => Ok(v.clone()),
+                })
+                .collect::<Result<_>>()?,
+        ),
+        map => map.clone(),
+    };
+    let plan = plan.replace_params_with_values(&params)?;
+    // Rules that read literal values, now that the values are literals.
+    let context = OptimizerContext::new();
+    plan.transform_up_with_subqueries(|node| LikeEscapeRule.rewrite(node, &context))
+        .map(|t| t.data)
+}
