@@ -25,6 +25,7 @@ mod pg_compat;
 mod pg_descriptions;
 mod pg_information_schema;
 mod pg_system_columns;
+mod pg_type_info;
 mod plan_cache;
 mod policy_admin;
 mod registry;

@@ -154,6 +154,9 @@ pub(crate) fn install(
     ));
     ctx.register_udf(pg_size_pretty_udf());
     ctx.register_udf(crate::pg_arrays::expand_array_udf());
+    for udf in crate::pg_type_info::udfs() {
+        ctx.register_udf(udf);
+    }
     ctx.register_udf(create_udf(
         "pg_collation_is_visible",
         vec![DataType::Int32],

@@ -289,6 +289,28 @@ async fn information_schema_speaks_postgresql_types() {
         ["4", "date", "date", "NULL", "NULL"]
     );
     assert_eq!(row("claims", "amount")[1..3], ["numeric", "numeric"]);
+    // The information_schema._pg_* helpers, as tools call them on pg_attribute.
+    let helpers = meshgate_tests::simple_rows(
+        &client
+            .simple_query(
+                "SELECT information_schema._pg_numeric_precision(a.atttypid, a.atttypmod), \
+                        information_schema._pg_numeric_scale(a.atttypid, a.atttypmod), \
+                        information_schema._pg_char_max_length(a.atttypid, a.atttypmod), \
+                        information_schema._pg_datetime_precision(a.atttypid, a.atttypmod) \
+                   FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
+                  WHERE c.relname = 'members' AND a.attname IN ('member_id', 'birth_date') \
+                  ORDER BY a.attnum",
+            )
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        helpers,
+        vec![
+            vec![Some("64".into()), Some("0".into()), None, None],
+            vec![None, None, None, Some("0".into())],
+        ]
+    );
     // The constraint views exist (Power BI reads foreign keys from them); meshgate tables declare none.
     for view in [
         "table_constraints",
