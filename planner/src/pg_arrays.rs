@@ -25,7 +25,6 @@ use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 use datafusion::sql::sqlparser::ast::{self, visit_expressions_mut};
-use datafusion_pg_catalog::pg_catalog::PgCatalogStaticTables;
 
 /// The catalog columns that hold integer lists, by table.
 const ARRAY_COLUMNS: &[(&str, &[&str])] = &[
@@ -52,7 +51,7 @@ const ARRAY_COLUMNS: &[(&str, &[&str])] = &[
 pub(crate) fn array_tables() -> &'static [(&'static str, Arc<dyn TableProvider>)] {
     static TABLES: OnceLock<Vec<(&'static str, Arc<dyn TableProvider>)>> = OnceLock::new();
     TABLES.get_or_init(|| {
-        let Ok(statics) = PgCatalogStaticTables::try_new() else {
+        let Ok(statics) = crate::pg_compat::static_tables() else {
             return Vec::new();
         };
         ARRAY_COLUMNS

@@ -97,10 +97,10 @@ pub(crate) fn install(
         current_catalog: current.clone(),
         all: ctx.catalog_names(),
     };
-    let static_tables = PgCatalogStaticTables::try_new().map_err(|e| internal(&e))?;
+    let static_tables = static_tables().map_err(|e| internal(&e))?;
     let provider = PgCatalogSchemaProvider::try_new(
         Arc::new(scoped) as Arc<dyn CatalogProviderList>,
-        Arc::new(static_tables),
+        static_tables,
         roles,
     )
     .map_err(|e| internal(&e))?;
@@ -202,6 +202,20 @@ fn size_pretty(bytes: i64) -> String {
         }
     }
     unreachable!()
+}
+
+/// The built-in pg_catalog tables (pg_type, pg_proc, ...), decoded once per
+/// process and shared by every session.
+pub(crate) fn static_tables() -> Result<Arc<PgCatalogStaticTables>, String> {
+    static TABLES: std::sync::OnceLock<Result<Arc<PgCatalogStaticTables>, String>> =
+        std::sync::OnceLock::new();
+    TABLES
+        .get_or_init(|| {
+            PgCatalogStaticTables::try_new()
+                .map(Arc::new)
+                .map_err(|e| e.to_string())
+        })
+        .clone()
 }
 
 /// What `pg_catalog` sees: every catalog as a database (for `pg_database`,

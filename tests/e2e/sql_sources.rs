@@ -63,6 +63,20 @@ fn product_category(product: i64) -> &'static str {
     ["tools", "garden", "kitchen"][(product % 3) as usize]
 }
 
+/// The last statement of each of meshgate's connections to `db`.
+async fn meshgate_activity(db: &PgDatabase) -> Vec<String> {
+    db.client
+        .query(
+            "SELECT query FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'meshgate'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
 async fn shop_in_postgres(db: &PgDatabase) {
     let mut sql = String::from(
         "CREATE TABLE accounts (account_id int PRIMARY KEY, member_id bigint NOT NULL, region text NOT NULL);
@@ -325,15 +339,7 @@ async fn aggregate_join_runs_whole_in_postgres() {
     assert_eq!(got, expected);
 
     // What PostgreSQL received: one statement with the join and the aggregate.
-    let activity = db
-        .client
-        .query(
-            "SELECT query FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'meshgate'",
-            &[],
-        )
-        .await
-        .unwrap();
-    let received: Vec<String> = activity.iter().map(|r| r.get(0)).collect();
+    let received = meshgate_activity(&db).await;
     assert!(
         received
             .iter()
@@ -375,24 +381,12 @@ async fn aggregate_join_runs_whole_in_postgres() {
             }
         }
         assert_eq!(got, expected.into_iter().collect::<Vec<_>>(), "{status}");
-        let activity = db
-            .client
-            .query(
-                "SELECT query FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'meshgate'",
-                &[],
-            )
-            .await
-            .unwrap();
+        let received = meshgate_activity(&db).await;
         assert!(
-            activity.iter().any(|r| {
-                let q: String = r.get(0);
-                q.contains("GROUP BY") && q.contains(&format!("'{status}'"))
-            }),
-            "PostgreSQL received the bound value {status}: {:?}",
-            activity
+            received
                 .iter()
-                .map(|r| r.get::<_, String>(0))
-                .collect::<Vec<_>>()
+                .any(|q| q.contains("GROUP BY") && q.contains(&format!("'{status}'"))),
+            "PostgreSQL received the bound value {status}: {received:?}"
         );
     }
 }
