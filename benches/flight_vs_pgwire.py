@@ -87,6 +87,7 @@ def main():
             f.write(
                 f'[listeners.pgwire]\naddress = "127.0.0.1:{pg_port}"\n'
                 f'[listeners.flight_sql]\naddress = "127.0.0.1:{flight_port}"\n'
+                f'[auth]\nallow_cleartext = true\n'
                 f'[users.bench]\npassword = "{hash_password(args.meshgate, "bench")}"\n'
                 f'[catalogs.bench]\nconnector = "files"\n[catalogs.bench.tables.t]\npath = "t.parquet"\n'
             )

@@ -237,6 +237,12 @@ pub async fn write_demo(options: &DemoOptions) -> anyhow::Result<PathBuf> {
     )?;
     if let Some(flight) = &options.flight_sql_address {
         writeln!(config, "[listeners.flight_sql]\naddress = \"{flight}\"")?;
+        // Flight SQL credentials travel in headers; the demo has no TLS.
+        writeln!(
+            config,
+            "\n# The demo runs without TLS: Flight SQL passwords cross in cleartext.\n\
+             # In production configure [tls] and remove this.\n[auth]\nallow_cleartext = true"
+        )?;
     }
     writeln!(
         config,
