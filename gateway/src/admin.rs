@@ -1,6 +1,9 @@
 //! The policy admin gRPC service (`proto/meshgate/admin/v1`), served on the
 //! Flight SQL listener with the same credentials. Only policy admins may call
-//! it; every apply, whatever its outcome, is written to the audit log.
+//! it. Every call by a signed-in user — reads and writes, allowed, refused
+//! or failed — is written to the audit log through the planner's
+//! [`AuditRecord`], like every other access; the policy text itself is not
+//! copied into the log (the version is).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -33,17 +36,51 @@ impl PolicyAdminService {
         })
     }
 
-    /// The caller, if a policy admin.
-    fn admin<T>(&self, request: &Request<T>) -> Result<Identity, Status> {
+    /// The caller, if a policy admin, and the record of the call `what`.
+    /// A signed-in caller who is not an admin is refused, and the refusal
+    /// recorded as `denied`.
+    fn admin<T>(
+        &self,
+        request: &Request<T>,
+        what: impl Into<String>,
+    ) -> Result<(Identity, Call), Status> {
         let identity = authenticate(request.metadata(), &self.users, &self.signer)?;
+        let call = Call {
+            record: AuditRecord::access(
+                identity.user.clone(),
+                request.remote_addr().map(|a| a.to_string()),
+                "admin_grpc",
+                what,
+            ),
+            started: Instant::now(),
+        };
         if self.service.policy_admin().is_admin(&identity) {
-            Ok(identity)
+            Ok((identity, call))
         } else {
-            Err(Status::permission_denied(format!(
-                "[42501] {} is not a policy admin",
-                identity.user
-            )))
+            let denied =
+                QueryError::PermissionDenied(format!("{} is not a policy admin", identity.user));
+            let status = to_status(&denied);
+            self.finish(call, Err(&status));
+            Err(status)
         }
+    }
+
+    /// Record the outcome of a call.
+    fn finish(&self, call: Call, outcome: Result<(), &Status>) {
+        let Some(log) = self.service.audit_log() else {
+            return;
+        };
+        let mut record = call.record.with_duration(call.started);
+        if let Err(status) = outcome {
+            record.decision = if status.code() == tonic::Code::PermissionDenied {
+                AuditRecord::DENIED
+            } else {
+                AuditRecord::ERROR
+            }
+            .into();
+            record.error = Some(status.message().to_owned());
+        }
+        log.write(&record);
     }
 
     fn current(&self) -> Result<(String, u64), Status> {
@@ -52,36 +89,23 @@ impl PolicyAdminService {
             .current_text()
             .map_err(|e| to_status(&e))
     }
+}
 
-    fn audit(
-        &self,
-        user: &str,
-        client: Option<std::net::SocketAddr>,
-        what: String,
-        started: Instant,
-        error: Option<&QueryError>,
-    ) {
-        let Some(log) = self.service.audit_log() else {
-            return;
-        };
-        log.write(&AuditRecord {
-            time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            user: user.to_owned(),
-            client: client.map(|a| a.to_string()).unwrap_or_default(),
-            protocol: "admin_grpc".into(),
-            sql: what,
-            objects: vec![],
-            decision: match error {
-                None => "allowed".into(),
-                Some(QueryError::PermissionDenied(_)) => "denied".into(),
-                Some(_) => "error".into(),
-            },
-            rule: String::new(),
-            rows: 0,
-            duration_ms: started.elapsed().as_secs_f64() * 1e3,
-            error: error.map(|e| format!("[{}] {e}", e.sqlstate())),
-        });
-    }
+/// An admin call being served: its record, completed by
+/// [`PolicyAdminService::finish`].
+struct Call {
+    record: AuditRecord,
+    started: Instant,
+}
+
+/// The call's result, with the outcome recorded.
+fn recorded<T>(
+    service: &PolicyAdminService,
+    call: Call,
+    result: Result<T, Status>,
+) -> Result<Response<T>, Status> {
+    service.finish(call, result.as_ref().map(|_| ()));
+    result.map(Response::new)
 }
 
 /// `text` as the policy in force would be written (same key order and
@@ -102,39 +126,46 @@ impl PolicyAdmin for PolicyAdminService {
         &self,
         request: Request<pb::GetPolicyRequest>,
     ) -> Result<Response<pb::PolicyDocument>, Status> {
-        self.admin(&request)?;
-        let (toml, version) = self.current()?;
-        Ok(Response::new(pb::PolicyDocument { toml, version }))
+        let (_, call) = self.admin(&request, "admin GetPolicy")?;
+        let result = self
+            .current()
+            .map(|(toml, version)| pb::PolicyDocument { toml, version });
+        recorded(self, call, result)
     }
 
     async fn list_rules(
         &self,
         request: Request<pb::ListRulesRequest>,
     ) -> Result<Response<pb::ListRulesResponse>, Status> {
-        self.admin(&request)?;
-        let (toml, version) = self.current()?;
-        let doc = Policy::from_toml(&toml)
-            .map_err(|e| Status::internal(e.to_string()))?
-            .document()
-            .clone();
-        let rules = doc
-            .rule_summaries()
-            .into_iter()
-            .map(|r| pb::Rule {
-                kind: r.kind.to_owned(),
-                index: r.index as u32,
-                summary: r.summary,
-            })
-            .collect();
-        Ok(Response::new(pb::ListRulesResponse { version, rules }))
+        let (_, call) = self.admin(&request, "admin ListRules")?;
+        let result = self.current().and_then(|(toml, version)| {
+            let doc = Policy::from_toml(&toml)
+                .map_err(|e| Status::internal(e.to_string()))?
+                .document()
+                .clone();
+            let rules = doc
+                .rule_summaries()
+                .into_iter()
+                .map(|r| pb::Rule {
+                    kind: r.kind.to_owned(),
+                    index: r.index as u32,
+                    summary: r.summary,
+                })
+                .collect();
+            Ok(pb::ListRulesResponse { version, rules })
+        });
+        recorded(self, call, result)
     }
 
     async fn diff_policy(
         &self,
         request: Request<pb::DiffPolicyRequest>,
     ) -> Result<Response<pb::DiffPolicyResponse>, Status> {
-        self.admin(&request)?;
-        let (current, version) = self.current()?;
+        let (_, call) = self.admin(&request, "admin DiffPolicy")?;
+        let (current, version) = match self.current() {
+            Ok(current) => current,
+            Err(status) => return recorded(self, call, Err(status)),
+        };
         let (proposed, problems) = match normalized(&request.get_ref().toml, version) {
             Ok((text, policy)) => (text, self.service.check_policy(&policy).await),
             Err(e) => (current.clone(), vec![e]),
@@ -149,39 +180,29 @@ impl PolicyAdmin for PolicyAdminService {
         } else {
             diff
         };
-        Ok(Response::new(pb::DiffPolicyResponse {
+        let result = Ok(pb::DiffPolicyResponse {
             version,
             diff,
             problems,
-        }))
+        });
+        recorded(self, call, result)
     }
 
     async fn apply_policy(
         &self,
         request: Request<pb::ApplyPolicyRequest>,
     ) -> Result<Response<pb::ApplyPolicyResponse>, Status> {
-        let started = Instant::now();
-        let client = request.remote_addr();
         let expected = request.get_ref().expected_version;
-        let what = format!("ApplyPolicy (expected version {expected})");
-        let identity = match self.admin(&request) {
-            Ok(identity) => identity,
-            Err(status) => {
-                if let Ok(who) = authenticate(request.metadata(), &self.users, &self.signer) {
-                    let denied = QueryError::PermissionDenied(status.message().to_owned());
-                    self.audit(&who.user, client, what, started, Some(&denied));
-                }
-                return Err(status);
-            }
-        };
+        let what = format!("admin ApplyPolicy (expected version {expected})");
+        let (_, call) = self.admin(&request, what)?;
         let result = self
             .service
             .policy_admin()
             .replace(&request.get_ref().toml, Some(expected))
-            .await;
-        self.audit(&identity.user, client, what, started, result.as_ref().err());
-        let version = result.map_err(|e| to_status(&e))?;
-        Ok(Response::new(pb::ApplyPolicyResponse { version }))
+            .await
+            .map(|version| pb::ApplyPolicyResponse { version })
+            .map_err(|e| to_status(&e));
+        recorded(self, call, result)
     }
 }
 

@@ -1,9 +1,17 @@
-//! The audit log: one JSON line per statement, allowed or not.
+//! The audit log: one JSON line per access, allowed or not.
 //!
-//! Records are written and flushed as statements finish (for a query: when
-//! its last row has been sent, so `rows` and `duration_ms` are real), by the
-//! planner for every protocol. Admins read the log back as the table
-//! `system.audit.queries`.
+//! Statements are recorded by the planner for every protocol, written and
+//! flushed as they finish (for a query: when its last row has been sent, so
+//! `rows` and `duration_ms` are real). Accesses that are not statements — a
+//! Flight SQL metadata listing, a prepared statement created, an admin API
+//! call, a cancel request — are recorded by the front end that serves them,
+//! through the same [`AuditRecord::access`] and [`AuditLog::write`], so every
+//! record has the same fields and the same decision words. Admins read the
+//! log back as the table `system.audit.queries`.
+//!
+//! A record names who (user, client, protocol), what (the statement or the
+//! access, and the objects it concerns) and the decision; never a password,
+//! token or key.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
@@ -19,6 +27,8 @@ use datafusion::physical_plan::{RecordBatchStream, SendableRecordBatchStream};
 use futures::Stream;
 use serde::Serialize;
 
+use crate::QueryError;
+
 /// One audited statement.
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditRecord {
@@ -27,6 +37,8 @@ pub struct AuditRecord {
     pub user: String,
     pub client: String,
     pub protocol: String,
+    /// The statement; for another access, what was asked (`Flight SQL
+    /// GetTables catalog=members`, `admin GetPolicy`, `cancel request`).
     pub sql: String,
     /// Tables the statement names, fully qualified.
     pub objects: Vec<String>,
@@ -37,6 +49,120 @@ pub struct AuditRecord {
     pub rows: u64,
     pub duration_ms: f64,
     pub error: Option<String>,
+    /// The signed-in user who acted as `user` (impersonation), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub impersonator: Option<String>,
+}
+
+impl AuditRecord {
+    /// The access happened.
+    pub const ALLOWED: &'static str = "allowed";
+    /// The policy (or a missing privilege) refused it.
+    pub const DENIED: &'static str = "denied";
+    /// It failed for another reason.
+    pub const ERROR: &'static str = "error";
+
+    /// A record of one access that is not a statement the planner runs (a
+    /// metadata listing, a prepared statement created, an admin call, a
+    /// cancel request), by `user` from `client` over `protocol`; `what`
+    /// says what was asked. It reads `allowed` until an outcome says
+    /// otherwise.
+    pub fn access(
+        user: impl Into<String>,
+        client: Option<String>,
+        protocol: impl Into<String>,
+        what: impl Into<String>,
+    ) -> Self {
+        Self {
+            time: now(),
+            user: user.into(),
+            client: client.unwrap_or_default(),
+            protocol: protocol.into(),
+            sql: what.into(),
+            objects: vec![],
+            decision: Self::ALLOWED.into(),
+            rule: String::new(),
+            rows: 0,
+            duration_ms: 0.0,
+            error: None,
+            impersonator: None,
+        }
+    }
+
+    /// The objects (catalogs, tables) the access concerned.
+    pub fn with_objects(mut self, objects: Vec<String>) -> Self {
+        self.objects = objects;
+        self
+    }
+
+    /// How many rows (entries of a listing) were returned.
+    pub fn with_rows(mut self, rows: u64) -> Self {
+        self.rows = rows;
+        self
+    }
+
+    /// How long the access took, from `started`.
+    pub fn with_duration(mut self, started: Instant) -> Self {
+        self.duration_ms = started.elapsed().as_secs_f64() * 1e3;
+        self
+    }
+
+    /// The outcome: allowed without an error, else [`Self::decision_for`]
+    /// the error, whose SQLSTATE and message are kept.
+    pub fn with_outcome(mut self, error: Option<&QueryError>) -> Self {
+        self.decision = Self::decision_for(error).into();
+        self.error = error.map(|e| format!("[{}] {e}", e.sqlstate()));
+        self
+    }
+
+    /// The tables a statement names (as `QuerySession::explain_access`
+    /// returns them). When the statement failed and the policy hides some
+    /// of them, the user was told they do not exist: the record says
+    /// `denied`, with the rules that hide them.
+    pub fn with_tables(
+        mut self,
+        tables: Vec<(String, Option<meshgate_policy::TableAccess>)>,
+    ) -> Self {
+        let hidden: Vec<String> = tables
+            .iter()
+            .filter_map(|(name, access)| match access {
+                Some(a) if !a.allowed && a.explanation.is_empty() => {
+                    Some(format!("no rule grants {} {name}", self.user))
+                }
+                Some(a) if !a.allowed => Some(a.explanation.join("; ")),
+                _ => None,
+            })
+            .collect();
+        if self.error.is_some() && !hidden.is_empty() {
+            self.decision = Self::DENIED.into();
+            self.rule = hidden.join("; ");
+        }
+        self.objects = tables.into_iter().map(|(name, _)| name).collect();
+        self
+    }
+
+    /// Refused (or, for a listing, emptied) by the policy; `rule` says why.
+    /// What the user was told stays in `error`, if anything.
+    pub fn denied(mut self, rule: impl Into<String>) -> Self {
+        self.decision = Self::DENIED.into();
+        self.rule = rule.into();
+        self
+    }
+
+    /// The decision word for an outcome: `denied` for a missing privilege
+    /// (42501), `error` for any other failure, `allowed` for none.
+    pub fn decision_for(error: Option<&QueryError>) -> &'static str {
+        match error {
+            None => Self::ALLOWED,
+            Some(QueryError::PermissionDenied(_)) => Self::DENIED,
+            Some(_) => Self::ERROR,
+        }
+    }
+}
+
+/// The time of a record: RFC 3339, UTC, milliseconds.
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// An append-only JSON-lines file.
@@ -69,6 +195,8 @@ impl AuditLog {
             Ok(line) => line,
             Err(e) => return tracing::error!(error = %e, "cannot encode audit record"),
         };
+        // No source secret is recorded, whatever the statement or error held.
+        let line = meshgate_connectors::secrets::redact(&line);
         let mut file = self.file.lock().expect("audit lock");
         if let Err(e) = writeln!(file, "{line}").and_then(|_| file.flush()) {
             tracing::error!(error = %e, path = %self.path.display(), "cannot write audit record");
@@ -168,6 +296,7 @@ pub(crate) fn audit_schema() -> SchemaRef {
         Field::new("rows", DataType::Int64, false),
         Field::new("duration_ms", DataType::Float64, false),
         text("error", true),
+        text("impersonator", true),
     ]))
 }
 
@@ -192,4 +321,52 @@ pub(crate) fn audit_catalog(
     let catalog = MemoryCatalogProvider::new();
     catalog.register_schema("audit", Arc::new(schema))?;
     Ok(Arc::new(catalog))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn access_records_carry_who_what_and_the_decision() {
+        let record = AuditRecord::access(
+            "analyst",
+            Some("127.0.0.1:5000".into()),
+            "flight_sql",
+            "Flight SQL GetTables",
+        )
+        .with_objects(vec!["members".into()])
+        .with_rows(3);
+        assert_eq!(record.decision, "allowed");
+        assert_eq!(record.client, "127.0.0.1:5000");
+        assert_eq!(record.rows, 3);
+        let denied = record
+            .clone()
+            .with_outcome(Some(&QueryError::PermissionDenied("no".into())));
+        assert_eq!(denied.decision, "denied");
+        assert_eq!(denied.error.as_deref(), Some("[42501] no"));
+        let failed = record.with_outcome(Some(&QueryError::Syntax("bad".into())));
+        assert_eq!(failed.decision, "error");
+        let hidden =
+            AuditRecord::access("intruder", None, "flight_sql", "GetTables").denied("no grant");
+        assert_eq!(
+            (hidden.decision.as_str(), hidden.rule.as_str()),
+            ("denied", "no grant")
+        );
+        assert_eq!(hidden.error, None);
+    }
+
+    #[test]
+    fn records_are_appended_as_json_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(&dir.path().join("audit.jsonl")).unwrap();
+        log.write(&AuditRecord::access("a", None, "pgwire", "cancel request"));
+        log.write(&AuditRecord::access("b", None, "pgwire", "cancel request"));
+        let text = std::fs::read_to_string(log.path()).unwrap();
+        let users: Vec<String> = text
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["user"].to_string())
+            .collect();
+        assert_eq!(users, ["\"a\"", "\"b\""]);
+    }
 }

@@ -28,13 +28,14 @@ pub(crate) fn to_status(err: &QueryError) -> Status {
         QueryError::Source(_) => Code::Unavailable,
         QueryError::Cancelled => Code::Cancelled,
         QueryError::Timeout => Code::DeadlineExceeded,
-        QueryError::ResourcesExhausted(_) => Code::ResourceExhausted,
+        QueryError::ResourcesExhausted(_) | QueryError::TooComplex(_) => Code::ResourceExhausted,
         QueryError::Internal(_) => {
             tracing::warn!(error = %err, "internal error in Flight SQL query");
             Code::Internal
         }
     };
-    Status::new(code, format!("[{}] {err}", err.sqlstate()))
+    let message = format!("[{}] {err}", err.sqlstate());
+    Status::new(code, meshgate_connectors::secrets::redact(&message))
 }
 
 #[cfg(test)]
