@@ -26,23 +26,31 @@ impl ConnectorError {
     pub(crate) fn option(key: impl Into<String>, message: impl Into<String>) -> Self {
         Self::InvalidOption {
             key: key.into(),
-            message: message.into(),
+            message: redact(message.into()),
         }
     }
 
-    /// A source failure, with the cause chain condensed to one line.
+    /// A source failure, with the cause chain condensed to one line (and no
+    /// secret: drivers may echo connection strings).
     pub(crate) fn source(catalog: &str, err: &(dyn std::error::Error + 'static)) -> Self {
         Self::Source {
             catalog: catalog.to_owned(),
-            message: condense(err),
+            message: redact(condense(err)),
         }
     }
 
     pub(crate) fn table(table: impl Into<String>, message: impl std::fmt::Display) -> Self {
         Self::Table {
             table: table.into(),
-            message: message.to_string(),
+            message: redact(message.to_string()),
         }
+    }
+}
+
+fn redact(message: String) -> String {
+    match crate::secrets::redact(&message) {
+        std::borrow::Cow::Borrowed(_) => message,
+        std::borrow::Cow::Owned(redacted) => redacted,
     }
 }
 

@@ -15,6 +15,7 @@
 mod delta;
 mod error;
 mod files;
+pub mod secrets;
 mod sql;
 mod storage;
 mod types;
@@ -114,8 +115,12 @@ impl ConnectorRegistry {
         registry
     }
 
+    /// Add `connector`; the secrets its options hold (by its
+    /// [`Connector::secret_keys`]) are remembered for [`secrets::redact`]
+    /// whenever a catalog is validated or built through this registry.
     pub fn register(&mut self, connector: Arc<dyn Connector>) {
-        self.connectors.insert(connector.kind(), connector);
+        self.connectors
+            .insert(connector.kind(), Arc::new(SecretAware(connector)));
     }
 
     pub fn get(&self, kind: &str) -> Option<&Arc<dyn Connector>> {
@@ -125,6 +130,43 @@ impl ConnectorRegistry {
     /// The known kinds, for error messages.
     pub fn kinds(&self) -> Vec<&'static str> {
         self.connectors.keys().copied().collect()
+    }
+}
+
+/// A connector whose secrets are remembered before it sees its options.
+struct SecretAware(Arc<dyn Connector>);
+
+#[async_trait]
+impl Connector for SecretAware {
+    fn kind(&self) -> &'static str {
+        self.0.kind()
+    }
+
+    fn secret_keys(&self) -> &'static [&'static str] {
+        self.0.secret_keys()
+    }
+
+    fn capabilities(&self) -> PushdownCapabilities {
+        self.0.capabilities()
+    }
+
+    fn validate(&self, options: &toml::Table) -> Result<(), ConnectorError> {
+        secrets::remember_options(options, self.secret_keys());
+        self.0.validate(options)
+    }
+
+    fn descriptions(&self, options: &toml::Table) -> Vec<Description> {
+        self.0.descriptions(options)
+    }
+
+    async fn build_catalog(
+        &self,
+        ctx: &ConnectorContext,
+        name: &str,
+        options: &toml::Table,
+    ) -> Result<Arc<dyn CatalogProvider>, ConnectorError> {
+        secrets::remember_options(options, self.secret_keys());
+        self.0.build_catalog(ctx, name, options).await
     }
 }
 

@@ -26,8 +26,9 @@ pub struct StorageOptions {
     pub endpoint: Option<String>,
     pub region: Option<String>,
     pub access_key_id: Option<String>,
-    pub secret_access_key: Option<String>,
-    pub session_token: Option<String>,
+    /// Never printed (see [`Secret`](crate::secrets::Secret)).
+    pub secret_access_key: Option<crate::secrets::Secret>,
+    pub session_token: Option<crate::secrets::Secret>,
     /// Allow plain HTTP endpoints (local test servers).
     pub allow_http: Option<bool>,
     /// `https://bucket.endpoint/...` instead of `https://endpoint/bucket/...`.
@@ -159,10 +160,10 @@ pub(crate) fn register_store(
             builder = builder.with_access_key_id(key);
         }
         if let Some(secret) = &opts.secret_access_key {
-            builder = builder.with_secret_access_key(secret);
+            builder = builder.with_secret_access_key(secret.expose());
         }
         if let Some(token) = &opts.session_token {
-            builder = builder.with_token(token);
+            builder = builder.with_token(token.expose());
         }
         if let Some(allow_http) = opts.allow_http {
             builder = builder.with_allow_http(allow_http);

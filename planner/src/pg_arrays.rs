@@ -214,9 +214,17 @@ pub(crate) fn expand_array_udf() -> ScalarUDF {
 /// `unnest(generate_series(1, array_length(a, 1)))`.
 ///
 /// Also `(composite).field`, which PostgreSQL writes for a field of a row
-/// value, becomes `(composite)['field']`, the form DataFusion reads.
+/// value, becomes `(composite)['field']`, the form DataFusion reads; and
+/// an array built from a subquery, `ARRAY(SELECT x FROM ... ORDER BY y)`,
+/// becomes the scalar subquery `(SELECT array_agg(x ORDER BY y) FROM ...)`
+/// (psql's `\du` lists each role's groups so). Unlike PostgreSQL's, an
+/// array of no rows is NULL rather than empty.
 pub(crate) fn rewrite_set_functions(statement: &mut ast::Statement) {
     let _ = visit_expressions_mut(statement, |e| {
+        if let Some(aggregated) = array_subquery(e) {
+            *e = aggregated;
+            return ControlFlow::<()>::Continue(());
+        }
         if let ast::Expr::CompoundFieldAccess { root, access_chain } = e {
             if matches!(root.as_ref(), ast::Expr::Nested(_)) {
                 for access in access_chain.iter_mut() {
@@ -261,10 +269,103 @@ pub(crate) fn rewrite_set_functions(statement: &mut ast::Statement) {
     });
 }
 
+/// `ARRAY(SELECT x FROM ... [ORDER BY y])` as `(SELECT array_agg(x [ORDER
+/// BY y]) FROM ...)`; `None` for anything else, or a subquery this cannot
+/// keep the meaning of (grouped, distinct, limited, several columns).
+fn array_subquery(expr: &ast::Expr) -> Option<ast::Expr> {
+    let ast::Expr::Function(f) = expr else {
+        return None;
+    };
+    let ast::FunctionArguments::Subquery(query) = &f.args else {
+        return None;
+    };
+    if !f.name.to_string().eq_ignore_ascii_case("array")
+        || query.with.is_some()
+        || query.limit_clause.is_some()
+        || query.fetch.is_some()
+    {
+        return None;
+    }
+    let ast::SetExpr::Select(select) = query.body.as_ref() else {
+        return None;
+    };
+    let grouped = match &select.group_by {
+        ast::GroupByExpr::Expressions(exprs, modifiers) => {
+            !exprs.is_empty() || !modifiers.is_empty()
+        }
+        ast::GroupByExpr::All(_) => true,
+    };
+    if grouped || select.having.is_some() || select.distinct.is_some() {
+        return None;
+    }
+    let [item] = select.projection.as_slice() else {
+        return None;
+    };
+    let value = match item {
+        ast::SelectItem::UnnamedExpr(e) | ast::SelectItem::ExprWithAlias { expr: e, .. } => e,
+        _ => return None,
+    };
+    let order = match &query.order_by {
+        None => String::new(),
+        Some(ast::OrderBy {
+            kind: ast::OrderByKind::Expressions(exprs),
+            ..
+        }) => format!(
+            " ORDER BY {}",
+            exprs
+                .iter()
+                .map(|o| {
+                    // `ORDER BY 1` names the one column.
+                    let mut o = o.clone();
+                    if o.expr.to_string() == "1" {
+                        o.expr = value.clone();
+                    }
+                    o.to_string()
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Some(_) => return None,
+    };
+    let aggregate = datafusion::sql::sqlparser::parser::Parser::new(
+        &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
+    )
+    .try_with_sql(&format!("array_agg({value}{order})"))
+    .and_then(|mut p| p.parse_expr())
+    .ok()?;
+    let mut select = select.clone();
+    select.projection = vec![ast::SelectItem::UnnamedExpr(aggregate)];
+    let mut query = query.clone();
+    query.body = Box::new(ast::SetExpr::Select(select));
+    query.order_by = None;
+    Some(ast::Expr::Subquery(query))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use datafusion::arrow::array::StringArray;
+
+    fn rewritten(sql: &str) -> String {
+        let mut statement = datafusion::sql::sqlparser::parser::Parser::parse_sql(
+            &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
+            sql,
+        )
+        .unwrap()
+        .remove(0);
+        rewrite_set_functions(&mut statement);
+        statement.to_string()
+    }
+
+    #[test]
+    fn array_subqueries_become_aggregates() {
+        assert_eq!(
+            rewritten("SELECT ARRAY(SELECT b.rolname FROM m JOIN b ON (m.roleid = b.oid) WHERE m.member = r.oid ORDER BY 1) AS memberof FROM r"),
+            "SELECT (SELECT array_agg(b.rolname ORDER BY b.rolname) FROM m JOIN b ON (m.roleid = b.oid) WHERE m.member = r.oid) AS memberof FROM r"
+        );
+        let grouped = "SELECT ARRAY(SELECT a FROM t GROUP BY a) FROM r";
+        assert_eq!(rewritten(grouped), grouped);
+    }
 
     #[test]
     fn key_lists_are_parsed_from_both_text_forms() {

@@ -10,44 +10,22 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::catalog::{CatalogProvider, CatalogProviderList, MemoryCatalogProvider};
 use datafusion::logical_expr::{create_udf, ColumnarValue, Volatility};
 use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
-use datafusion_pg_catalog::pg_catalog::context::{PgCatalogContextProvider, Role};
 use datafusion_pg_catalog::pg_catalog::{PgCatalogSchemaProvider, PgCatalogStaticTables};
 
 use crate::settings::SERVER_VERSION;
 use crate::SessionSettings;
 use crate::{QueryError, QueryResult};
 
-/// The users meshgate knows, shown as login roles in `pg_roles`/`pg_user`.
+/// The users meshgate knows (configured users). What a session shows of
+/// them in `pg_roles`/`pg_user` is decided by `pg_roles::SessionRoles`.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct RoleDirectory {
     pub(crate) roles: Arc<Vec<String>>,
-}
-
-#[async_trait]
-impl PgCatalogContextProvider for RoleDirectory {
-    async fn roles(&self) -> Vec<String> {
-        self.roles.as_ref().clone()
-    }
-
-    async fn role(&self, name: &str) -> Option<Role> {
-        self.roles.iter().any(|r| r == name).then(|| Role {
-            name: name.to_owned(),
-            is_superuser: false,
-            can_login: true,
-            can_create_db: false,
-            can_create_role: false,
-            can_create_user: false,
-            can_replication: false,
-            grants: vec![],
-            inherited_roles: vec![],
-        })
-    }
 }
 
 /// The string `version()` returns; clients (SQLAlchemy) parse "PostgreSQL X.Y".
@@ -81,7 +59,7 @@ pub(crate) fn install(
     ctx: &SessionContext,
     catalog: &str,
     user: &str,
-    roles: RoleDirectory,
+    roles: crate::pg_roles::SessionRoles,
     settings: Arc<std::sync::RwLock<SessionSettings>>,
     descriptions: Arc<Vec<meshgate_connectors::Description>>,
 ) -> QueryResult<()> {
@@ -101,7 +79,7 @@ pub(crate) fn install(
     let provider = PgCatalogSchemaProvider::try_new(
         Arc::new(scoped) as Arc<dyn CatalogProviderList>,
         static_tables,
-        roles,
+        roles.clone(),
     )
     .map_err(|e| internal(&e))?;
     let provider: Arc<dyn datafusion::catalog::SchemaProvider> = Arc::new(provider);
@@ -113,11 +91,15 @@ pub(crate) fn install(
         .register_schema(
             "pg_catalog",
             Arc::new(
-                crate::pg_arrays::array_tables().iter().fold(
-                    crate::pg_system_columns::WithSystemColumns::new(provider)
-                        .replace("pg_description", descriptions),
-                    |catalog, (name, table)| catalog.replace(name, table.clone()),
-                ),
+                crate::pg_arrays::array_tables()
+                    .iter()
+                    .cloned()
+                    .chain(crate::pg_roles::role_tables(&roles))
+                    .fold(
+                        crate::pg_system_columns::WithSystemColumns::new(provider)
+                            .replace("pg_description", descriptions),
+                        |catalog, (name, table)| catalog.replace(name, table),
+                    ),
             ),
         )
         .map_err(|e| internal(&e))?;

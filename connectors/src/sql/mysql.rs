@@ -101,7 +101,7 @@ impl SourceKind for MySql {
         };
         put("sslmode", sslmode.into());
         if let Some(password) = &o.password {
-            put("pass", password.clone());
+            put("pass", password.expose().to_owned());
         }
         if let Some(cert) = &o.sslrootcert {
             put("sslrootcert", cert.clone());

@@ -13,8 +13,9 @@ pub(crate) struct SqlOptions {
     pub host: String,
     pub port: Option<u16>,
     pub user: String,
+    /// Never printed: `Debug` shows it redacted.
     #[serde(default)]
-    pub password: Option<String>,
+    pub password: Option<crate::secrets::Secret>,
     /// The database this catalog exposes (one catalog = one database).
     pub database: String,
     /// `disable`, `prefer` (default), `require`, `verify-ca` or `verify-full`.

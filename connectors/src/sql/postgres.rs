@@ -106,7 +106,7 @@ impl SourceKind for Postgres {
         put("connection_pool_size", o.pool_size.to_string());
         put("application_name", "meshgate".into());
         if let Some(password) = &o.password {
-            put("pass", password.clone());
+            put("pass", password.expose().to_owned());
         }
         if let Some(cert) = &o.sslrootcert {
             put("sslrootcert", cert.clone());
