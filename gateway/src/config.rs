@@ -12,6 +12,9 @@
 //! address = "127.0.0.1:5433"
 //! [listeners.flight_sql]
 //! address = "127.0.0.1:50051"
+//! [tls]                    # Flight SQL needs TLS (or `[auth] allow_cleartext = true`)
+//! cert = "server.crt"
+//! key = "server.key"
 //!
 //! [users.alice]
 //! password = "pbkdf2-sha256$4096$...$..."   # `meshgate hash-password`
@@ -72,6 +75,9 @@ pub struct Config {
     pub policy: Option<PolicyConfig>,
     /// The audit log; without one nothing is recorded.
     pub audit: Option<AuditConfig>,
+    /// Memory, spill and time limits (see [`crate::limits`]).
+    #[serde(default)]
+    pub limits: crate::limits::LimitsConfig,
     /// Directory relative paths resolve against (the file's own directory).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -139,7 +145,11 @@ fn yes() -> bool {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
-    /// Accept cleartext passwords on pgwire (only sensible over TLS).
+    /// Let passwords and tokens cross connections without TLS in cleartext:
+    /// pgwire may then ask for a JWT without TLS, and a Flight SQL listener
+    /// may run without `[tls]`. Off by default (pgwire then only runs
+    /// SCRAM-SHA-256 on connections without TLS); for loopback or an
+    /// otherwise protected network only.
     #[serde(default)]
     pub allow_cleartext: bool,
     /// Lifetime of Flight SQL bearer tokens and tickets.
@@ -150,19 +160,37 @@ pub struct AuthConfig {
     pub jwt: Option<JwtConfig>,
 }
 
-/// `[auth.jwt]`: how to verify tokens and read an identity from them.
+/// `[auth.jwt]`: how to verify tokens and read an identity from them (see
+/// [`crate::auth::JwtVerifier`] for what a token must satisfy).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JwtConfig {
-    /// `HS256` (shared secret) or `RS256` (the issuer's public key).
+    /// The one algorithm tokens must be signed with: `HS256`/`HS384`/`HS512`
+    /// (shared secret), `RS*`/`PS*`, `ES256`/`ES384` or `EdDSA` (public keys).
     pub algorithm: String,
-    /// HS256: the shared secret (use `${ENV}` substitution).
+    /// HS*: the shared secret (use `${ENV}` substitution).
     pub secret: Option<String>,
-    /// RS256: a PEM file with the issuer's public key.
+    /// Public-key algorithms, one of these three: a PEM file with the
+    /// issuer's public key,
     pub public_key_file: Option<String>,
-    /// When set, the `iss` claim must equal it.
+    /// a JSON Web Key Set file (re-read like a URL, so keys can rotate),
+    pub jwks_file: Option<String>,
+    /// or the issuer's JWKS URL; a token's `kid` selects the key.
+    pub jwks_url: Option<String>,
+    /// The key set is fetched again when older than this.
+    #[serde(default = "default_jwks_refresh")]
+    pub jwks_refresh_secs: u64,
+    /// At most one fetch per this many seconds, however many tokens name an
+    /// unknown `kid`.
+    #[serde(default = "default_jwks_min_refetch")]
+    pub jwks_min_refetch_secs: u64,
+    /// Clock skew allowed on `exp` and `nbf` (at most 300).
+    #[serde(default = "default_jwt_leeway")]
+    pub leeway_secs: u64,
+    /// When set, the `iss` claim must be present and equal it.
     pub issuer: Option<String>,
-    /// When set, the `aud` claim must contain it.
+    /// When set, the `aud` claim must be present and contain it; when not
+    /// set, tokens that carry any `aud` are refused.
     pub audience: Option<String>,
     /// The claim naming the user.
     #[serde(default = "default_user_claim")]
@@ -174,6 +202,18 @@ pub struct JwtConfig {
     /// Claims copied into the user's attributes (`current_user_attribute`).
     #[serde(default)]
     pub attribute_claims: Vec<String>,
+}
+
+fn default_jwks_refresh() -> u64 {
+    300
+}
+
+fn default_jwks_min_refetch() -> u64 {
+    30
+}
+
+fn default_jwt_leeway() -> u64 {
+    30
 }
 
 fn default_user_claim() -> String {
@@ -219,13 +259,27 @@ pub struct AuditConfig {
     pub file: PathBuf,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 pub struct CatalogConfig {
     pub connector: String,
     pub description: Option<String>,
     /// Everything else belongs to the connector.
     #[serde(flatten)]
     pub options: toml::Table,
+}
+
+/// Secrets in the options are shown redacted (the connector's secret keys).
+impl std::fmt::Debug for CatalogConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CatalogConfig")
+            .field("connector", &self.connector)
+            .field("description", &self.description)
+            .field(
+                "options",
+                &meshgate_connectors::secrets::RedactedOptions::new(&self.connector, &self.options),
+            )
+            .finish()
+    }
 }
 
 impl Config {
@@ -287,6 +341,12 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        self.limits
+            .runtime()
+            .map_err(|(key, problem)| self.invalid(key, problem))?;
+        self.limits
+            .requests()
+            .map_err(|(key, problem)| self.invalid(key, problem))?;
         for (name, listener) in [
             ("pgwire", &self.listeners.pgwire),
             ("flight_sql", &self.listeners.flight_sql),
@@ -312,6 +372,16 @@ impl Config {
         if self.auth.jwt.is_some() {
             crate::auth::JwtVerifier::from_config(self)
                 .map_err(|(key, problem)| self.invalid(key, problem))?;
+        }
+        // Flight SQL has no challenge-response sign-in: its passwords and
+        // tokens travel in every call's headers.
+        if self.listeners.flight_sql.is_some() && self.tls.is_none() && !self.auth.allow_cleartext {
+            return Err(self.invalid(
+                "listeners.flight_sql",
+                "Flight SQL sends passwords and tokens in every call's headers: configure [tls], \
+                 or set `allow_cleartext = true` under [auth] to accept them without TLS \
+                 (loopback or a protected network only)",
+            ));
         }
         for (name, user) in &self.users {
             PasswordHash::parse(&user.password)
@@ -529,6 +599,15 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(msg.contains("catalogs.x.tables.t.delimiter"), "{msg}");
+    }
+
+    #[test]
+    fn flight_sql_without_tls_needs_allow_cleartext() {
+        let flight = "[listeners.flight_sql]\naddress = '127.0.0.1:0'\n";
+        let msg = parse(flight).unwrap_err().to_string();
+        assert!(msg.contains("listeners.flight_sql: "), "{msg}");
+        assert!(msg.contains("allow_cleartext"), "{msg}");
+        parse(&format!("{flight}[auth]\nallow_cleartext = true\n")).unwrap();
     }
 
     #[test]

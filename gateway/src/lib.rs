@@ -12,7 +12,10 @@ pub mod auth;
 pub mod config;
 pub mod demo;
 pub mod flight_sql;
+pub mod limits;
+pub mod log_redaction;
 pub mod pgwire;
+pub mod request_limits;
 pub mod server;
 pub mod tls;
 

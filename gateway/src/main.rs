@@ -143,15 +143,35 @@ fn status_error(status: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{}: {}", status.code(), status.message())
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+/// Worker threads plan and run queries; their stacks are large so that a
+/// complex statement within the planner's limits never exhausts one.
+const WORKER_STACK_BYTES: usize = 16 << 20;
+
+fn main() -> ExitCode {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(WORKER_STACK_BYTES)
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(serve_cli()),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve_cli() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
                 "meshgate=info,meshgate_gateway=info,meshgate_planner=info,warn".into()
             }),
         )
-        .with_writer(std::io::stderr)
+        // No source secret reaches the log, whatever printed it.
+        .with_writer(meshgate_gateway::log_redaction::RedactingWriter::new(
+            std::io::stderr,
+        ))
         .init();
     match run(Cli::parse()).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -51,15 +51,25 @@ pub struct Gateway {
 impl Gateway {
     pub async fn build(config: Config) -> Result<Self, GatewayError> {
         tls::install_crypto_provider();
+        let limits = config
+            .limits
+            .runtime()
+            .map_err(|(key, problem)| ConfigError::Invalid {
+                file: config.file.clone(),
+                key,
+                problem,
+            })?;
         let registry = CatalogRegistry::build(
             &config.catalog_specs(),
             &ConnectorRegistry::builtin(),
             config.base_dir.clone(),
+            &limits,
         )
         .await
         .map_err(|e| config.registry_error(e))?;
         let mut service =
             QueryService::new(Arc::new(registry), config.server.default_catalog.clone())
+                .with_statement_timeout(limits.statement_timeout)
                 .with_roles(config.users.keys().cloned().collect())
                 .with_token_users(config.auth.jwt.is_some());
         if let Some(policy) = config.load_policy()? {
@@ -79,6 +89,11 @@ impl Gateway {
         }
         let service = Arc::new(service);
         let users = Arc::new(UserStore::from_config(&config));
+        if let Some(jwt) = users.jwt() {
+            // A JWKS URL is fetched once up front; if the issuer is down, tokens
+            // are refused until a later fetch succeeds.
+            jwt.prefetch_keys().await;
+        }
         Ok(Self {
             config,
             service,
@@ -100,6 +115,15 @@ impl Gateway {
             shutdown: shutdown.clone(),
             tasks: JoinSet::new(),
         };
+        let requests =
+            self.config
+                .limits
+                .requests()
+                .map_err(|(key, problem)| ConfigError::Invalid {
+                    file: self.config.file.clone(),
+                    key,
+                    problem,
+                })?;
         let tls = match &self.config.tls {
             Some(t) => {
                 let cert = self.config.resolve_path(&t.cert);
@@ -122,6 +146,7 @@ impl Gateway {
                     .map(|(_, _, required)| *required)
                     .unwrap_or(false),
                 allow_cleartext: self.config.auth.allow_cleartext,
+                max_statement_bytes: requests.max_statement_bytes,
             };
             let frontend = Arc::new(PgWireFrontend::new(
                 self.service.clone(),
@@ -138,6 +163,7 @@ impl Gateway {
                 self.service.clone(),
                 self.users.clone(),
                 Duration::from_secs(self.config.auth.token_ttl_secs),
+                requests,
             );
             let mut builder = tonic::transport::Server::builder();
             if let Some(t) = &self.config.tls {
@@ -156,7 +182,11 @@ impl Gateway {
                 frontend.signer(),
             );
             let router = builder
-                .add_service(flight_sql::service(frontend))
+                .layer(crate::auth::SignInLayer::new(
+                    self.users.clone(),
+                    self.service.clone(),
+                ))
+                .add_service(flight_sql::service(frontend, &requests))
                 .add_service(admin);
             let incoming = TcpIncoming::from(socket).with_nodelay(Some(true));
             let stop = shutdown.clone();
@@ -209,8 +239,14 @@ async fn watch_policy(
             Ok(policy) => {
                 let problems = service.check_policy(&policy).await;
                 if problems.is_empty() {
-                    service.set_policy(policy);
-                    tracing::info!("policy reloaded from {file}");
+                    let version = policy.document().version;
+                    match service.set_policy_unless_older(policy) {
+                        Ok(()) => tracing::info!(version, "policy reloaded from {file}"),
+                        Err(in_force) => tracing::error!(
+                            "policy reload rejected: {file} has version {version}, older than \
+                             version {in_force} in force (raise `version` to apply an edit)"
+                        ),
+                    }
                 } else {
                     tracing::error!(
                         "policy reload rejected, previous policy stays in force: {file}: {}",

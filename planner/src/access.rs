@@ -2,18 +2,21 @@
 //!
 //! Every table reference of every protocol is resolved through the
 //! session's catalog view, so this is the one place policy is applied:
-//! - a denied table is absent from listings (`information_schema`,
-//!   `pg_catalog`, Flight SQL GetTables) and naming it fails with 42501;
-//! - a table with row filters or masks resolves to a view over the raw
-//!   table: `Projection(masks) ← Filter(row filters) ← TableScan`. DataFusion
-//!   inlines the view while analysing the query, before optimisation, so the
-//!   filter sits directly above the scan and masked values replace the
-//!   column everywhere the query reads it — CTEs, subqueries, joins,
-//!   windows and predicates included. A predicate on a masked column
-//!   compares the masked value; pushdown carries the mask expression, never
-//!   the raw column comparison.
+//! - a denied table is absent: missing from listings (`information_schema`,
+//!   `pg_catalog`, Flight SQL GetTables), and naming it fails exactly as
+//!   naming a table that does not exist (42P01), so a user cannot tell the
+//!   two apart; the audit log still records the denial;
+//! - a table with row filters or masks resolves to a [`PolicyTable`]:
+//!   `Projection(masks) ← Filter(row filters) ← TableScan` behind a barrier
+//!   that the user's query cannot reach below (see `policy_barrier`).
+//!   Masked values replace the column everywhere the query reads it — CTEs,
+//!   subqueries, joins, windows and predicates included.
+//! - filter and mask expressions are built from the policy's SQL as
+//!   DataFusion expressions, with the identity's values (`current_user`,
+//!   `current_user_attribute(...)`, `current_user_in_group(...)`) put in as
+//!   literal values of the syntax tree: an identity value is never SQL text.
 //!
-//! The policy is evaluated once per table per session and cached.
+//! The policy is evaluated once per table per statement snapshot and cached.
 
 use std::collections::HashMap;
 use std::ops::ControlFlow;
@@ -21,7 +24,7 @@ use std::sync::{Arc, Mutex};
 
 use datafusion::catalog::{SchemaProvider, TableProvider};
 use datafusion::common::{DFSchema, ScalarValue};
-use datafusion::datasource::{provider_as_source, ViewTable};
+use datafusion::datasource::provider_as_source;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::{cast, col, lit, Expr, LogicalPlanBuilder};
@@ -30,6 +33,7 @@ use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use meshgate_policy::{Policy, Principal, TableAccess, TableName};
 
+use crate::policy_barrier::PolicyTable;
 use crate::{Identity, QueryError};
 
 /// The policy in force, shared by the service and every session; replaced
@@ -89,6 +93,11 @@ impl AccessGuard {
         }
     }
 
+    /// The policy the current statement is planned under.
+    pub(crate) fn policy(&self) -> Arc<Policy> {
+        self.current.lock().expect("policy snapshot").policy.clone()
+    }
+
     pub(crate) fn access(&self, table: &TableName) -> Arc<TableAccess> {
         let mut current = self.current.lock().expect("policy snapshot");
         let Snapshot {
@@ -110,8 +119,17 @@ impl AccessGuard {
             .clone()
     }
 
-    /// Substitute the session's identity into a policy expression.
-    fn bind_identity(&self, sql: &str) -> Result<String> {
+    /// A policy expression as a DataFusion expression over `schema`, with
+    /// the session's identity bound as literal values.
+    fn policy_expr(&self, sql: &str, schema: &DFSchema) -> Result<Expr> {
+        let expr = self.bind_identity(sql)?;
+        let expr = ast::ExprWithAlias { expr, alias: None };
+        self.state.create_logical_expr_from_sql_expr(expr, schema)
+    }
+
+    /// Parse a policy expression and substitute the session's identity
+    /// into its syntax tree as literal values.
+    fn bind_identity(&self, sql: &str) -> Result<ast::Expr> {
         let mut expr = Parser::new(&PostgreSqlDialect {})
             .try_with_sql(sql)
             .and_then(|mut p| p.parse_expr())
@@ -161,7 +179,7 @@ impl AccessGuard {
             }
             ControlFlow::<()>::Continue(())
         });
-        Ok(expr.to_string())
+        Ok(expr)
     }
 
     /// The provider the session sees for `table`: the raw table, a view
@@ -181,13 +199,12 @@ impl AccessGuard {
             return Ok(provider);
         }
         let schema = provider.schema();
+        let table_type = provider.table_type();
         let df_schema = DFSchema::try_from_qualified_schema(table.table.as_str(), &schema)?;
         let mut plan =
             LogicalPlanBuilder::scan(table.table.as_str(), provider_as_source(provider), None)?;
         for filter in &access.row_filters {
-            let sql = self.bind_identity(filter)?;
-            let expr = self.state.create_logical_expr(&sql, &df_schema)?;
-            plan = plan.filter(expr)?;
+            plan = plan.filter(self.policy_expr(filter, &df_schema)?)?;
         }
         let mut projection: Vec<Expr> = Vec::with_capacity(schema.fields().len());
         for field in schema.fields() {
@@ -200,13 +217,12 @@ impl AccessGuard {
                 .as_ref()
                 .is_none_or(|c| c.contains(field.name()));
             match access.masks.get(field.name()) {
-                _ if !granted => projection.push(
-                    cast(lit(ScalarValue::Null), field.data_type().clone()).alias(field.name()),
-                ),
+                _ if !granted => {
+                    projection.push(cast(lit(ScalarValue::Null), field.data_type().clone()))
+                }
                 Some(mask) => {
-                    let sql = self.bind_identity(mask)?;
-                    let expr = self.state.create_logical_expr(&sql, &df_schema)?;
-                    projection.push(cast(expr, field.data_type().clone()).alias(field.name()));
+                    let expr = self.policy_expr(mask, &df_schema)?;
+                    projection.push(cast(expr, field.data_type().clone()));
                 }
                 None => projection.push(column),
             }
@@ -218,11 +234,25 @@ impl AccessGuard {
                 )));
             }
         }
-        let plan = plan.project(projection)?.build()?;
-        Ok(Arc::new(ViewTable::new(
-            plan,
-            Some(format!("policy view of {table}")),
-        )))
+        let columns = schema
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .zip(projection)
+            .collect();
+        Ok(Arc::new(PolicyTable::try_new(
+            table.to_string(),
+            table_type,
+            plan.build()?,
+            columns,
+        )?))
+    }
+
+    /// Whether the session's user administers the policy the current
+    /// statement uses ([`Policy::is_admin`], the one admin decision).
+    pub(crate) fn is_admin(&self) -> bool {
+        let current = self.current.lock().expect("policy snapshot");
+        current.policy.is_admin(&current.principal)
     }
 }
 
@@ -253,6 +283,10 @@ impl SchemaProvider for GuardedSchema {
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
         let table = self.name(name);
+        // A denied table does not exist for this user (see the module docs).
+        if !self.guard.access(&table).allowed {
+            return Ok(None);
+        }
         match self.inner.table(name).await? {
             Some(provider) => self.guard.protect(&table, provider).map(Some),
             None => Ok(None),

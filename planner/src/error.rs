@@ -74,6 +74,10 @@ pub enum QueryError {
     TransactionAborted,
     #[error("{0}")]
     ResourcesExhausted(String),
+    /// A statement over the complexity limits (expression depth, set
+    /// operations, operators).
+    #[error("{0}")]
+    TooComplex(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -105,6 +109,7 @@ impl QueryError {
             QueryError::Cancelled | QueryError::Timeout => "57014",
             QueryError::TransactionAborted => "25P02",
             QueryError::ResourcesExhausted(_) => "53200",
+            QueryError::TooComplex(_) => "54001",
             QueryError::Internal(_) => "XX000",
         }
     }

@@ -19,21 +19,28 @@ mod access;
 mod audit;
 mod catalog_view;
 mod error;
+mod explain;
+mod limits;
 mod pg_analyzer;
 mod pg_arrays;
 mod pg_compat;
 mod pg_descriptions;
 mod pg_information_schema;
+mod pg_role_registers;
+mod pg_roles;
 mod pg_system_columns;
 mod pg_type_info;
 mod plan_cache;
 mod policy_admin;
+mod policy_barrier;
+mod read_only;
 mod registry;
 mod service;
 mod settings;
 
 pub use audit::{AuditLog, AuditRecord};
 pub use error::{QueryError, QueryResult};
+pub use limits::{parse_bytes, RuntimeLimits};
 pub use plan_cache::PlanCache;
 pub use policy_admin::PolicyAdmin;
 pub use registry::{CatalogRegistry, CatalogSpec, RegistryError};
@@ -41,7 +48,7 @@ pub use service::{
     CopyFormat, CopyOptions, Identity, Prepared, QueryOutput, QueryService, QuerySession,
     SessionOptions, TableInfo, TxEffect,
 };
-pub use settings::{SessionSettings, SERVER_VERSION};
+pub use settings::{parse_duration, SessionSettings, SERVER_VERSION};
 
 /// Re-exported so front ends name Arrow and DataFusion types through one path.
 pub use datafusion;

@@ -9,18 +9,38 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use datafusion::catalog::CatalogProvider;
+use datafusion::execution::disk_manager::DiskManagerBuilder;
+use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::SessionStateBuilder;
 use meshgate_connectors::{ConnectorContext, ConnectorError, ConnectorRegistry, Description};
 use thiserror::Error;
 
+use crate::read_only::ReadOnlyStoreRegistry;
+use crate::RuntimeLimits;
+
 /// One catalog as configured: `[catalogs.NAME] connector = "..."` plus its options.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct CatalogSpec {
     pub name: String,
     pub connector: String,
     pub description: Option<String>,
     pub options: toml::Table,
+}
+
+/// Secrets in the options are shown redacted (the connector's secret keys).
+impl std::fmt::Debug for CatalogSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CatalogSpec")
+            .field("name", &self.name)
+            .field("connector", &self.connector)
+            .field("description", &self.description)
+            .field(
+                "options",
+                &meshgate_connectors::secrets::RedactedOptions::new(&self.connector, &self.options),
+            )
+            .finish()
+    }
 }
 
 #[derive(Debug, Error)]
@@ -76,13 +96,22 @@ impl CatalogRegistry {
         Ok(())
     }
 
-    /// Build every catalog. Relative paths in options resolve against `base_dir`.
+    /// Build every catalog. Relative paths in options resolve against
+    /// `base_dir`. Queries share one runtime: a memory pool of
+    /// `limits.memory_bytes` that spills to the OS temporary directory, and
+    /// object stores that only read.
     pub async fn build(
         specs: &[CatalogSpec],
         connectors: &ConnectorRegistry,
         base_dir: PathBuf,
+        limits: &RuntimeLimits,
     ) -> Result<Self, RegistryError> {
         let runtime = RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(FairSpillPool::new(limits.memory_bytes)))
+            .with_disk_manager_builder(
+                DiskManagerBuilder::default().with_max_temp_directory_size(limits.spill_bytes),
+            )
+            .with_object_store_registry(Arc::new(ReadOnlyStoreRegistry::new()))
             .build_arc()
             .map_err(|e| RegistryError::Runtime(e.to_string()))?;
         let session = SessionStateBuilder::new()

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::catalog::{CatalogProviderList, MemoryCatalogProviderList};
+use datafusion::catalog::CatalogProviderList;
 use datafusion::common::ParamValues;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::logical_expr::{LogicalPlan, Statement as PlanStatement};
@@ -25,7 +25,7 @@ use futures::{stream, Stream};
 
 use crate::access::{AccessGuard, PolicySource};
 use crate::audit::{AuditLog, AuditRecord, Audited};
-use crate::catalog_view::SessionCatalog;
+use crate::catalog_view::{SessionCatalog, SessionCatalogList};
 use crate::pg_compat::{self, RoleDirectory};
 use crate::plan_cache::PlanCache;
 use crate::policy_admin::{PolicyAdmin, PolicyStatement};
@@ -44,6 +44,9 @@ pub struct Identity {
     pub groups: std::collections::BTreeSet<String>,
     /// Attributes asserted by the credential; they override the policy's.
     pub attributes: std::collections::BTreeMap<String, String>,
+    /// The signed-in user acting as `user`, when the policy lets them
+    /// impersonate (recorded in every audit record).
+    pub impersonator: Option<String>,
 }
 
 impl Identity {
@@ -52,6 +55,7 @@ impl Identity {
             user: user.into(),
             groups: Default::default(),
             attributes: Default::default(),
+            impersonator: None,
         }
     }
 
@@ -90,6 +94,8 @@ pub struct QueryService {
     policy: PolicySource,
     admin: Arc<PolicyAdmin>,
     audit: Option<Arc<AuditLog>>,
+    /// The longest any statement runs (`[limits] statement_timeout`).
+    max_statement_time: Option<std::time::Duration>,
 }
 
 impl QueryService {
@@ -114,7 +120,14 @@ impl QueryService {
             policy,
             admin,
             audit: None,
+            max_statement_time: None,
         }
+    }
+
+    /// No statement runs longer than `limit`, whatever a session sets.
+    pub fn with_statement_timeout(mut self, limit: Option<std::time::Duration>) -> Self {
+        self.max_statement_time = limit;
+        self
     }
 
     /// Record every statement in `log` (and offer it to admins as
@@ -133,6 +146,22 @@ impl QueryService {
     /// Replace the policy atomically; sessions opened afterwards use it.
     pub fn set_policy(&self, policy: Policy) {
         *self.policy.write().expect("policy lock") = Some(Arc::new(policy));
+    }
+
+    /// Replace the policy unless `policy` is older (a lower `version`) than
+    /// the one in force; returns the version in force when it refuses. A
+    /// file watcher that read the file before an edit made through
+    /// meshgate must never put the older text back in force.
+    pub fn set_policy_unless_older(&self, policy: Policy) -> Result<(), u64> {
+        let mut current = self.policy.write().expect("policy lock");
+        if let Some(in_force) = current.as_ref() {
+            let version = in_force.document().version;
+            if policy.document().version < version {
+                return Err(version);
+            }
+        }
+        *current = Some(Arc::new(policy));
+        Ok(())
     }
 
     /// Check `policy` against the live catalogs: every table pattern matches
@@ -217,19 +246,21 @@ impl QueryService {
 
     /// The catalogs as one session sees them: shared providers behind
     /// per-session wrappers, so a session's own schemas stay its own.
-    fn session_catalogs(&self, guard: Option<Arc<AccessGuard>>) -> Arc<dyn CatalogProviderList> {
-        let list = MemoryCatalogProviderList::new();
-        for (name, catalog) in self.registry.catalogs() {
-            list.register_catalog(
+    /// Catalogs and schemas the policy hides from the user are absent
+    /// (see `catalog_view`); `current` is the session's own catalog.
+    fn session_catalogs(
+        &self,
+        guard: Option<Arc<AccessGuard>>,
+        current: &str,
+    ) -> Arc<dyn CatalogProviderList> {
+        let catalogs = self.registry.catalogs().iter().map(|(name, catalog)| {
+            Arc::new(SessionCatalog::new(
                 name.clone(),
-                Arc::new(SessionCatalog::new(
-                    name.clone(),
-                    catalog.clone(),
-                    guard.clone(),
-                )),
-            );
-        }
-        Arc::new(list)
+                catalog.clone(),
+                guard.clone(),
+            ))
+        });
+        Arc::new(SessionCatalogList::new(catalogs, current))
     }
 
     /// A session for `identity`; fails if the requested database is unknown.
@@ -266,7 +297,7 @@ impl QueryService {
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(self.registry.runtime())
-            .with_catalog_list(self.session_catalogs(guard.clone()))
+            .with_catalog_list(self.session_catalogs(guard.clone(), &catalog))
             .with_default_features()
             .with_analyzer_rules(crate::pg_analyzer::analyzer_rules())
             // Federation: the largest sub-plan that touches one SQL source
@@ -291,7 +322,12 @@ impl QueryService {
             let schema = Arc::new(crate::pg_information_schema::PgInformationSchema::new(
                 catalogs.clone(),
             ));
-            for name in catalogs.catalog_names() {
+            // The session's own catalog too, even when it shows the user nothing.
+            for name in catalogs
+                .catalog_names()
+                .into_iter()
+                .chain([catalog.clone()])
+            {
                 if let Some(catalog) = catalogs.catalog(&name) {
                     catalog
                         .register_schema(
@@ -307,7 +343,11 @@ impl QueryService {
                 &ctx,
                 &catalog,
                 &identity.user,
-                self.roles.clone(),
+                crate::pg_roles::SessionRoles::new(
+                    self.roles.roles.clone(),
+                    identity.clone(),
+                    guard.clone(),
+                ),
                 settings.clone(),
                 self.registry.object_descriptions(&catalog),
             )?;
@@ -330,6 +370,8 @@ impl QueryService {
             registry: self.registry.clone(),
             admin: self.admin.clone(),
             pg_catalog: options.postgres_catalog,
+            sql_prepared: Default::default(),
+            max_statement_time: self.max_statement_time,
         };
         session.apply_search_path();
         Ok(session)
@@ -344,6 +386,9 @@ pub enum Prepared {
         plan: LogicalPlan,
         /// The optimised plan, shared by clones (see [`PlanCache`]).
         cache: PlanCache,
+        /// The policy the plan was made under: an execution under another
+        /// policy plans the statement again.
+        policy: Option<Arc<Policy>>,
     },
     Command {
         sql: String,
@@ -600,11 +645,23 @@ pub struct QuerySession {
     admin: Arc<PolicyAdmin>,
     /// pg_catalog is installed (pgwire sessions): description lookups are rewritten.
     pg_catalog: bool,
+    /// SQL `PREPARE`d statements: their text and the policy they were
+    /// planned under, so `EXECUTE` plans them again after a policy change.
+    sql_prepared: std::sync::Mutex<HashMap<String, SqlPrepared>>,
+    /// The server's limit on any statement; `statement_timeout` may only
+    /// shorten it.
+    max_statement_time: Option<std::time::Duration>,
 }
 
 impl QuerySession {
     pub fn identity(&self) -> &Identity {
         &self.identity
+    }
+
+    /// Whether this session's user administers the policy; without a
+    /// policy every user does (nothing is restricted).
+    fn is_policy_admin(&self) -> bool {
+        self.guard.as_ref().is_none_or(|guard| guard.is_admin())
     }
 
     /// A snapshot of the session's settings.
@@ -730,7 +787,7 @@ impl QuerySession {
         let statement =
             DfStatement::Statement(Box::new(ast::Statement::Query(Box::new(query.clone()))));
         let plan = self.ctx.state().statement_to_plan(statement).await?;
-        check_read_only(&plan)?;
+        crate::read_only::check_plan(&plan)?;
         Ok(self
             .ctx
             .execute_logical_plan(plan)
@@ -776,35 +833,8 @@ impl QuerySession {
     /// compatibility rewrites for PostgreSQL-only syntax). DataFusion's own
     /// statement forms (e.g. `RESET`) are tried when that parser refuses.
     pub fn parse(&self, sql: &str) -> QueryResult<Vec<DfStatement>> {
-        let sql = match crate::policy_admin::rewrite_role_grant(sql) {
-            Some(rewritten) => std::borrow::Cow::Owned(rewritten),
-            None => pg_compat::rewrite_known_probes(sql),
-        };
-        let sql = sql.as_ref();
-        match self.parser.parse(sql) {
-            Ok(statements) => Ok(statements
-                .into_iter()
-                .map(|mut s| {
-                    pg_compat::name_duplicate_columns(&mut s);
-                    if self.pg_catalog {
-                        crate::pg_descriptions::rewrite_lookups(&mut s);
-                        crate::pg_arrays::rewrite_set_functions(&mut s);
-                    }
-                    DfStatement::Statement(Box::new(s))
-                })
-                .collect()),
-            Err(pg_err) => {
-                let dialect = PostgreSqlDialect {};
-                let parsed = DFParserBuilder::new(sql)
-                    .with_dialect(&dialect)
-                    .build()
-                    .and_then(|mut p| p.parse_statements());
-                match parsed {
-                    Ok(statements) => Ok(statements.into_iter().collect()),
-                    Err(_) => Err(pg_err.into()),
-                }
-            }
-        }
+        let (parser, pg_catalog) = (&*self.parser, self.pg_catalog);
+        crate::limits::parse_guarded(sql, || parse_sql(parser, pg_catalog, sql))
     }
 
     /// Parse and plan SQL that must hold at most one statement (extended query,
@@ -861,24 +891,28 @@ impl QuerySession {
         objects: Vec<String>,
         error: Option<&QueryError>,
     ) -> AuditRecord {
-        let rule = match &self.guard {
+        let decisions: Vec<_> = match &self.guard {
             Some(guard) => objects
                 .iter()
-                .flat_map(|o| {
+                .filter_map(|o| {
                     let mut parts = o.splitn(3, '.');
-                    let (c, s, t) = (parts.next(), parts.next(), parts.next());
-                    match (c, s, t) {
-                        (Some(c), Some(s), Some(t)) => guard
-                            .access(&meshgate_policy::TableName::new(c, s, t))
-                            .explanation
-                            .clone(),
-                        _ => vec![],
+                    match (parts.next(), parts.next(), parts.next()) {
+                        (Some(c), Some(s), Some(t)) => {
+                            Some(guard.access(&meshgate_policy::TableName::new(c, s, t)))
+                        }
+                        _ => None,
                     }
                 })
-                .collect::<Vec<_>>()
-                .join("; "),
-            None => String::new(),
+                .collect(),
+            None => vec![],
         };
+        let rule = decisions
+            .iter()
+            .flat_map(|d| d.explanation.clone())
+            .collect::<Vec<_>>()
+            .join("; ");
+        // A denied table reads as absent to the user; the log says why.
+        let denied = decisions.iter().any(|d| !d.allowed);
         AuditRecord {
             time: chrono_now(),
             user: self.identity.user.clone(),
@@ -889,12 +923,14 @@ impl QuerySession {
             decision: match error {
                 None => "allowed".into(),
                 Some(QueryError::PermissionDenied(_)) => "denied".into(),
+                Some(QueryError::UndefinedTable(_)) if denied => "denied".into(),
                 Some(_) => "error".into(),
             },
             rule,
             rows: 0,
             duration_ms: 0.0,
             error: error.map(|e| format!("[{}] {e}", e.sqlstate())),
+            impersonator: self.identity.impersonator.clone(),
         }
     }
 
@@ -918,17 +954,88 @@ impl QuerySession {
         if let Some(guard) = &self.guard {
             guard.begin_statement();
         }
+        let policy = self.guard.as_ref().map(|g| g.policy());
         let sql = statement.to_string();
         if let Some(command) = session_command(&statement)? {
             return Ok(Prepared::Command { sql, command });
         }
-        let plan = self.ctx.state().statement_to_plan(statement).await?;
-        check_read_only(&plan)?;
+        let plan = self
+            .ctx
+            .state()
+            .statement_to_plan(statement.clone())
+            .await?;
+        crate::read_only::check_plan(&plan)?;
+        match &plan {
+            LogicalPlan::Statement(PlanStatement::Prepare(p)) => {
+                self.sql_prepared
+                    .lock()
+                    .expect("prepared lock")
+                    .insert(p.name.clone(), (statement, policy.clone()));
+            }
+            LogicalPlan::Statement(PlanStatement::Execute(e)) => {
+                self.replan_sql_prepared(&e.name, policy.as_ref()).await?;
+            }
+            _ => {}
+        }
         Ok(Prepared::Query {
             sql,
             plan,
             cache: PlanCache::default(),
+            policy,
         })
+    }
+
+    /// Before `EXECUTE name`: a statement `PREPARE`d under another policy
+    /// is planned (and stored) again under `policy`.
+    async fn replan_sql_prepared(
+        &self,
+        name: &str,
+        policy: Option<&Arc<Policy>>,
+    ) -> QueryResult<()> {
+        let stale = {
+            let prepared = self.sql_prepared.lock().expect("prepared lock");
+            match prepared.get(name) {
+                Some((statement, planned_under))
+                    if !same_policy(planned_under.as_ref(), policy) =>
+                {
+                    Some(statement.clone())
+                }
+                _ => None,
+            }
+        };
+        if let Some(statement) = stale {
+            let plan = self
+                .ctx
+                .state()
+                .statement_to_plan(statement.clone())
+                .await?;
+            crate::read_only::check_plan(&plan)?;
+            self.ctx.execute_logical_plan(plan).await?;
+            self.sql_prepared
+                .lock()
+                .expect("prepared lock")
+                .insert(name.to_owned(), (statement, policy.cloned()));
+        }
+        Ok(())
+    }
+
+    /// `prepared` planned again when the policy changed since it was
+    /// planned; `None` when its plan still holds.
+    async fn replan_if_stale(&self, prepared: &Prepared) -> QueryResult<Option<Prepared>> {
+        let (Some(guard), Prepared::Query { sql, policy, .. }) = (&self.guard, prepared) else {
+            return Ok(None);
+        };
+        guard.begin_statement();
+        if same_policy(policy.as_ref(), Some(&guard.policy())) {
+            return Ok(None);
+        }
+        let mut statements = self.parse(sql)?;
+        if statements.len() != 1 {
+            return Err(QueryError::Internal(format!(
+                "cannot plan `{sql}` again under the new policy"
+            )));
+        }
+        self.plan_statement(statements.remove(0)).await.map(Some)
     }
 
     /// Run a prepared statement with `$n` parameter values.
@@ -981,16 +1088,23 @@ impl QuerySession {
         prepared: &Prepared,
         params: Option<ParamValues>,
     ) -> QueryResult<QueryOutput> {
+        // A plan made under an older policy never runs: plan it again.
+        let replanned = self.replan_if_stale(prepared).await?;
+        let prepared = replanned.as_ref().unwrap_or(prepared);
         match prepared {
             Prepared::Empty => Ok(QueryOutput::Empty),
             Prepared::Command { command, .. } => self.run_command(command, prepared).await,
             Prepared::Query { plan, cache, .. } => {
                 let returns_rows = returns_rows(plan);
-                let timeout = self
+                let session_timeout = self
                     .settings
                     .read()
                     .expect("settings lock")
                     .statement_timeout();
+                let timeout = match (session_timeout, self.max_statement_time) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
                 let started = tokio::time::Instant::now();
                 let run = async {
                     if returns_rows {
@@ -1023,6 +1137,12 @@ impl QuerySession {
                     None => run.await?,
                 };
                 if let Some(stream) = stream {
+                    // EXPLAIN output as this user may read it (see `explain`).
+                    let stream = if crate::explain::is_explain_output(&stream.schema()) {
+                        crate::explain::redact_stream(stream, self.is_policy_admin())
+                    } else {
+                        stream
+                    };
                     Ok(QueryOutput::Rows(match timeout {
                         Some(limit) => Box::pin(Deadline::new(stream, started + limit)),
                         None => stream,
@@ -1132,6 +1252,13 @@ impl QuerySession {
                 TxEffect::None
             }
             SessionCommand::RefreshCatalog(name) => {
+                if !self.is_policy_admin() {
+                    return Err(QueryError::PermissionDenied(
+                        "permission denied for procedure system.refresh_catalog: \
+                         only policy admins call it"
+                            .into(),
+                    ));
+                }
                 // Only catalogs the caller's session contains can be refreshed.
                 let catalog = self
                     .ctx
@@ -1280,6 +1407,70 @@ fn rows(schema: SchemaRef, rows: Vec<Vec<String>>) -> QueryOutput {
     let batch = RecordBatch::try_new(schema.clone(), columns);
     let stream = stream::iter(vec![batch.map_err(Into::into)]);
     QueryOutput::Rows(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
+}
+
+/// A SQL `PREPARE`: the statement, and the policy it was planned under.
+type SqlPrepared = (DfStatement, Option<Arc<Policy>>);
+
+/// True when two plans' policies are the same version in force.
+fn same_policy(a: Option<&Arc<Policy>>, b: Option<&Arc<Policy>>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+/// Parse `sql` (see [`QuerySession::parse`]); each statement is checked
+/// against the complexity limits before anything else walks it.
+fn parse_sql(
+    parser: &PostgresCompatibilityParser,
+    pg_catalog: bool,
+    sql: &str,
+) -> QueryResult<Vec<DfStatement>> {
+    let sql = match crate::policy_admin::rewrite_role_grant(sql) {
+        Some(rewritten) => std::borrow::Cow::Owned(rewritten),
+        None => pg_compat::rewrite_known_probes(sql),
+    };
+    let sql = sql.as_ref();
+    match parser.parse(sql) {
+        Ok(mut statements) => {
+            for s in statements.iter_mut() {
+                crate::limits::check_statement(s)?;
+            }
+            crate::pg_role_registers::rewrite_role_references(sql, &mut statements);
+            statements
+                .into_iter()
+                .map(|mut s| {
+                    pg_compat::name_duplicate_columns(&mut s);
+                    if pg_catalog {
+                        crate::pg_descriptions::rewrite_lookups(&mut s);
+                        crate::pg_arrays::rewrite_set_functions(&mut s);
+                    }
+                    Ok(DfStatement::Statement(Box::new(s)))
+                })
+                .collect()
+        }
+        Err(pg_err) => {
+            let dialect = PostgreSqlDialect {};
+            let parsed = DFParserBuilder::new(sql)
+                .with_dialect(&dialect)
+                .build()
+                .and_then(|mut p| p.parse_statements());
+            match parsed {
+                Ok(statements) => statements
+                    .into_iter()
+                    .map(|mut statement| {
+                        if let DfStatement::Statement(s) = &mut statement {
+                            crate::limits::check_statement(s)?;
+                        }
+                        Ok(statement)
+                    })
+                    .collect(),
+                Err(_) => Err(pg_err.into()),
+            }
+        }
+    }
 }
 
 /// Recognise the PostgreSQL session statements meshgate answers itself.
@@ -1612,22 +1803,6 @@ fn setting_value(values: &[SqlExpr]) -> Option<String> {
     }
     // search_path items keep their own quoting rules; join the rest as given.
     Some(split_list(&parts.join(", ")).join(", "))
-}
-
-fn check_read_only(plan: &LogicalPlan) -> QueryResult<()> {
-    let what = match plan {
-        LogicalPlan::Ddl(ddl) => ddl.name().to_string(),
-        LogicalPlan::Dml(dml) => dml.op.to_string(),
-        LogicalPlan::Copy(_) => "COPY TO".to_string(),
-        LogicalPlan::Statement(PlanStatement::Prepare(_))
-        | LogicalPlan::Statement(PlanStatement::Execute(_))
-        | LogicalPlan::Statement(PlanStatement::Deallocate(_)) => return Ok(()),
-        LogicalPlan::Statement(other) => other.name().to_string(),
-        _ => return Ok(()),
-    };
-    Err(QueryError::ReadOnly(format!(
-        "cannot execute {what}: meshgate is a read-only gateway"
-    )))
 }
 
 /// Now, as RFC 3339 UTC with milliseconds.

@@ -251,7 +251,8 @@ pub(crate) fn split_list(value: &str) -> Vec<String> {
 }
 
 /// PostgreSQL durations: a bare number is milliseconds; units ms, s, min, h.
-fn parse_duration(value: &str) -> Result<Duration, String> {
+/// A PostgreSQL-style duration: `1500` (ms), `2s`, `5min`, `1h`.
+pub fn parse_duration(value: &str) -> Result<Duration, String> {
     let v = value.trim().trim_matches('\'').to_ascii_lowercase();
     let split = v
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))

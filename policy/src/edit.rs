@@ -134,6 +134,7 @@ impl PolicyDocument {
             tags: vec![],
             columns: columns.to_vec(),
             privilege: "select".into(),
+            targets: vec![],
         });
     }
 
@@ -309,6 +310,18 @@ impl PolicyDocument {
                 Effect::Allow => "allow",
                 Effect::Deny => "deny",
             };
+            if g.privilege.eq_ignore_ascii_case("impersonate") {
+                out.push(RuleSummary {
+                    kind: "grants",
+                    index: i,
+                    summary: format!(
+                        "{effect} impersonating {} to {}",
+                        g.targets.join(", "),
+                        who(&g.principals, &g.except)
+                    ),
+                });
+                continue;
+            }
             let columns = if g.columns.is_empty() {
                 String::new()
             } else {

@@ -42,7 +42,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 mod edit;
+mod impersonation;
 pub use edit::{EditError, RuleSummary};
+pub use impersonation::ImpersonationDecision;
+#[cfg(test)]
+mod parser_props;
 use thiserror::Error;
 
 /// A table's full name.
@@ -151,9 +155,13 @@ pub struct Grant {
     /// Empty means every column.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub columns: Vec<String>,
-    /// Only `select` today.
+    /// `select` (on `tables`/`tags`), or `impersonate` (on `targets`).
     #[serde(default = "select")]
     pub privilege: String,
+    /// For `privilege = "impersonate"`: whom the principals may act as
+    /// (`user:NAME`, `group:NAME`; see [`Policy::may_impersonate`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<String>,
 }
 
 fn select() -> String {
@@ -339,10 +347,20 @@ impl Policy {
         })?;
         for (i, g) in doc.grants.iter().enumerate() {
             check_principals(&format!("grants[{i}]"), &g.principals)?;
+            if g.privilege.eq_ignore_ascii_case("impersonate") {
+                impersonation::validate(i, g, &doc)?;
+                continue;
+            }
             if !g.privilege.eq_ignore_ascii_case("select") {
                 return Err(invalid(
                     format!("grants[{i}].privilege"),
-                    "only `select` is supported",
+                    "only `select` and `impersonate` are supported",
+                ));
+            }
+            if !g.targets.is_empty() {
+                return Err(invalid(
+                    format!("grants[{i}].targets"),
+                    "only `impersonate` grants name targets",
                 ));
             }
             if g.tables.is_empty() && g.tags.is_empty() {

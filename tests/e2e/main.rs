@@ -2,6 +2,7 @@
 //!
 //! One test binary with a module per area keeps link time down.
 
+mod attacks;
 mod cli;
 mod flight_sql;
 mod pgwire_errors;

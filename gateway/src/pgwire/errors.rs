@@ -14,6 +14,7 @@ pub(crate) fn error_info(err: &QueryError) -> ErrorInfo {
     ErrorInfo::new(
         "ERROR".to_owned(),
         err.sqlstate().to_owned(),
-        err.to_string(),
+        // No source secret leaves, whatever error carried it.
+        meshgate_connectors::secrets::redact(&err.to_string()).into_owned(),
     )
 }

@@ -7,6 +7,7 @@
 //! session: this module only authenticates, translates parameters and
 //! encodes Arrow batches into rows.
 
+mod cancel;
 mod encode;
 mod errors;
 mod query;
@@ -15,7 +16,7 @@ mod startup;
 use std::sync::Arc;
 
 use pgwire::api::auth::StartupHandler;
-use pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
+use pgwire::api::cancel::CancelHandler;
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::{ClientInfo, ConnectionManager, ErrorHandler, PgWireServerHandlers};
 use pgwire::error::PgWireError;
@@ -38,6 +39,9 @@ pub struct PgWireSettings {
     pub tls_cert_pem: Option<Vec<u8>>,
     pub tls_required: bool,
     pub allow_cleartext: bool,
+    /// The longest SQL text a Query or Parse may carry (`[limits]
+    /// max_statement_bytes`).
+    pub max_statement_bytes: usize,
 }
 
 /// Serves the PostgreSQL protocol for one listener.
@@ -46,6 +50,8 @@ pub struct PgWireFrontend {
     users: Arc<UserStore>,
     settings: PgWireSettings,
     connections: Arc<ConnectionManager>,
+    /// Who signed in on each connection, for the audit of cancel requests.
+    owners: Arc<cancel::ConnectionOwners>,
 }
 
 impl PgWireFrontend {
@@ -59,6 +65,7 @@ impl PgWireFrontend {
             users,
             settings,
             connections: Arc::new(ConnectionManager::new()),
+            owners: Arc::default(),
         }
     }
 
@@ -77,7 +84,7 @@ impl PgWireFrontend {
                 }
             };
             let _ = socket.set_nodelay(true);
-            let handlers = ConnectionHandlers::new(self.clone());
+            let handlers = ConnectionHandlers::new(self.clone(), peer);
             let tls = self.settings.tls.clone();
             let shutdown = shutdown.clone();
             tokio::spawn(async move {
@@ -98,14 +105,20 @@ impl PgWireFrontend {
 struct ConnectionHandlers {
     frontend: Arc<PgWireFrontend>,
     connection: Arc<query::PgConnection>,
+    peer: std::net::SocketAddr,
 }
 
 impl ConnectionHandlers {
-    fn new(frontend: Arc<PgWireFrontend>) -> Self {
-        let connection = Arc::new(query::PgConnection::new(frontend.service.clone()));
+    fn new(frontend: Arc<PgWireFrontend>, peer: std::net::SocketAddr) -> Self {
+        let connection = Arc::new(query::PgConnection::new(
+            frontend.service.clone(),
+            frontend.settings.max_statement_bytes,
+            frontend.owners.clone(),
+        ));
         Self {
             frontend,
             connection,
+            peer,
         }
     }
 }
@@ -129,7 +142,12 @@ impl PgWireServerHandlers for ConnectionHandlers {
     }
 
     fn cancel_handler(&self) -> Arc<impl CancelHandler> {
-        Arc::new(DefaultCancelHandler::new(self.frontend.connections.clone()))
+        Arc::new(cancel::AuditedCancel {
+            manager: self.frontend.connections.clone(),
+            owners: self.frontend.owners.clone(),
+            service: self.frontend.service.clone(),
+            peer: self.peer,
+        })
     }
 
     fn error_handler(&self) -> Arc<impl ErrorHandler> {

@@ -7,6 +7,10 @@
 //! inferred (or the client declared); Execute streams the result, and pgwire
 //! suspends and resumes the stream when the client asks for `max_rows` at a
 //! time.
+//!
+//! SQL text longer than `[limits] max_statement_bytes` is refused (54000)
+//! before it is parsed, and every Parse — a prepared statement created — is
+//! recorded in the audit log whatever its outcome.
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -19,8 +23,8 @@ use futures::Sink;
 use futures::SinkExt;
 use meshgate_planner::datafusion::arrow::datatypes::{DataType, SchemaRef};
 use meshgate_planner::{
-    Identity, Prepared, QueryError, QueryOutput, QueryService, QuerySession, SessionOptions,
-    TxEffect,
+    AuditRecord, Identity, Prepared, QueryError, QueryOutput, QueryService, QuerySession,
+    SessionOptions, TxEffect,
 };
 use pgwire::api::copy::send_copy_out_response;
 use pgwire::api::portal::{Format, Portal, PortalExecutionState};
@@ -34,7 +38,7 @@ use pgwire::api::store::{Entry, PortalStore};
 use pgwire::api::{
     ClientInfo, ClientPortalStore, ConnectionHandle, PgWireConnectionState, Type, DEFAULT_NAME,
 };
-use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::extendedquery::Execute;
 use pgwire::messages::response::{EmptyQueryResponse, TransactionStatus};
 use pgwire::messages::simplequery::Query;
@@ -42,8 +46,10 @@ use pgwire::messages::PgWireBackendMessage;
 use pgwire::types::format::FormatOptions;
 use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
 
+use super::cancel::ConnectionOwners;
 use super::encode;
 use super::errors::to_pg_error;
+use crate::request_limits::RequestLimits;
 
 /// A statement after Parse: the plan and the types of its parameters.
 #[derive(Debug, Clone)]
@@ -58,6 +64,82 @@ pub(crate) struct PgStatement {
 struct SessionSlot {
     service: Arc<QueryService>,
     session: Mutex<Option<QuerySession>>,
+    limits: RequestLimits,
+    owners: Arc<ConnectionOwners>,
+    /// The backend pid this connection is listed under in `owners`.
+    pid: std::sync::Mutex<Option<i32>>,
+}
+
+impl SessionSlot {
+    /// Refuse SQL text over `max_statement_bytes` before anything parses it.
+    fn check_length(&self, sql: &str) -> PgWireResult<()> {
+        self.limits.check_statement(sql).map_err(|e| {
+            PgWireError::UserError(Box::new(ErrorInfo::new(
+                "ERROR".to_owned(),
+                crate::request_limits::StatementTooLong::SQLSTATE.to_owned(),
+                e.to_string(),
+            )))
+        })
+    }
+
+    /// Record an access the planner does not see run (a Parse, a statement
+    /// refused for its length): who, what, the tables it names and the
+    /// outcome.
+    fn audit<C: ClientInfo>(
+        &self,
+        client: &C,
+        what: String,
+        outcome: Result<(), &PgWireError>,
+        tables: Vec<(String, Option<meshgate_planner::policy::TableAccess>)>,
+    ) {
+        let Some(log) = self.service.audit_log() else {
+            return;
+        };
+        let user = client
+            .session_extensions()
+            .get::<Identity>()
+            .map(|i| i.user.clone())
+            .or_else(|| client.metadata().get("user").cloned())
+            .unwrap_or_default();
+        let mut record =
+            AuditRecord::access(user, Some(client.socket_addr().to_string()), "pgwire", what);
+        if let Err(error) = outcome {
+            let (code, message) = match error {
+                PgWireError::UserError(info) => (info.code.clone(), info.message.clone()),
+                other => ("XX000".to_owned(), other.to_string()),
+            };
+            record.decision = if code == "42501" {
+                AuditRecord::DENIED
+            } else {
+                AuditRecord::ERROR
+            }
+            .into();
+            record.error = Some(format!("[{code}] {message}"));
+        }
+        log.write(&record.with_tables(tables));
+    }
+}
+
+impl Drop for SessionSlot {
+    fn drop(&mut self) {
+        if let Some(pid) = *self.pid.get_mut().expect("pid lock") {
+            self.owners.remove(pid);
+        }
+    }
+}
+
+/// SQL as an audit record keeps it: a statement refused for its length is
+/// cut (the record says how long it was).
+fn audit_text(sql: &str) -> String {
+    const KEEP: usize = 4096;
+    if sql.len() <= KEEP {
+        return sql.to_owned();
+    }
+    let mut end = KEEP;
+    while !sql.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... ({} bytes)", &sql[..end], sql.len())
 }
 
 impl SessionSlot {
@@ -68,7 +150,6 @@ impl SessionSlot {
         let mut guard = self.session.lock().await;
         if guard.is_none() {
             let meta = client.metadata();
-            let user = meta.get("user").cloned().unwrap_or_default();
             let options = SessionOptions {
                 database: meta.get("database").cloned(),
                 search_path: startup_option(meta.get("options").map(String::as_str), "search_path"),
@@ -81,12 +162,25 @@ impl SessionSlot {
                 .session_extensions()
                 .get::<Identity>()
                 .map(|i| i.as_ref().clone())
-                .unwrap_or_else(|| Identity::new(user));
+                // Start-up stores the identity it signed in; without one the
+                // connection never authenticated: fail closed.
+                .ok_or_else(|| {
+                    PgWireError::UserError(Box::new(ErrorInfo::new(
+                        "FATAL".into(),
+                        "28000".into(),
+                        "the connection is not signed in".into(),
+                    )))
+                })?;
+            let user = identity.user.clone();
             let session = self
                 .service
                 .open_session(identity, options)
                 .map_err(|e| to_pg_error(&e))?;
             *guard = Some(session);
+            // Cancel requests for this connection are audited under its user.
+            let (pid, _) = client.pid_and_secret_key();
+            self.owners.insert(pid, &user);
+            *self.pid.lock().expect("pid lock") = Some(pid);
         }
         Ok(MutexGuard::map(guard, |s| {
             s.as_mut().expect("session opened above")
@@ -121,10 +215,20 @@ pub(crate) struct PgConnection {
 }
 
 impl PgConnection {
-    pub(crate) fn new(service: Arc<QueryService>) -> Self {
+    pub(crate) fn new(
+        service: Arc<QueryService>,
+        max_statement_bytes: usize,
+        owners: Arc<ConnectionOwners>,
+    ) -> Self {
         let slot = Arc::new(SessionSlot {
             service,
             session: Mutex::new(None),
+            limits: RequestLimits {
+                max_statement_bytes,
+                ..RequestLimits::default()
+            },
+            owners,
+            pid: std::sync::Mutex::new(None),
         });
         Self {
             parser: Arc::new(PgParser { slot: slot.clone() }),
@@ -265,6 +369,11 @@ impl SimpleQueryHandler for PgConnection {
     {
         if !matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
             return Err(PgWireError::NotReadyForQuery);
+        }
+        if let Err(e) = self.slot.check_length(&query.query) {
+            let what = format!("Query: {}", audit_text(&query.query));
+            self.slot.audit(client, what, Err(&e), vec![]);
+            return Err(e);
         }
         client.set_state(PgWireConnectionState::QueryInProgress);
         let mut tx = client.transaction_status();
@@ -413,15 +522,34 @@ impl QueryParser for PgParser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
-        let session = self.slot.lock(client).await?;
-        let prepared = session.prepare(sql).await.map_err(|e| to_pg_error(&e))?;
-        let param_types = prepared.parameter_types().map_err(|e| to_pg_error(&e))?;
-        let columns = session.describe(&prepared);
-        Ok(Some(PgStatement {
-            prepared,
-            param_types,
-            columns,
-        }))
+        let what = format!("Parse (prepare statement): {}", audit_text(sql));
+        if let Err(e) = self.slot.check_length(sql) {
+            self.slot.audit(client, what, Err(&e), vec![]);
+            return Err(e);
+        }
+        let session = match self.slot.lock(client).await {
+            Ok(session) => session,
+            Err(e) => {
+                self.slot.audit(client, what, Err(&e), vec![]);
+                return Err(e);
+            }
+        };
+        let parsed = async {
+            let prepared = session.prepare(sql).await.map_err(|e| to_pg_error(&e))?;
+            let param_types = prepared.parameter_types().map_err(|e| to_pg_error(&e))?;
+            let columns = session.describe(&prepared);
+            Ok(Some(PgStatement {
+                prepared,
+                param_types,
+                columns,
+            }))
+        }
+        .await;
+        let tables = session.explain_access(sql).unwrap_or_default();
+        drop(session);
+        self.slot
+            .audit(client, what, parsed.as_ref().map(|_| ()), tables);
+        parsed
     }
 
     fn get_parameter_types(&self, stmt: &Self::Statement) -> PgWireResult<Vec<Type>> {
