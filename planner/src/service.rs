@@ -237,9 +237,10 @@ impl QueryService {
             None | Some("") | Some("postgres") => Ok(self.default_catalog.clone()),
             Some(db) if self.registry.contains(db) => Ok(db.to_owned()),
             Some(db) if db == identity.user => Ok(self.default_catalog.clone()),
+            // The list of catalogs is not for everyone to read: the
+            // message names only what the client asked for.
             Some(db) => Err(QueryError::UndefinedDatabase(format!(
-                "database \"{db}\" does not exist (catalogs: {})",
-                self.registry.catalog_names().collect::<Vec<_>>().join(", ")
+                "database \"{db}\" does not exist"
             ))),
         }
     }
