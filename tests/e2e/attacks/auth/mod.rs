@@ -109,9 +109,9 @@ pub async fn flight_anonymous(
     arrow_flight::sql::client::FlightSqlServiceClient::new(channel)
 }
 
-#[tokio::test]
-async fn f8_no_password_or_token_is_asked_for_in_cleartext_without_tls() {
-    // JWTs accepted, TLS offered but not required, cleartext not allowed.
+/// A mesh that accepts JWTs, offers TLS without requiring it and allows no
+/// cleartext credentials without TLS; with its certificates.
+async fn jwt_mesh_with_optional_tls() -> (AttackMesh, Certs) {
     let certs = self_signed(false);
     let mesh = attack_mesh_with(ATTACK_POLICY, |config| {
         forbid_cleartext(config);
@@ -119,6 +119,12 @@ async fn f8_no_password_or_token_is_asked_for_in_cleartext_without_tls() {
         config.push_str(&jwt_config(""));
     })
     .await;
+    (mesh, certs)
+}
+
+#[tokio::test]
+async fn f8_no_password_or_token_is_asked_for_in_cleartext_without_tls() {
+    let (mesh, certs) = jwt_mesh_with_optional_tls().await;
     let addr = mesh.mesh.pgwire_addr();
 
     // Without TLS every name — known, mistyped, unknown, token-only — gets
@@ -278,14 +284,7 @@ async fn f13_nothing_about_catalogs_before_authentication() {
 
 #[tokio::test]
 async fn f15_a_startup_parameter_cannot_choose_the_sign_in_mechanism() {
-    // JWTs accepted, no cleartext without TLS.
-    let certs = self_signed(false);
-    let mesh = attack_mesh_with(ATTACK_POLICY, |config| {
-        forbid_cleartext(config);
-        config.push_str(&certs.config);
-        config.push_str(&jwt_config(""));
-    })
-    .await;
+    let (mesh, _certs) = jwt_mesh_with_optional_tls().await;
     let addr = mesh.mesh.pgwire_addr();
     // The old switch, as a parameter and as an option, for a SCRAM user and
     // a token user: SCRAM every time.
