@@ -323,6 +323,20 @@ pub(crate) fn audit_catalog(
     Ok(Arc::new(catalog))
 }
 
+/// SQL as an audit record keeps it: a text longer than 4 KiB is cut (the
+/// record says how long it was).
+pub fn audit_text(sql: &str) -> String {
+    const KEEP: usize = 4096;
+    if sql.len() <= KEEP {
+        return sql.to_owned();
+    }
+    let mut end = KEEP;
+    while !sql.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... ({} bytes)", &sql[..end], sql.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,10 +1,12 @@
 //! The one query path of meshgate.
 //!
-//! Every front end (pgwire, Flight SQL, HTTP) authenticates a user, asks the
-//! [`QueryService`] for a [`QuerySession`] bound to that [`Identity`], and hands
-//! it SQL. The session parses, plans and executes with DataFusion over the
-//! catalogs in the [`CatalogRegistry`], and returns Arrow record batches as a
-//! stream; the front end only encodes them into its wire format.
+//! Every front end (pgwire, Flight SQL) authenticates a user, asks the
+//! [`QueryService`] for a [`QuerySession`] bound to that [`Identity`], and
+//! drives the statement pipeline: [`QuerySession::prepare`] plans a
+//! statement once, [`QuerySession::execute_statement`] runs it and returns
+//! a [`StatementResult`] (an Arrow record-batch stream or a command tag,
+//! notices, the new [`TransactionState`]); the front end only encodes the
+//! result into its wire format.
 //!
 //! Two decisions a newcomer must know:
 //! - A session owns its own DataFusion context (default catalog/schema,
@@ -14,41 +16,43 @@
 //!   datafusion.*` statements are refused; PostgreSQL session statements
 //!   (`SET search_path`, `SHOW`, `BEGIN`, ...) are handled here so every
 //!   protocol gets the same answers.
+//!
+//! Rooms, from the bottom up (a module imports only from those listed
+//! before it): `error`, `limits`, `read_only`, `identity`, `audit`,
+//! `like_escape`, `plan_cache`; `catalogs` (the registry of source
+//! catalogs); `access` (policy enforcement, each session's policy-filtered
+//! view of the catalogs, EXPLAIN redaction, policy administration);
+//! `postgres` (everything that makes DataFusion look like PostgreSQL,
+//! installed only into pgwire sessions); `session` (one client's session and
+//! the statement pipeline); `service` (the [`QueryService`] that opens
+//! sessions).
 
 mod access;
 mod audit;
-mod catalog_view;
+mod catalogs;
 mod error;
-mod explain;
+mod identity;
+mod like_escape;
 mod limits;
-mod pg_analyzer;
-mod pg_arrays;
-mod pg_compat;
-mod pg_descriptions;
-mod pg_information_schema;
-mod pg_role_registers;
-mod pg_roles;
-mod pg_system_columns;
-mod pg_type_info;
 mod plan_cache;
-mod policy_admin;
-mod policy_barrier;
+mod postgres;
 mod read_only;
-mod registry;
 mod service;
-mod settings;
+mod session;
 
-pub use audit::{AuditLog, AuditRecord};
+pub use access::admin::PolicyAdmin;
+pub use audit::{audit_text, AuditLog, AuditRecord};
+pub use catalogs::{CatalogRegistry, CatalogSpec, RegistryError};
 pub use error::{QueryError, QueryResult};
+pub use identity::Identity;
 pub use limits::{parse_bytes, RuntimeLimits};
 pub use plan_cache::PlanCache;
-pub use policy_admin::PolicyAdmin;
-pub use registry::{CatalogRegistry, CatalogSpec, RegistryError};
-pub use service::{
-    CopyFormat, CopyOptions, Identity, Prepared, QueryOutput, QueryService, QuerySession,
-    SessionOptions, TableInfo, TxEffect,
+pub use service::{QueryService, SessionOptions};
+pub use session::settings::{parse_duration, SessionSettings, SERVER_VERSION};
+pub use session::{
+    CopyFormat, CopyOptions, Notice, Prepared, QueryOutput, QuerySession, Script, StatementResult,
+    TableInfo, TransactionState,
 };
-pub use settings::{parse_duration, SessionSettings, SERVER_VERSION};
 
 /// Re-exported so front ends name Arrow and DataFusion types through one path.
 pub use datafusion;

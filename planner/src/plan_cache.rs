@@ -23,7 +23,7 @@ use datafusion::optimizer::{OptimizerContext, OptimizerRule};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion_federation::FederatedPlanNode;
 
-use crate::pg_compat::LikeEscapeRule;
+use crate::like_escape::LikeEscapeRule;
 
 #[derive(Debug, Clone, Default)]
 pub struct PlanCache(Arc<Mutex<State>>);

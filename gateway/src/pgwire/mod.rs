@@ -11,6 +11,7 @@ mod cancel;
 mod encode;
 mod errors;
 mod query;
+mod session;
 mod startup;
 
 use std::sync::Arc;

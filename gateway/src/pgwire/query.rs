@@ -1,12 +1,15 @@
-//! Simple and extended query handling for one connection.
+//! Simple and extended query handling for one connection: a thin
+//! translation between pgwire's messages and the planner's statement
+//! pipeline (see `meshgate_planner::QuerySession`).
 //!
-//! The connection's [`QuerySession`] is opened on first use from the start-up
-//! parameters (user, database, `options=-c search_path=...`,
-//! application_name); authentication has already succeeded by then. Parse
-//! plans the statement once; Bind decodes parameters with the types the plan
-//! inferred (or the client declared); Execute streams the result, and pgwire
-//! suspends and resumes the stream when the client asks for `max_rows` at a
-//! time.
+//! A simple Query runs the statements of its text one by one
+//! (`QuerySession::next_statement`), streaming each result before the next
+//! is planned. Parse plans the statement once (`QuerySession::prepare_for`);
+//! Bind decodes parameters with the types the plan inferred (or the client
+//! declared); Execute runs the plan (`QuerySession::execute_statement`) and
+//! streams the result, and pgwire suspends and resumes the stream when the
+//! client asks for `max_rows` at a time. The transaction state lives where
+//! pgwire reports it (ReadyForQuery); the planner decides its transitions.
 //!
 //! SQL text longer than `[limits] max_statement_bytes` is refused (54000)
 //! before it is parsed, and every Parse — a prepared statement created — is
@@ -23,8 +26,7 @@ use futures::Sink;
 use futures::SinkExt;
 use meshgate_planner::datafusion::arrow::datatypes::{DataType, SchemaRef};
 use meshgate_planner::{
-    AuditRecord, Identity, Prepared, QueryError, QueryOutput, QueryService, QuerySession,
-    SessionOptions, TxEffect,
+    audit_text, Notice, Prepared, QueryError, QueryOutput, QueryService, TransactionState,
 };
 use pgwire::api::copy::send_copy_out_response;
 use pgwire::api::portal::{Format, Portal, PortalExecutionState};
@@ -44,11 +46,12 @@ use pgwire::messages::response::{EmptyQueryResponse, TransactionStatus};
 use pgwire::messages::simplequery::Query;
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::types::format::FormatOptions;
-use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
+use tokio::sync::Mutex;
 
 use super::cancel::ConnectionOwners;
 use super::encode;
 use super::errors::to_pg_error;
+use super::session::SessionSlot;
 use crate::request_limits::RequestLimits;
 
 /// A statement after Parse: the plan and the types of its parameters.
@@ -58,155 +61,6 @@ pub(crate) struct PgStatement {
     param_types: Vec<Option<DataType>>,
     /// The result columns, as the session described them at Parse.
     columns: SchemaRef,
-}
-
-/// The session of one connection, opened lazily.
-struct SessionSlot {
-    service: Arc<QueryService>,
-    session: Mutex<Option<QuerySession>>,
-    limits: RequestLimits,
-    owners: Arc<ConnectionOwners>,
-    /// The backend pid this connection is listed under in `owners`.
-    pid: std::sync::Mutex<Option<i32>>,
-}
-
-impl SessionSlot {
-    /// Refuse SQL text over `max_statement_bytes` before anything parses it.
-    fn check_length(&self, sql: &str) -> PgWireResult<()> {
-        self.limits.check_statement(sql).map_err(|e| {
-            PgWireError::UserError(Box::new(ErrorInfo::new(
-                "ERROR".to_owned(),
-                crate::request_limits::StatementTooLong::SQLSTATE.to_owned(),
-                e.to_string(),
-            )))
-        })
-    }
-
-    /// Record an access the planner does not see run (a Parse, a statement
-    /// refused for its length): who, what, the tables it names and the
-    /// outcome.
-    fn audit<C: ClientInfo>(
-        &self,
-        client: &C,
-        what: String,
-        outcome: Result<(), &PgWireError>,
-        tables: Vec<(String, Option<meshgate_planner::policy::TableAccess>)>,
-    ) {
-        let Some(log) = self.service.audit_log() else {
-            return;
-        };
-        let user = client
-            .session_extensions()
-            .get::<Identity>()
-            .map(|i| i.user.clone())
-            .or_else(|| client.metadata().get("user").cloned())
-            .unwrap_or_default();
-        let mut record =
-            AuditRecord::access(user, Some(client.socket_addr().to_string()), "pgwire", what);
-        if let Err(error) = outcome {
-            let (code, message) = match error {
-                PgWireError::UserError(info) => (info.code.clone(), info.message.clone()),
-                other => ("XX000".to_owned(), other.to_string()),
-            };
-            record.decision = if code == "42501" {
-                AuditRecord::DENIED
-            } else {
-                AuditRecord::ERROR
-            }
-            .into();
-            record.error = Some(format!("[{code}] {message}"));
-        }
-        log.write(&record.with_tables(tables));
-    }
-}
-
-impl Drop for SessionSlot {
-    fn drop(&mut self) {
-        if let Some(pid) = *self.pid.get_mut().expect("pid lock") {
-            self.owners.remove(pid);
-        }
-    }
-}
-
-/// SQL as an audit record keeps it: a statement refused for its length is
-/// cut (the record says how long it was).
-fn audit_text(sql: &str) -> String {
-    const KEEP: usize = 4096;
-    if sql.len() <= KEEP {
-        return sql.to_owned();
-    }
-    let mut end = KEEP;
-    while !sql.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}... ({} bytes)", &sql[..end], sql.len())
-}
-
-impl SessionSlot {
-    async fn lock<C: ClientInfo>(
-        &self,
-        client: &C,
-    ) -> PgWireResult<MappedMutexGuard<'_, QuerySession>> {
-        let mut guard = self.session.lock().await;
-        if guard.is_none() {
-            let meta = client.metadata();
-            let options = SessionOptions {
-                database: meta.get("database").cloned(),
-                search_path: startup_option(meta.get("options").map(String::as_str), "search_path"),
-                application_name: meta.get("application_name").cloned(),
-                postgres_catalog: true,
-                protocol: "pgwire".into(),
-                client: Some(client.socket_addr().to_string()),
-            };
-            let identity = client
-                .session_extensions()
-                .get::<Identity>()
-                .map(|i| i.as_ref().clone())
-                // Start-up stores the identity it signed in; without one the
-                // connection never authenticated: fail closed.
-                .ok_or_else(|| {
-                    PgWireError::UserError(Box::new(ErrorInfo::new(
-                        "FATAL".into(),
-                        "28000".into(),
-                        "the connection is not signed in".into(),
-                    )))
-                })?;
-            let user = identity.user.clone();
-            let session = self
-                .service
-                .open_session(identity, options)
-                .map_err(|e| to_pg_error(&e))?;
-            *guard = Some(session);
-            // Cancel requests for this connection are audited under its user.
-            let (pid, _) = client.pid_and_secret_key();
-            self.owners.insert(pid, &user);
-            *self.pid.lock().expect("pid lock") = Some(pid);
-        }
-        Ok(MutexGuard::map(guard, |s| {
-            s.as_mut().expect("session opened above")
-        }))
-    }
-}
-
-/// Find `-c name=value` / `--name=value` in the start-up `options` string.
-fn startup_option(options: Option<&str>, name: &str) -> Option<String> {
-    let options = options?;
-    let mut tokens = options.split_whitespace().peekable();
-    while let Some(token) = tokens.next() {
-        let setting = if token == "-c" {
-            tokens.next()
-        } else if let Some(rest) = token.strip_prefix("-c") {
-            Some(rest)
-        } else {
-            token.strip_prefix("--")
-        };
-        if let Some((key, value)) = setting.and_then(|s| s.split_once('=')) {
-            if key.replace('-', "_").eq_ignore_ascii_case(name) {
-                return Some(value.to_owned());
-            }
-        }
-    }
-    None
 }
 
 pub(crate) struct PgConnection {
@@ -258,11 +112,7 @@ fn to_response(
             }
             Response::Query(response)
         }
-        QueryOutput::Command { tag, tx } => match tx {
-            TxEffect::Begin => Response::TransactionStart(Tag::new(&tag)),
-            TxEffect::End => Response::TransactionEnd(Tag::new(&tag)),
-            TxEffect::None | TxEffect::Recover => Response::Execution(Tag::new(&tag)),
-        },
+        QueryOutput::Command { tag } => Response::Execution(Tag::new(&tag)),
         QueryOutput::CopyOut { stream, options } => {
             Response::CopyOut(encode::copy_response(stream, &options)?)
         }
@@ -305,46 +155,23 @@ impl PgConnection {
     {
         let options = format_options(client);
         let mut session = self.slot.lock(client).await?;
-        let statements = session.parse(sql).map_err(|e| to_pg_error(&e))?;
-        for statement in statements {
-            let prepared = session
-                .prepare_statement(statement)
-                .await
-                .map_err(|e| to_pg_error(&e))?;
-            if *tx == TransactionStatus::Error && !prepared.ends_transaction() {
-                return Err(to_pg_error(&QueryError::TransactionAborted));
-            }
-            let output = session
-                .execute(&prepared, None)
-                .await
-                .map_err(|e| to_pg_error(&e))?;
-            if let QueryOutput::Command {
-                tx: TxEffect::Recover,
-                ..
-            } = &output
-            {
-                if *tx == TransactionStatus::Error {
-                    *tx = TransactionStatus::Transaction;
-                }
-            }
-            match to_response(output, &prepared, &Format::UnifiedText, options.clone())? {
+        let mut script = session.script(sql).map_err(|e| to_pg_error(&e))?;
+        while let Some(next) = session
+            .next_statement(&mut script, transaction_state(*tx))
+            .await
+        {
+            let (prepared, result) = next.map_err(|e| to_pg_error(&e))?;
+            send_notices(client, &result.notices).await?;
+            *tx = transaction_status(result.transaction);
+            match to_response(
+                result.output,
+                &prepared,
+                &Format::UnifiedText,
+                options.clone(),
+            )? {
                 Response::Query(rows) => send_query_response(client, rows, true).await?,
                 Response::CopyOut(copy) => send_copy_out_response(client, copy).await?,
                 Response::Execution(tag) => send_execution_response(client, tag).await?,
-                Response::TransactionStart(tag) => {
-                    send_execution_response(client, tag).await?;
-                    *tx = tx.to_in_transaction_state();
-                }
-                Response::TransactionEnd(tag) => {
-                    // COMMIT of a failed block rolls back, and says so.
-                    let tag = if *tx == TransactionStatus::Error {
-                        Tag::new("ROLLBACK")
-                    } else {
-                        tag
-                    };
-                    send_execution_response(client, tag).await?;
-                    *tx = tx.to_idle_state();
-                }
                 _ => {
                     client
                         .feed(PgWireBackendMessage::EmptyQueryResponse(
@@ -356,6 +183,42 @@ impl PgConnection {
         }
         Ok(())
     }
+}
+
+/// The planner's transaction state as pgwire reports it, and back.
+fn transaction_status(state: TransactionState) -> TransactionStatus {
+    match state {
+        TransactionState::Idle => TransactionStatus::Idle,
+        TransactionState::InBlock => TransactionStatus::Transaction,
+        TransactionState::Failed => TransactionStatus::Error,
+    }
+}
+
+fn transaction_state(status: TransactionStatus) -> TransactionState {
+    match status {
+        TransactionStatus::Idle => TransactionState::Idle,
+        TransactionStatus::Transaction => TransactionState::InBlock,
+        TransactionStatus::Error => TransactionState::Failed,
+    }
+}
+
+/// The planner's notices as PostgreSQL WARNINGs.
+async fn send_notices<C>(client: &mut C, notices: &[Notice]) -> PgWireResult<()>
+where
+    C: Sink<PgWireBackendMessage> + Unpin + Send,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    for notice in notices {
+        let info = ErrorInfo::new(
+            "WARNING".to_owned(),
+            notice.sqlstate.to_owned(),
+            notice.message.clone(),
+        );
+        client
+            .feed(PgWireBackendMessage::NoticeResponse(info.into()))
+            .await?;
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -372,7 +235,7 @@ impl SimpleQueryHandler for PgConnection {
         }
         if let Err(e) = self.slot.check_length(&query.query) {
             let what = format!("Query: {}", audit_text(&query.query));
-            self.slot.audit(client, what, Err(&e), vec![]);
+            self.slot.audit(client, what, &e);
             return Err(e);
         }
         client.set_state(PgWireConnectionState::QueryInProgress);
@@ -478,11 +341,6 @@ impl ExtendedQueryHandler for PgConnection {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let statement = &portal.statement.statement;
-        if client.transaction_status() == TransactionStatus::Error
-            && !statement.prepared.ends_transaction()
-        {
-            return Err(to_pg_error(&QueryError::TransactionAborted));
-        }
         let params = if portal.parameter_len() == 0 && statement.param_types.is_empty() {
             None
         } else {
@@ -491,17 +349,33 @@ impl ExtendedQueryHandler for PgConnection {
             Some(deserialize_parameters(portal, &inferred)?)
         };
         let options = format_options(client);
+        let before = transaction_state(client.transaction_status());
         let mut session = self.slot.lock(client).await?;
-        let output = session
-            .execute(&statement.prepared, params)
+        let result = session
+            .execute_statement(&statement.prepared, params, before)
             .await
             .map_err(|e| to_pg_error(&e))?;
-        to_response(
-            output,
+        drop(session);
+        send_notices(client, &result.notices).await?;
+        let response = to_response(
+            result.output,
             &statement.prepared,
             &portal.result_column_format,
             options,
-        )
+        )?;
+        // pgwire keeps the block state of an extended-protocol Execute: it
+        // follows the start and end of a block from the response.
+        Ok(match (response, before, result.transaction) {
+            (Response::Execution(tag), TransactionState::Idle, TransactionState::InBlock) => {
+                Response::TransactionStart(tag)
+            }
+            (Response::Execution(tag), previous, TransactionState::Idle)
+                if previous != TransactionState::Idle =>
+            {
+                Response::TransactionEnd(tag)
+            }
+            (response, _, _) => response,
+        })
     }
 }
 
@@ -523,33 +397,30 @@ impl QueryParser for PgParser {
         C: ClientInfo + Unpin + Send + Sync,
     {
         let what = format!("Parse (prepare statement): {}", audit_text(sql));
+        // Refusals before planning are recorded here; the planner records
+        // the Parse itself (see `QuerySession::prepare_for`).
         if let Err(e) = self.slot.check_length(sql) {
-            self.slot.audit(client, what, Err(&e), vec![]);
+            self.slot.audit(client, what, &e);
             return Err(e);
         }
         let session = match self.slot.lock(client).await {
             Ok(session) => session,
             Err(e) => {
-                self.slot.audit(client, what, Err(&e), vec![]);
+                self.slot.audit(client, what, &e);
                 return Err(e);
             }
         };
-        let parsed = async {
-            let prepared = session.prepare(sql).await.map_err(|e| to_pg_error(&e))?;
-            let param_types = prepared.parameter_types().map_err(|e| to_pg_error(&e))?;
-            let columns = session.describe(&prepared);
-            Ok(Some(PgStatement {
-                prepared,
-                param_types,
-                columns,
-            }))
-        }
-        .await;
-        let tables = session.explain_access(sql).unwrap_or_default();
-        drop(session);
-        self.slot
-            .audit(client, what, parsed.as_ref().map(|_| ()), tables);
-        parsed
+        let prepared = session
+            .prepare_for("Parse (prepare statement)", sql)
+            .await
+            .map_err(|e| to_pg_error(&e))?;
+        let param_types = prepared.parameter_types().map_err(|e| to_pg_error(&e))?;
+        let columns = session.describe(&prepared);
+        Ok(Some(PgStatement {
+            prepared,
+            param_types,
+            columns,
+        }))
     }
 
     fn get_parameter_types(&self, stmt: &Self::Statement) -> PgWireResult<Vec<Type>> {
@@ -576,28 +447,5 @@ impl QueryParser for PgParser {
             column_format.unwrap_or(&Format::UnifiedText),
             None,
         )
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::startup_option;
-
-    #[test]
-    fn search_path_is_read_from_startup_options() {
-        assert_eq!(
-            startup_option(Some("-c search_path=claims,public"), "search_path").as_deref(),
-            Some("claims,public")
-        );
-        assert_eq!(
-            startup_option(
-                Some("--search-path=x -c statement_timeout=5"),
-                "search_path"
-            )
-            .as_deref(),
-            Some("x")
-        );
-        assert_eq!(startup_option(Some("-c a=b"), "search_path"), None);
-        assert_eq!(startup_option(None, "search_path"), None);
     }
 }

@@ -8,7 +8,7 @@
 //!   two apart; the audit log still records the denial;
 //! - a table with row filters or masks resolves to a [`PolicyTable`]:
 //!   `Projection(masks) ← Filter(row filters) ← TableScan` behind a barrier
-//!   that the user's query cannot reach below (see `policy_barrier`).
+//!   that the user's query cannot reach below (see `barrier`).
 //!   Masked values replace the column everywhere the query reads it — CTEs,
 //!   subqueries, joins, windows and predicates included.
 //! - filter and mask expressions are built from the policy's SQL as
@@ -17,6 +17,18 @@
 //!   literal values of the syntax tree: an identity value is never SQL text.
 //!
 //! The policy is evaluated once per table per statement snapshot and cached.
+//!
+//! Rooms: `catalog_view` (each session's catalogs, schemas and tables as
+//! the policy lets it see them), `barrier` (the plan node that keeps
+//! filters and masks below the user's query), `explain` (EXPLAIN as a user
+//! may read it), `admin` and `admin_statements` (policy changes through SQL
+//! and the admin API).
+
+pub(crate) mod admin;
+pub(crate) mod admin_statements;
+pub(crate) mod barrier;
+pub(crate) mod catalog_view;
+pub(crate) mod explain;
 
 use std::collections::HashMap;
 use std::ops::ControlFlow;
@@ -33,8 +45,23 @@ use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use meshgate_policy::{Policy, Principal, TableAccess, TableName};
 
-use crate::policy_barrier::PolicyTable;
+use crate::access::barrier::PolicyTable;
 use crate::{Identity, QueryError};
+
+/// Whether `identity` administers `policy`: the one admin rule
+/// ([`Policy::is_admin`] of the identity's principal, with the groups and
+/// attributes its credential asserted). Sessions, the policy statements
+/// and the admin API all ask here.
+pub fn is_admin(policy: &Policy, identity: &Identity) -> bool {
+    policy.is_admin(&identity.principal(policy))
+}
+
+/// The users meshgate knows (configured users). What a session shows of
+/// them in `pg_roles`/`pg_user` is decided by `postgres::roles::SessionRoles`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RoleDirectory {
+    pub(crate) roles: Arc<Vec<String>>,
+}
 
 /// The policy in force, shared by the service and every session; replaced
 /// whole on reload.

@@ -51,7 +51,7 @@ const ARRAY_COLUMNS: &[(&str, &[&str])] = &[
 pub(crate) fn array_tables() -> &'static [(&'static str, Arc<dyn TableProvider>)] {
     static TABLES: OnceLock<Vec<(&'static str, Arc<dyn TableProvider>)>> = OnceLock::new();
     TABLES.get_or_init(|| {
-        let Ok(statics) = crate::pg_compat::static_tables() else {
+        let Ok(statics) = crate::postgres::static_tables() else {
             return Vec::new();
         };
         ARRAY_COLUMNS

@@ -165,7 +165,7 @@ fn proc_names() -> &'static HashMap<i64, String> {
     static NAMES: OnceLock<HashMap<i64, String>> = OnceLock::new();
     NAMES.get_or_init(|| {
         let mut names = HashMap::new();
-        let Ok(tables) = crate::pg_compat::static_tables() else {
+        let Ok(tables) = crate::postgres::static_tables() else {
             return names;
         };
         for batch in tables.pg_proc.data() {

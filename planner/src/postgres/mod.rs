@@ -1,0 +1,157 @@
+//! PostgreSQL compatibility for sessions opened by the pgwire front end.
+//!
+//! psql, drivers and BI tools probe the server through `pg_catalog`,
+//! `information_schema` and functions such as `version()`, `format_type` or
+//! `pg_table_is_visible`. Those come from `datafusion-pg-catalog`, installed
+//! into the session itself: `pg_class` and friends are computed from the
+//! session's own catalog list, so they show exactly what the session can see.
+//! Its SQL parser also rewrites PostgreSQL-only syntax (`'t'::regclass`,
+//! `OPERATOR(pg_catalog.~)`, bare `current_user`) into what DataFusion plans.
+//!
+//! Everything here is installed only into sessions that speak the
+//! PostgreSQL dialect (pgwire); Flight SQL sessions plan plain DataFusion SQL.
+//! `rewrites` changes SQL text and statements before planning, `analyzer`
+//! changes plans, the other modules are pg_catalog tables and functions.
+
+pub(crate) mod analyzer;
+mod arrays;
+mod descriptions;
+mod functions;
+pub(crate) mod information_schema;
+pub(crate) mod rewrites;
+pub(crate) mod role_registers;
+pub(crate) mod roles;
+mod static_tables;
+mod system_columns;
+mod type_info;
+
+use std::sync::Arc;
+
+use datafusion::catalog::{CatalogProvider, CatalogProviderList, MemoryCatalogProvider};
+use datafusion::prelude::SessionContext;
+use datafusion_pg_catalog::pg_catalog::PgCatalogSchemaProvider;
+
+use crate::session::settings::SessionSettings;
+use crate::{QueryError, QueryResult};
+use static_tables::static_tables;
+
+/// Install PostgreSQL's information_schema, pg_catalog and functions into
+/// a pgwire session's `ctx`.
+///
+/// Like PostgreSQL, `pg_catalog` describes the connection's database (here:
+/// catalog) only; other catalogs stay reachable by three-part names.
+pub(crate) fn install(
+    ctx: &SessionContext,
+    catalog: &str,
+    user: &str,
+    roles: roles::SessionRoles,
+    settings: Arc<std::sync::RwLock<SessionSettings>>,
+    descriptions: Arc<Vec<meshgate_connectors::Description>>,
+) -> QueryResult<()> {
+    let catalogs = ctx.state().catalog_list().clone();
+    let schema = Arc::new(information_schema::PgInformationSchema::new(
+        catalogs.clone(),
+    ));
+    // The session's own catalog too, even when it shows the user nothing.
+    for name in catalogs
+        .catalog_names()
+        .into_iter()
+        .chain([catalog.to_owned()])
+    {
+        if let Some(catalog) = catalogs.catalog(&name) {
+            catalog
+                .register_schema(information_schema::INFORMATION_SCHEMA, schema.clone())
+                .map_err(|e| {
+                    QueryError::Internal(format!("cannot set up information_schema: {e}"))
+                })?;
+        }
+    }
+    let internal =
+        |e: &dyn std::fmt::Display| QueryError::Internal(format!("cannot set up pg_catalog: {e}"));
+    datafusion_pg_catalog::setup_pg_catalog(ctx, catalog, roles.clone())
+        .map_err(|e| internal(&e))?;
+    let current = ctx
+        .catalog(catalog)
+        .ok_or_else(|| internal(&format!("catalog {catalog} is missing")))?;
+    let scoped = DatabaseScope {
+        current: catalog.to_owned(),
+        current_catalog: current.clone(),
+        all: ctx.catalog_names(),
+    };
+    let static_tables = static_tables().map_err(|e| internal(&e))?;
+    let provider = PgCatalogSchemaProvider::try_new(
+        Arc::new(scoped) as Arc<dyn CatalogProviderList>,
+        static_tables,
+        roles.clone(),
+    )
+    .map_err(|e| internal(&e))?;
+    let provider: Arc<dyn datafusion::catalog::SchemaProvider> = Arc::new(provider);
+    let descriptions = Arc::new(descriptions::DescriptionTable::new(
+        descriptions,
+        provider.clone(),
+    ));
+    current
+        .register_schema(
+            "pg_catalog",
+            Arc::new(
+                arrays::array_tables()
+                    .iter()
+                    .cloned()
+                    .chain(roles::role_tables(&roles))
+                    .fold(
+                        system_columns::WithSystemColumns::new(provider)
+                            .replace("pg_description", descriptions),
+                        |catalog, (name, table)| catalog.replace(name, table),
+                    ),
+            ),
+        )
+        .map_err(|e| internal(&e))?;
+    functions::register(ctx, user, settings);
+    Ok(())
+}
+
+/// What `pg_catalog` sees: every catalog as a database (for `pg_database`,
+/// psql's `\l`), but the schemas and tables of the current one only.
+#[derive(Debug)]
+struct DatabaseScope {
+    current: String,
+    current_catalog: Arc<dyn CatalogProvider>,
+    all: Vec<String>,
+}
+
+impl CatalogProviderList for DatabaseScope {
+    fn register_catalog(
+        &self,
+        _name: String,
+        _catalog: Arc<dyn CatalogProvider>,
+    ) -> Option<Arc<dyn CatalogProvider>> {
+        None
+    }
+
+    fn catalog_names(&self) -> Vec<String> {
+        self.all.clone()
+    }
+
+    fn catalog(&self, name: &str) -> Option<Arc<dyn CatalogProvider>> {
+        if name == self.current {
+            Some(self.current_catalog.clone())
+        } else if self.all.iter().any(|n| n == name) {
+            Some(Arc::new(MemoryCatalogProvider::new()))
+        } else {
+            None
+        }
+    }
+}
+
+/// The rewrites of parsed PostgreSQL statements: role name registers
+/// (`'alice'::regrole`), description lookups and array set functions.
+pub(crate) fn rewrite_statements(
+    sql: &str,
+    statements: &mut [datafusion::sql::sqlparser::ast::Statement],
+) {
+    role_registers::rewrite_role_references(sql, statements);
+    for statement in statements.iter_mut() {
+        descriptions::rewrite_lookups(statement);
+        arrays::rewrite_set_functions(statement);
+    }
+}

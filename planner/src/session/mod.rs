@@ -1,0 +1,217 @@
+//! One client's [`QuerySession`]: its identity, its DataFusion context
+//! (default catalog and schema, settings), its cursors and prepared SQL, and
+//! the statement pipeline every front end drives.
+//!
+//! Rooms: `pipeline` plans and runs statements (the one path for pgwire
+//! simple and extended queries and Flight SQL statements and prepared
+//! statements); `statements` recognises the session commands meshgate
+//! answers itself and `commands` runs them; `transaction` is the
+//! transaction-block state machine; `audit` builds each statement's audit
+//! record; `parse`, `cursors`, `deadline` and `settings` are what they say.
+
+mod audit;
+mod column_names;
+mod commands;
+mod cursors;
+mod deadline;
+mod parse;
+mod pipeline;
+mod plan;
+mod prepared;
+pub(crate) mod settings;
+mod statements;
+#[cfg(test)]
+mod tests;
+mod transaction;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::prelude::SessionContext;
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
+use meshgate_policy::Policy;
+
+use crate::access::admin::PolicyAdmin;
+use crate::access::AccessGuard;
+use crate::audit::AuditLog;
+use crate::catalogs::CatalogRegistry;
+use crate::{Identity, QueryResult};
+
+use cursors::Cursor;
+pub use pipeline::{Script, StatementResult};
+pub use prepared::{CopyFormat, CopyOptions, Prepared, QueryOutput, SessionCommand};
+use settings::SessionSettings;
+pub use transaction::{Notice, TransactionState};
+
+/// A SQL `PREPARE`: the statement, and the policy it was planned under.
+type SqlPrepared = (DfStatement, Option<Arc<Policy>>);
+
+/// A table as metadata listings (Flight SQL GetTables, catalogs) show it.
+#[derive(Debug, Clone)]
+pub struct TableInfo {
+    pub catalog: String,
+    pub schema: String,
+    pub table: String,
+    /// `TABLE` or `VIEW`.
+    pub table_type: &'static str,
+    pub columns: SchemaRef,
+}
+
+/// One client's session: its identity, default catalog and schema, and settings.
+pub struct QuerySession {
+    pub(crate) identity: Identity,
+    pub(crate) ctx: SessionContext,
+    pub(crate) catalog: String,
+    /// Shared with the session's `current_setting()` function.
+    pub(crate) settings: Arc<std::sync::RwLock<SessionSettings>>,
+    /// The PostgreSQL parser, for sessions that speak PostgreSQL (pgwire);
+    /// `None` for Flight SQL sessions.
+    pub(crate) postgres: Option<Arc<PostgresCompatibilityParser>>,
+    pub(crate) guard: Option<Arc<AccessGuard>>,
+    pub(crate) audit: Option<Arc<AuditLog>>,
+    pub(crate) protocol: String,
+    pub(crate) client: String,
+    /// Behind a mutex only so the session is `Sync`; `&mut self` methods
+    /// reach it without locking.
+    pub(crate) cursors: std::sync::Mutex<HashMap<String, Cursor>>,
+    pub(crate) registry: Arc<CatalogRegistry>,
+    pub(crate) admin: Arc<PolicyAdmin>,
+    /// SQL `PREPARE`d statements: their text and the policy they were
+    /// planned under, so `EXECUTE` plans them again after a policy change.
+    pub(crate) sql_prepared: std::sync::Mutex<HashMap<String, SqlPrepared>>,
+    /// The server's limit on any statement; `statement_timeout` may only
+    /// shorten it.
+    pub(crate) max_statement_time: Option<std::time::Duration>,
+}
+
+impl QuerySession {
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// Whether this session's user administers the policy; without a
+    /// policy every user does (nothing is restricted).
+    fn is_policy_admin(&self) -> bool {
+        self.guard.as_ref().is_none_or(|guard| guard.is_admin())
+    }
+
+    /// A snapshot of the session's settings.
+    pub fn settings(&self) -> SessionSettings {
+        self.settings.read().expect("settings lock").clone()
+    }
+
+    /// The catalog unqualified names resolve in (the connection's database).
+    pub fn current_catalog(&self) -> &str {
+        &self.catalog
+    }
+
+    /// The schema unqualified names resolve in (first existing schema of `search_path`).
+    pub fn current_schema(&self) -> String {
+        self.ctx
+            .state()
+            .config()
+            .options()
+            .catalog
+            .default_schema
+            .clone()
+    }
+
+    /// For each table `sql` names: its full name and, when a policy is in
+    /// force, the decision and the rules behind it (`meshgate policy explain`).
+    pub fn explain_access(
+        &self,
+        sql: &str,
+    ) -> QueryResult<Vec<(String, Option<meshgate_policy::TableAccess>)>> {
+        let mut out = Vec::new();
+        for statement in self.parse(sql)? {
+            for reference in self.ctx.state().resolve_table_references(&statement)? {
+                let resolved = reference.resolve(&self.catalog, &self.current_schema());
+                let name = meshgate_policy::TableName::new(
+                    resolved.catalog.as_ref(),
+                    resolved.schema.as_ref(),
+                    resolved.table.as_ref(),
+                );
+                let access = self
+                    .guard
+                    .as_ref()
+                    .map(|g| g.access(&name).as_ref().clone());
+                if !out.iter().any(|(n, _)| *n == name.to_string()) {
+                    out.push((name.to_string(), access));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The catalogs this session can see, by name.
+    pub fn catalog_names(&self) -> Vec<String> {
+        let mut names = self.ctx.catalog_names();
+        names.sort();
+        names
+    }
+
+    /// The schemas of `catalog` this session can see (empty if the catalog is unknown).
+    pub fn schema_names(&self, catalog: &str) -> Vec<String> {
+        let mut names = self
+            .ctx
+            .catalog(catalog)
+            .map(|c| c.schema_names())
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    /// Every table this session can see, optionally only in one catalog.
+    pub async fn tables(&self, catalog: Option<&str>) -> QueryResult<Vec<TableInfo>> {
+        let catalogs = match catalog {
+            Some(c) => vec![c.to_owned()],
+            None => self.catalog_names(),
+        };
+        let mut out = Vec::new();
+        for catalog_name in catalogs {
+            let Some(catalog) = self.ctx.catalog(&catalog_name) else {
+                continue;
+            };
+            for schema_name in self.schema_names(&catalog_name) {
+                let Some(schema) = catalog.schema(&schema_name) else {
+                    continue;
+                };
+                let mut tables = schema.table_names();
+                tables.sort();
+                for table_name in tables {
+                    if let Some(table) = schema.table(&table_name).await? {
+                        let table_type = match table.table_type() {
+                            datafusion::datasource::TableType::View => "VIEW",
+                            _ => "TABLE",
+                        };
+                        out.push(TableInfo {
+                            catalog: catalog_name.clone(),
+                            schema: schema_name.clone(),
+                            table: table_name,
+                            table_type,
+                            columns: table.schema(),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The columns `prepared` returns when run in this session (a FETCH
+    /// returns its cursor's columns).
+    pub fn describe(&self, prepared: &Prepared) -> SchemaRef {
+        if let Prepared::Command {
+            command: SessionCommand::Fetch { name, .. },
+            ..
+        } = prepared
+        {
+            if let Some(cursor) = self.cursors.lock().expect("cursor lock").get(name) {
+                return cursor.stream.schema();
+            }
+        }
+        prepared.output_schema()
+    }
+}

@@ -1,0 +1,251 @@
+//! The statement pipeline every front end drives. A front end hands over a
+//! planned statement ([`QuerySession::prepare`]) with its parameter values
+//! and the client's [`TransactionState`], and gets back one
+//! [`StatementResult`]: the output (an Arrow record-batch stream with its
+//! schema, or a command tag), the notices to show, and the new transaction
+//! state. The simple query protocol's loop over the statements of one text
+//! is [`Script`], driven by [`QuerySession::next_statement`].
+//!
+//! Every execution is audited here, once, from the tables the plan already
+//! carries: a row stream is recorded when it ends (rows, duration).
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use datafusion::common::ParamValues;
+use datafusion::sql::parser::Statement as DfStatement;
+
+use super::deadline::Deadline;
+use super::prepared::{returns_rows, Prepared, QueryOutput, TxEffect};
+use super::transaction::{Notice, TransactionState};
+use super::QuerySession;
+use crate::audit::Audited;
+use crate::{QueryError, QueryResult};
+
+/// What running one statement produced.
+pub struct StatementResult {
+    pub output: QueryOutput,
+    /// Warnings for the client (e.g. `COMMIT` outside a transaction).
+    pub notices: Vec<Notice>,
+    /// The client's transaction state after the statement.
+    pub transaction: TransactionState,
+}
+
+/// The statements of one SQL text, run one after another: each is planned
+/// only after the previous one has run (and its rows have been read), as in
+/// PostgreSQL's simple query protocol.
+pub struct Script {
+    statements: VecDeque<DfStatement>,
+}
+
+impl Script {
+    /// No statement is left to run.
+    pub fn is_empty(&self) -> bool {
+        self.statements.is_empty()
+    }
+}
+
+impl QuerySession {
+    /// Split SQL text into a [`Script`] of statements.
+    pub fn script(&self, sql: &str) -> QueryResult<Script> {
+        Ok(Script {
+            statements: self.parse(sql)?.into(),
+        })
+    }
+
+    /// Plan and run the next statement of `script`; `None` when none is
+    /// left. The caller reads a statement's rows before asking for the next.
+    pub async fn next_statement(
+        &mut self,
+        script: &mut Script,
+        transaction: TransactionState,
+    ) -> Option<QueryResult<(Prepared, StatementResult)>> {
+        let statement = script.statements.pop_front()?;
+        let result = async {
+            let prepared = self.prepare_statement(statement).await?;
+            let result = self.execute_statement(&prepared, None, transaction).await?;
+            Ok((prepared, result))
+        }
+        .await;
+        Some(result)
+    }
+
+    /// Plan and run SQL text holding any number of statements outside any
+    /// transaction block, stopping at the first error. The outputs' rows are
+    /// not read here: for callers that read each before the next matters,
+    /// drive a [`Script`] instead.
+    pub async fn run(&mut self, sql: &str) -> QueryResult<Vec<QueryOutput>> {
+        let mut script = self.script(sql)?;
+        let mut transaction = TransactionState::Idle;
+        let mut outputs = Vec::new();
+        while let Some(next) = self.next_statement(&mut script, transaction).await {
+            let (_, result) = next?;
+            transaction = result.transaction;
+            outputs.push(result.output);
+        }
+        Ok(outputs)
+    }
+
+    /// Run a prepared statement with `$n` parameter values outside any
+    /// transaction block (Flight SQL, the CLI).
+    pub async fn execute(
+        &mut self,
+        prepared: &Prepared,
+        params: Option<ParamValues>,
+    ) -> QueryResult<QueryOutput> {
+        self.execute_statement(prepared, params, TransactionState::Idle)
+            .await
+            .map(|result| result.output)
+    }
+
+    /// Run a prepared statement with `$n` parameter values in a client's
+    /// `transaction` state. On error the client's new state is
+    /// `transaction.failed()`.
+    pub async fn execute_statement(
+        &mut self,
+        prepared: &Prepared,
+        params: Option<ParamValues>,
+        transaction: TransactionState,
+    ) -> QueryResult<StatementResult> {
+        let started = Instant::now();
+        let result = match transaction.admit(prepared) {
+            Ok(()) => self.execute_inner(prepared, params).await,
+            Err(e) => Err(e),
+        };
+        let (output, effect) = self.audited(prepared, result, started)?;
+        let (after, notice) = transaction.after(effect);
+        let output = match output {
+            // COMMIT of a failed block rolls back, and says so.
+            QueryOutput::Command { .. }
+                if effect == TxEffect::End && transaction == TransactionState::Failed =>
+            {
+                QueryOutput::Command {
+                    tag: "ROLLBACK".into(),
+                }
+            }
+            other => other,
+        };
+        Ok(StatementResult {
+            output,
+            notices: notice.into_iter().collect(),
+            transaction: after,
+        })
+    }
+
+    /// Write the statement's audit record: now for errors and results
+    /// without rows, when the stream ends for rows.
+    fn audited(
+        &self,
+        prepared: &Prepared,
+        result: QueryResult<(QueryOutput, TxEffect)>,
+        started: Instant,
+    ) -> QueryResult<(QueryOutput, TxEffect)> {
+        let Some(log) = self.audit.clone() else {
+            return result;
+        };
+        if matches!(prepared, Prepared::Empty) {
+            return result;
+        }
+        let tables = prepared.tables().to_vec();
+        match result {
+            Err(e) => {
+                self.audit_now(prepared.sql(), tables, 0, started, Some(&e));
+                Err(e)
+            }
+            Ok((QueryOutput::Rows(stream), effect)) => {
+                let record = self.audit_record(prepared.sql(), tables, None);
+                Ok((
+                    QueryOutput::Rows(Box::pin(Audited::new(stream, log, record, started))),
+                    effect,
+                ))
+            }
+            Ok((QueryOutput::CopyOut { stream, options }, effect)) => {
+                let record = self.audit_record(prepared.sql(), tables, None);
+                Ok((
+                    QueryOutput::CopyOut {
+                        stream: Box::pin(Audited::new(stream, log, record, started)),
+                        options,
+                    },
+                    effect,
+                ))
+            }
+            Ok(other) => {
+                self.audit_now(prepared.sql(), tables, 0, started, None);
+                Ok(other)
+            }
+        }
+    }
+
+    async fn execute_inner(
+        &mut self,
+        prepared: &Prepared,
+        params: Option<ParamValues>,
+    ) -> QueryResult<(QueryOutput, TxEffect)> {
+        // A plan made under an older policy never runs: plan it again.
+        let replanned = self.replan_if_stale(prepared).await?;
+        let prepared = replanned.as_ref().unwrap_or(prepared);
+        match prepared {
+            Prepared::Empty => Ok((QueryOutput::Empty, TxEffect::None)),
+            Prepared::Command { command, .. } => self.run_command(command, prepared).await,
+            Prepared::Query { plan, cache, .. } => {
+                let returns_rows = returns_rows(plan);
+                let session_timeout = self
+                    .settings
+                    .read()
+                    .expect("settings lock")
+                    .statement_timeout();
+                let timeout = match (session_timeout, self.max_statement_time) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                let started = tokio::time::Instant::now();
+                let run = async {
+                    if returns_rows {
+                        let state = self.ctx.state();
+                        if let Some(physical) =
+                            cache.physical_plan(&state, plan, params.as_ref()).await?
+                        {
+                            let stream = datafusion::physical_plan::execute_stream(
+                                physical,
+                                state.task_ctx(),
+                            )?;
+                            return Ok::<_, QueryError>(Some(stream));
+                        }
+                    }
+                    let plan = match params {
+                        Some(params) => plan.clone().with_param_values(params)?,
+                        None => plan.clone(),
+                    };
+                    let df = self.ctx.execute_logical_plan(plan).await?;
+                    if returns_rows {
+                        Ok::<_, QueryError>(Some(df.execute_stream().await?))
+                    } else {
+                        Ok(None)
+                    }
+                };
+                let stream = match timeout {
+                    Some(limit) => tokio::time::timeout(limit, run)
+                        .await
+                        .map_err(|_| QueryError::Timeout)??,
+                    None => run.await?,
+                };
+                if let Some(stream) = stream {
+                    // EXPLAIN output as this user may read it (see `explain`).
+                    let stream = if crate::access::explain::is_explain_output(&stream.schema()) {
+                        crate::access::explain::redact_stream(stream, self.is_policy_admin())
+                    } else {
+                        stream
+                    };
+                    let stream = match timeout {
+                        Some(limit) => Box::pin(Deadline::new(stream, started + limit)),
+                        None => stream,
+                    };
+                    Ok((QueryOutput::Rows(stream), TxEffect::None))
+                } else {
+                    let tag = prepared.command_tag();
+                    Ok((QueryOutput::Command { tag }, TxEffect::None))
+                }
+            }
+        }
+    }
+}

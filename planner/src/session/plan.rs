@@ -1,0 +1,181 @@
+//! Planning: a statement is parsed, recognised as a session command or
+//! planned by DataFusion under the policy in force, checked read-only, and
+//! kept as a [`Prepared`] that carries its plan, the tables it names and
+//! the policy it was planned under, so executions (and their audit
+//! records) never parse it again. A plan made under an older policy is
+//! made again before it runs.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use datafusion::logical_expr::{LogicalPlan, Statement as PlanStatement};
+use datafusion::sql::parser::Statement as DfStatement;
+use meshgate_policy::Policy;
+
+use super::prepared::Prepared;
+use super::statements::session_command;
+use super::QuerySession;
+use crate::plan_cache::PlanCache;
+use crate::{QueryError, QueryResult};
+
+impl QuerySession {
+    /// Parse and plan SQL that must hold at most one statement (extended query,
+    /// Flight SQL); empty text yields [`Prepared::Empty`].
+    pub async fn prepare(&self, sql: &str) -> QueryResult<Prepared> {
+        let mut statements = self.parse(sql)?;
+        match statements.len() {
+            0 => Ok(Prepared::Empty),
+            1 => self.prepare_statement(statements.remove(0)).await,
+            n => Err(multiple_commands(n)),
+        }
+    }
+
+    /// Plan the one statement a client asked to prepare (a pgwire Parse, a
+    /// Flight SQL CreatePreparedStatement). Unlike [`Self::prepare`], the
+    /// request is audited whether it succeeds or not, as `{request}: {sql}`,
+    /// with the tables it names and the policy's decision on each.
+    pub async fn prepare_for(&self, request: &str, sql: &str) -> QueryResult<Prepared> {
+        let started = Instant::now();
+        let result = async {
+            let mut statements = self.parse(sql)?;
+            match statements.len() {
+                0 => Ok(Prepared::Empty),
+                1 => self.plan_statement(statements.remove(0)).await,
+                n => Err(multiple_commands(n)),
+            }
+        }
+        .await;
+        let tables = match &result {
+            Ok(prepared) => prepared.tables().to_vec(),
+            Err(_) => self.tables_named(sql),
+        };
+        let text = format!("{request}: {}", crate::audit::audit_text(sql));
+        self.audit_now(&text, tables, 0, started, result.as_ref().err());
+        result
+    }
+
+    /// Plan one parsed statement. A statement refused here (denied, bad
+    /// SQL) is audited here; others when they have run.
+    pub(super) async fn prepare_statement(&self, statement: DfStatement) -> QueryResult<Prepared> {
+        let started = Instant::now();
+        let sql = statement.to_string();
+        let objects = self.objects(&statement);
+        let result = self.plan_statement(statement).await;
+        if let Err(e) = &result {
+            self.audit_now(&sql, objects, 0, started, Some(e));
+        }
+        result
+    }
+
+    pub(super) async fn plan_statement(&self, statement: DfStatement) -> QueryResult<Prepared> {
+        if let Some(guard) = &self.guard {
+            guard.begin_statement();
+        }
+        let policy = self.guard.as_ref().map(|g| g.policy());
+        let sql = statement.to_string();
+        let tables = self.objects(&statement);
+        if let Some(command) = session_command(&statement)? {
+            return Ok(Prepared::Command {
+                sql,
+                command,
+                tables,
+            });
+        }
+        let plan = self
+            .ctx
+            .state()
+            .statement_to_plan(statement.clone())
+            .await?;
+        crate::read_only::check_plan(&plan)?;
+        match &plan {
+            LogicalPlan::Statement(PlanStatement::Prepare(p)) => {
+                self.sql_prepared
+                    .lock()
+                    .expect("prepared lock")
+                    .insert(p.name.clone(), (statement, policy.clone()));
+            }
+            LogicalPlan::Statement(PlanStatement::Execute(e)) => {
+                self.replan_sql_prepared(&e.name, policy.as_ref()).await?;
+            }
+            _ => {}
+        }
+        Ok(Prepared::Query {
+            sql,
+            plan,
+            cache: PlanCache::default(),
+            policy,
+            tables,
+        })
+    }
+
+    /// Before `EXECUTE name`: a statement `PREPARE`d under another policy
+    /// is planned (and stored) again under `policy`.
+    async fn replan_sql_prepared(
+        &self,
+        name: &str,
+        policy: Option<&Arc<Policy>>,
+    ) -> QueryResult<()> {
+        let stale = {
+            let prepared = self.sql_prepared.lock().expect("prepared lock");
+            match prepared.get(name) {
+                Some((statement, planned_under))
+                    if !same_policy(planned_under.as_ref(), policy) =>
+                {
+                    Some(statement.clone())
+                }
+                _ => None,
+            }
+        };
+        if let Some(statement) = stale {
+            let plan = self
+                .ctx
+                .state()
+                .statement_to_plan(statement.clone())
+                .await?;
+            crate::read_only::check_plan(&plan)?;
+            self.ctx.execute_logical_plan(plan).await?;
+            self.sql_prepared
+                .lock()
+                .expect("prepared lock")
+                .insert(name.to_owned(), (statement, policy.cloned()));
+        }
+        Ok(())
+    }
+
+    /// `prepared` planned again when the policy changed since it was
+    /// planned; `None` when its plan still holds.
+    pub(super) async fn replan_if_stale(
+        &self,
+        prepared: &Prepared,
+    ) -> QueryResult<Option<Prepared>> {
+        let (Some(guard), Prepared::Query { sql, policy, .. }) = (&self.guard, prepared) else {
+            return Ok(None);
+        };
+        guard.begin_statement();
+        if same_policy(policy.as_ref(), Some(&guard.policy())) {
+            return Ok(None);
+        }
+        let mut statements = self.parse(sql)?;
+        if statements.len() != 1 {
+            return Err(QueryError::Internal(format!(
+                "cannot plan `{sql}` again under the new policy"
+            )));
+        }
+        self.plan_statement(statements.remove(0)).await.map(Some)
+    }
+}
+
+fn multiple_commands(n: usize) -> QueryError {
+    QueryError::Syntax(format!(
+        "cannot insert multiple commands into a prepared statement (got {n})"
+    ))
+}
+
+/// True when two plans' policies are the same version in force.
+fn same_policy(a: Option<&Arc<Policy>>, b: Option<&Arc<Policy>>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        (None, None) => true,
+        _ => false,
+    }
+}

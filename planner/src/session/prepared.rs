@@ -1,0 +1,257 @@
+//! What planning a statement produces ([`Prepared`]) and what running it
+//! yields ([`QueryOutput`]).
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::logical_expr::{LogicalPlan, Statement as PlanStatement};
+use datafusion::physical_plan::SendableRecordBatchStream;
+use datafusion::sql::sqlparser::ast;
+use meshgate_policy::Policy;
+
+use crate::access::admin_statements::PolicyStatement;
+use crate::plan_cache::PlanCache;
+use crate::QueryResult;
+
+/// A statement ready to run: planned once, executed any number of times.
+#[derive(Debug, Clone)]
+pub enum Prepared {
+    Query {
+        sql: String,
+        plan: LogicalPlan,
+        /// The optimised plan, shared by clones (see [`PlanCache`]).
+        cache: PlanCache,
+        /// The policy the plan was made under: an execution under another
+        /// policy plans the statement again.
+        policy: Option<Arc<Policy>>,
+        /// The tables the statement names, fully qualified (for the audit
+        /// record; empty when no audit log is kept).
+        tables: Vec<String>,
+    },
+    Command {
+        sql: String,
+        command: SessionCommand,
+        tables: Vec<String>,
+    },
+    Empty,
+}
+
+/// Statements the session answers itself rather than DataFusion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionCommand {
+    Set {
+        name: String,
+        value: Option<String>,
+    },
+    ResetAll,
+    Show(String),
+    ShowAll,
+    Begin,
+    Commit,
+    Rollback,
+    DiscardAll,
+    Savepoint(String),
+    ReleaseSavepoint(String),
+    RollbackToSavepoint(String),
+    /// `DECLARE name CURSOR FOR query`
+    Declare {
+        name: String,
+        query: Box<ast::Query>,
+    },
+    /// `FETCH [n | ALL | NEXT] FROM name`; `None` = all remaining rows.
+    Fetch {
+        name: String,
+        count: Option<usize>,
+    },
+    /// `CLOSE name` / `CLOSE ALL`
+    Close(Option<String>),
+    /// Accepted with nothing to do; the command tag to answer.
+    Noop(String),
+    /// `CALL system.refresh_catalog('name')`: drop cached metadata of a catalog.
+    RefreshCatalog(String),
+    /// `CREATE ROLE`, `DROP ROLE`, `GRANT`, `REVOKE`: a policy change.
+    Policy(PolicyStatement),
+    /// `COPY (query) TO STDOUT` / `COPY table TO STDOUT`
+    CopyOut {
+        query: Box<ast::Query>,
+        options: CopyOptions,
+    },
+}
+
+/// How `COPY ... TO STDOUT` writes rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyOptions {
+    pub format: CopyFormat,
+    pub header: bool,
+    pub delimiter: Option<char>,
+    pub null: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyFormat {
+    Text,
+    Csv,
+    Binary,
+}
+
+impl Prepared {
+    pub fn sql(&self) -> &str {
+        match self {
+            Prepared::Query { sql, .. } | Prepared::Command { sql, .. } => sql,
+            Prepared::Empty => "",
+        }
+    }
+
+    /// The tables the statement names, fully qualified, as resolved when it
+    /// was planned (empty when no audit log is kept).
+    pub fn tables(&self) -> &[String] {
+        match self {
+            Prepared::Query { tables, .. } | Prepared::Command { tables, .. } => tables,
+            Prepared::Empty => &[],
+        }
+    }
+
+    /// The columns the statement returns (empty for commands without rows).
+    pub fn output_schema(&self) -> SchemaRef {
+        match self {
+            Prepared::Query { plan, .. } if returns_rows(plan) => {
+                Arc::new(plan.schema().as_arrow().clone())
+            }
+            Prepared::Command {
+                command: SessionCommand::Show(name),
+                ..
+            } => show_schema(&[name.as_str()]),
+            Prepared::Command {
+                command: SessionCommand::ShowAll,
+                ..
+            } => show_schema(&["name", "setting", "description"]),
+            _ => Arc::new(Schema::empty()),
+        }
+    }
+
+    /// Types of `$1..$n`, in order; `None` where the planner could not infer one.
+    pub fn parameter_types(&self) -> QueryResult<Vec<Option<DataType>>> {
+        let Prepared::Query { plan, .. } = self else {
+            return Ok(vec![]);
+        };
+        let types = plan.get_parameter_types()?;
+        let mut indexed: Vec<(usize, Option<DataType>)> = types
+            .into_iter()
+            .filter_map(|(name, ty)| {
+                name.trim_start_matches('$')
+                    .parse::<usize>()
+                    .ok()
+                    .map(|i| (i, ty))
+            })
+            .collect();
+        indexed.sort_by_key(|(i, _)| *i);
+        let count = indexed.last().map(|(i, _)| *i).unwrap_or(0);
+        let mut out = vec![None; count];
+        for (i, ty) in indexed {
+            if i >= 1 {
+                out[i - 1] = ty;
+            }
+        }
+        Ok(out)
+    }
+
+    /// COMMIT, ROLLBACK and friends: the statements a failed transaction block accepts.
+    pub fn ends_transaction(&self) -> bool {
+        matches!(
+            self,
+            Prepared::Command {
+                command: SessionCommand::Commit
+                    | SessionCommand::Rollback
+                    | SessionCommand::RollbackToSavepoint(_),
+                ..
+            }
+        )
+    }
+
+    /// True when executing the statement yields rows (even zero of them).
+    pub fn returns_rows(&self) -> bool {
+        match self {
+            Prepared::Query { plan, .. } => returns_rows(plan),
+            Prepared::Command { command, .. } => matches!(
+                command,
+                SessionCommand::Show(_) | SessionCommand::ShowAll | SessionCommand::Fetch { .. }
+            ),
+            Prepared::Empty => false,
+        }
+    }
+
+    /// The PostgreSQL command tag for statements that return no rows.
+    pub fn command_tag(&self) -> String {
+        match self {
+            Prepared::Query { plan, .. } => match plan {
+                LogicalPlan::Statement(PlanStatement::Prepare(_)) => "PREPARE".into(),
+                LogicalPlan::Statement(PlanStatement::Deallocate(_)) => "DEALLOCATE".into(),
+                _ => "SELECT".into(),
+            },
+            Prepared::Command { command, .. } => match command {
+                SessionCommand::Set { .. } => "SET".into(),
+                SessionCommand::ResetAll => "RESET".into(),
+                SessionCommand::Show(_) | SessionCommand::ShowAll => "SHOW".into(),
+                SessionCommand::Begin => "BEGIN".into(),
+                SessionCommand::Commit => "COMMIT".into(),
+                SessionCommand::Rollback => "ROLLBACK".into(),
+                SessionCommand::DiscardAll => "DISCARD ALL".into(),
+                SessionCommand::Savepoint(_) => "SAVEPOINT".into(),
+                SessionCommand::ReleaseSavepoint(_) => "RELEASE".into(),
+                SessionCommand::RollbackToSavepoint(_) => "ROLLBACK".into(),
+                SessionCommand::Declare { .. } => "DECLARE CURSOR".into(),
+                SessionCommand::Fetch { .. } => "FETCH".into(),
+                SessionCommand::Close(_) => "CLOSE CURSOR".into(),
+                SessionCommand::CopyOut { .. } => "COPY".into(),
+                SessionCommand::Noop(tag) => tag.clone(),
+                SessionCommand::RefreshCatalog(_) => "CALL".into(),
+                SessionCommand::Policy(p) => p.tag().into(),
+            },
+            Prepared::Empty => String::new(),
+        }
+    }
+}
+
+pub(super) fn returns_rows(plan: &LogicalPlan) -> bool {
+    !matches!(
+        plan,
+        LogicalPlan::Statement(PlanStatement::Prepare(_))
+            | LogicalPlan::Statement(PlanStatement::Deallocate(_))
+    )
+}
+
+fn show_schema(columns: &[&str]) -> SchemaRef {
+    Arc::new(Schema::new(
+        columns
+            .iter()
+            .map(|c| Field::new(*c, DataType::Utf8, false))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// How a statement changes the client's transaction state (see
+/// [`super::TransactionState`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TxEffect {
+    None,
+    Begin,
+    End,
+    /// `ROLLBACK TO SAVEPOINT`: a failed block is usable again.
+    Recover,
+}
+
+/// What executing a statement produced.
+pub enum QueryOutput {
+    /// Rows, streamed batch by batch as the plan produces them.
+    Rows(SendableRecordBatchStream),
+    /// A statement without rows: its PostgreSQL command tag.
+    Command {
+        tag: String,
+    },
+    /// `COPY ... TO STDOUT`: rows to write in a COPY format.
+    CopyOut {
+        stream: SendableRecordBatchStream,
+        options: CopyOptions,
+    },
+    Empty,
+}
