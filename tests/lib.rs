@@ -104,7 +104,7 @@ pub fn extra_user(user: &str, password: &str) -> String {
     )
 }
 
-/// A fresh database on the local PostgreSQL server (127.0.0.1:5432, trust
+/// A fresh database on the local PostgreSQL server ([`pg_server`], trust
 /// auth), dropped when this value is dropped.
 pub struct PgDatabase {
     pub name: String,
@@ -116,6 +116,15 @@ pub struct PgDatabase {
 pub fn pg_server() -> String {
     std::env::var("MESHGATE_TEST_PG")
         .unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=postgres".into())
+}
+
+/// The port of [`pg_server`], for catalogs and proxies that reach it.
+pub fn pg_port() -> u16 {
+    pg_server()
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix("port="))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(5432)
 }
 
 async fn pg_connect(dbname: &str) -> tokio_postgres::Client {

@@ -34,9 +34,7 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::storage::{register_store, Location, StorageOptions, S3_SECRET_KEYS};
-use crate::{
-    parse_options, Connector, ConnectorContext, ConnectorError, Description, PushdownCapabilities,
-};
+use crate::{parse_options, Connector, ConnectorContext, ConnectorError, Description};
 
 /// Reads Delta Lake tables through deltalake's DataFusion integration.
 pub struct DeltaConnector;
@@ -95,15 +93,6 @@ impl Connector for DeltaConnector {
 
     fn secret_keys(&self) -> &'static [&'static str] {
         S3_SECRET_KEYS
-    }
-
-    fn capabilities(&self) -> PushdownCapabilities {
-        PushdownCapabilities {
-            projection: true,
-            filters: true,
-            limit: true,
-            sub_plans: false,
-        }
     }
 
     fn validate(&self, options: &toml::Table) -> Result<(), ConnectorError> {
@@ -233,7 +222,7 @@ impl TableProvider for LatestDeltaTable {
             .await?;
         if latest.schema().fields() != self.schema.fields() {
             return Err(DataFusionError::Plan(format!(
-                "the schema of Delta table {} changed since it was registered; refresh the catalog",
+                "the schema of Delta table {} changed since it was registered; restart meshgate to read the new schema",
                 self.log_store.root_url()
             )));
         }

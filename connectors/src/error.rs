@@ -2,6 +2,7 @@
 
 use thiserror::Error;
 
+/// Why a catalog's options were refused or its source could not be read.
 #[derive(Debug, Error)]
 pub enum ConnectorError {
     /// An option has a bad value or is unknown. `key` is the dotted path inside
@@ -13,6 +14,8 @@ pub enum ConnectorError {
     #[error("table `{table}`: {message}")]
     Table { table: String, message: String },
 
+    /// A location or object store could not be set up (a bad or unsupported
+    /// URL, S3 settings the store refuses), or a schema not registered.
     #[error("{0}")]
     Storage(String),
 

@@ -34,9 +34,7 @@ use serde::Deserialize;
 
 use crate::storage::{register_store, Location, StorageOptions, S3_SECRET_KEYS};
 use crate::types::parse_sql_type;
-use crate::{
-    parse_options, Connector, ConnectorContext, ConnectorError, Description, PushdownCapabilities,
-};
+use crate::{parse_options, Connector, ConnectorContext, ConnectorError, Description};
 
 /// Reads Parquet, CSV and NDJSON through `object_store`.
 pub struct FilesConnector;
@@ -262,15 +260,6 @@ impl Connector for FilesConnector {
 
     fn secret_keys(&self) -> &'static [&'static str] {
         S3_SECRET_KEYS
-    }
-
-    fn capabilities(&self) -> PushdownCapabilities {
-        PushdownCapabilities {
-            projection: true,
-            filters: true,
-            limit: true,
-            sub_plans: false,
-        }
     }
 
     fn validate(&self, options: &toml::Table) -> Result<(), ConnectorError> {

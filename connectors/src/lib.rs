@@ -1,11 +1,14 @@
 //! Connectors turn one catalog's configuration into a DataFusion catalog.
 //!
 //! A connector knows storage and pushdown; it never sees policies or wire
-//! protocols. The contract is deliberately small ([`Connector`]): build a
-//! catalog from options, name the option keys that are secrets (so the
-//! gateway can redact them anywhere it prints configuration), and state the
-//! pushdown the source supports. Concrete connectors live in one module per
-//! source kind and are wired in by the binary through [`ConnectorRegistry`].
+//! protocols. The contract is deliberately small ([`Connector`]): check and
+//! build a catalog from options, list the descriptions written in them, and
+//! name the option keys that are secrets (so they are redacted anywhere
+//! configuration or errors are printed). What a source evaluates itself is
+//! stated by the table providers it builds (filter pushdown, and for SQL
+//! sources federation of whole sub-plans), not by the contract. Concrete
+//! connectors live in one module per source kind and are wired in by the
+//! binary through [`ConnectorRegistry`].
 //!
 //! Options arrive as the TOML table of the catalog (minus the keys the gateway
 //! owns, such as `connector` and `description`); each connector deserialises
@@ -13,6 +16,7 @@
 //! error that names the key rather than a silently ignored setting.
 
 mod delta;
+mod delta_write;
 mod error;
 mod files;
 pub mod secrets;
@@ -29,26 +33,14 @@ use datafusion::catalog::CatalogProvider;
 use datafusion::execution::SessionState;
 
 pub use delta::DeltaConnector;
+pub use delta_write::create_delta_table;
 pub use error::ConnectorError;
 pub use files::FilesConnector;
 pub use sql::{refresh_catalog, MySqlConnector, PostgresConnector, SqlCatalog};
 pub use storage::StorageOptions;
 
-/// What a source can evaluate itself, so the planner knows what it may push down.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PushdownCapabilities {
-    /// Only the referenced columns are read.
-    pub projection: bool,
-    /// Predicates prune data at the source (exactly or as a pre-filter).
-    pub filters: bool,
-    /// A LIMIT stops reading early.
-    pub limit: bool,
-    /// Whole sub-plans (joins, aggregates) can run at the source as SQL.
-    pub sub_plans: bool,
-}
-
 /// A description a domain team wrote for one of its tables or columns
-/// (shown to users by `\\d+`, `obj_description`, BI tools' catalog browsers).
+/// (shown to users by `\d+`, `obj_description`, BI tools' catalog browsers).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Description {
     pub schema: String,
@@ -77,9 +69,6 @@ pub trait Connector: Send + Sync {
     /// Option keys (dotted paths inside the catalog table) whose values are
     /// secrets and must never be printed.
     fn secret_keys(&self) -> &'static [&'static str];
-
-    /// What this source evaluates itself.
-    fn capabilities(&self) -> PushdownCapabilities;
 
     /// Check the options without touching the source.
     fn validate(&self, options: &toml::Table) -> Result<(), ConnectorError>;
@@ -144,10 +133,6 @@ impl Connector for SecretAware {
 
     fn secret_keys(&self) -> &'static [&'static str] {
         self.0.secret_keys()
-    }
-
-    fn capabilities(&self) -> PushdownCapabilities {
-        self.0.capabilities()
     }
 
     fn validate(&self, options: &toml::Table) -> Result<(), ConnectorError> {

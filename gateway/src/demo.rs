@@ -7,9 +7,10 @@
 //!
 //! The data is generated from fixed seeds, so every run (and every test) sees
 //! the same rows. [`write_demo`] writes the data and a `meshgate.toml` next to
-//! it; the CLI then serves that configuration.
+//! it; the CLI then serves that configuration. The Delta table is written by
+//! the connectors crate ([`meshgate_connectors::create_delta_table`]), which
+//! links the Delta writer, so the gateway does not.
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -17,10 +18,39 @@ use datafusion::arrow::array::{
     ArrayRef, Date32Array, Decimal128Array, Int32Array, Int64Array, RecordBatch, StringArray,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::error::ArrowError;
 use datafusion::parquet::arrow::ArrowWriter;
-use deltalake::DeltaTableBuilder;
+use datafusion::parquet::errors::ParquetError;
+use meshgate_connectors::{create_delta_table, ConnectorError};
+use thiserror::Error;
 
 use crate::auth::PasswordHash;
+
+/// Why the demo mesh could not be written.
+#[derive(Debug, Error)]
+pub enum DemoError {
+    /// A file or directory of the demo could not be written or replaced.
+    #[error("{}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Csv(#[from] ArrowError),
+    #[error(transparent)]
+    Parquet(#[from] ParquetError),
+    #[error(transparent)]
+    Delta(#[from] ConnectorError),
+}
+
+/// `result`'s I/O error, naming `path`.
+fn at<T>(path: &Path, result: std::io::Result<T>) -> Result<T, DemoError> {
+    result.map_err(|source| DemoError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
 
 pub const MEMBERS: usize = 200;
 pub const PROVIDERS: usize = 25;
@@ -179,8 +209,8 @@ fn claims() -> RecordBatch {
     RecordBatch::try_new(schema, columns).expect("static schema")
 }
 
-fn write_csv(path: &Path, batch: &RecordBatch) -> anyhow::Result<()> {
-    let file = std::fs::File::create(path)?;
+fn write_csv(path: &Path, batch: &RecordBatch) -> Result<(), DemoError> {
+    let file = at(path, std::fs::File::create(path))?;
     let mut writer = datafusion::arrow::csv::WriterBuilder::new()
         .with_header(true)
         .build(file);
@@ -188,67 +218,47 @@ fn write_csv(path: &Path, batch: &RecordBatch) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn write_parquet(path: &Path, batch: &RecordBatch) -> anyhow::Result<()> {
-    let file = std::fs::File::create(path)?;
+fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<(), DemoError> {
+    let file = at(path, std::fs::File::create(path))?;
     let mut writer = ArrowWriter::try_new(file, batch.schema(), None)?;
     writer.write(batch)?;
     writer.close()?;
     Ok(())
 }
 
-async fn write_delta(dir: &Path, batch: RecordBatch) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let url = url::Url::from_directory_path(dir.canonicalize()?)
-        .map_err(|_| anyhow::anyhow!("{} is not an absolute path", dir.display()))?;
-    // A new, unloaded table: the write creates it (no log to read yet).
-    DeltaTableBuilder::from_url(url)?
-        .build()?
-        .write(vec![batch])
-        .with_partition_columns(["status"])
-        .await?;
-    Ok(())
-}
-
 /// Write the demo data and its `meshgate.toml` into `options.data_dir`
 /// (replacing an earlier demo there) and return the config file's path.
-pub async fn write_demo(options: &DemoOptions) -> anyhow::Result<PathBuf> {
+pub async fn write_demo(options: &DemoOptions) -> Result<PathBuf, DemoError> {
     let dir = &options.data_dir;
     for domain in ["members", "claims", "providers"] {
         let path = dir.join(domain);
         if path.exists() {
-            std::fs::remove_dir_all(&path)?;
+            at(&path, std::fs::remove_dir_all(&path))?;
         }
-        std::fs::create_dir_all(&path)?;
+        at(&path, std::fs::create_dir_all(&path))?;
     }
     write_csv(&dir.join("members/members.csv"), &members())?;
     write_parquet(&dir.join("providers/providers.parquet"), &providers())?;
-    write_delta(&dir.join("claims/claims"), claims()).await?;
+    create_delta_table(&dir.join("claims/claims"), vec![claims()], &["status"]).await?;
 
-    let mut config = String::new();
-    writeln!(
-        config,
-        "# Written by `meshgate demo`: three domains, three stores."
-    )?;
-    writeln!(config, "[server]\ndefault_catalog = \"members\"\n")?;
-    writeln!(
-        config,
-        "[listeners.pgwire]\naddress = \"{}\"",
+    let mut config = String::from("# Written by `meshgate demo`: three domains, three stores.\n");
+    config.push_str("[server]\ndefault_catalog = \"members\"\n\n");
+    config.push_str(&format!(
+        "[listeners.pgwire]\naddress = \"{}\"\n",
         options.pgwire_address
-    )?;
+    ));
     if let Some(flight) = &options.flight_sql_address {
-        writeln!(config, "[listeners.flight_sql]\naddress = \"{flight}\"")?;
+        config.push_str(&format!("[listeners.flight_sql]\naddress = \"{flight}\"\n"));
         // Flight SQL credentials travel in headers; the demo has no TLS.
-        writeln!(
-            config,
+        config.push_str(
             "\n# The demo runs without TLS: Flight SQL passwords cross in cleartext.\n\
-             # In production configure [tls] and remove this.\n[auth]\nallow_cleartext = true"
-        )?;
+             # In production configure [tls] and remove this.\n[auth]\nallow_cleartext = true\n",
+        );
     }
-    writeln!(
-        config,
-        "\n# password: {DEMO_PASSWORD}\n[users.{DEMO_USER}]\npassword = \"{}\"\n",
+    config.push_str(&format!(
+        "\n# password: {DEMO_PASSWORD}\n[users.{DEMO_USER}]\npassword = \"{}\"\n\n",
         PasswordHash::generate(DEMO_PASSWORD)
-    )?;
+    ));
     config.push_str(
         r#"[catalogs.members]
 connector = "files"
@@ -278,7 +288,7 @@ path = "providers.parquet"
 "#,
     );
     let config_path = dir.join("meshgate.toml");
-    std::fs::write(&config_path, config)?;
+    at(&config_path, std::fs::write(&config_path, config))?;
     Ok(config_path)
 }
 

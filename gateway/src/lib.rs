@@ -6,6 +6,16 @@
 //! [`meshgate_planner::QuerySession`] for that identity, and encodes the Arrow
 //! batches it gets back; none of them touches DataFusion directly or makes
 //! access decisions of its own.
+//!
+//! The modules from the bottom up; each uses only modules listed before it:
+//! - [`limits`], [`request_limits`], [`tls`], [`log_redaction`], [`status`]:
+//!   small shared pieces;
+//! - [`auth`]: who is calling, for every front end (with its own settings
+//!   types);
+//! - [`config`]: `meshgate.toml`, loaded and checked;
+//! - [`pgwire`], [`flight_sql`], [`admin`]: the front ends;
+//! - [`server`]: builds the gateway from a configuration and runs the
+//!   listeners; [`demo`] writes the demo mesh the CLI serves.
 
 pub mod admin;
 pub mod auth;
@@ -17,6 +27,7 @@ pub mod log_redaction;
 pub mod pgwire;
 pub mod request_limits;
 pub mod server;
+pub mod status;
 pub mod tls;
 
 pub use config::{Config, ConfigError};

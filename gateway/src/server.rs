@@ -88,7 +88,11 @@ impl Gateway {
             service = service.with_audit(log);
         }
         let service = Arc::new(service);
-        let users = Arc::new(UserStore::from_config(&config));
+        let users = Arc::new(UserStore::new(
+            &config.users,
+            &config.auth,
+            &config.base_dir,
+        ));
         if let Some(jwt) = users.jwt() {
             // A JWKS URL is fetched once up front; if the issuer is down, tokens
             // are refused until a later fetch succeeds.

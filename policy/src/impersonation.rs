@@ -15,8 +15,10 @@
 //! target is matched against the impersonated user's principal (their policy
 //! groups). `*` is not a target: whom a service may become is spelled out.
 
-use crate::{applies, invalid, matches_principal, Effect, Grant, Policy, PolicyDocument};
-use crate::{PolicyError, Principal};
+use crate::document::{Effect, Grant, PolicyDocument};
+use crate::load::invalid;
+use crate::model::{applies, matches_principal};
+use crate::{Policy, PolicyError, Principal};
 
 /// Check an `impersonate` grant (`grants[i]`).
 pub(crate) fn validate(i: usize, grant: &Grant, doc: &PolicyDocument) -> Result<(), PolicyError> {

@@ -4,9 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use meshgate_tests::{
-    pg_server, simple_rows as rows, MariaDatabase, PgDatabase, TcpProxy, TestMesh,
-};
+use meshgate_tests::{pg_port, simple_rows as rows, MariaDatabase, PgDatabase, TcpProxy, TestMesh};
 use tokio_postgres::SimpleQueryMessage;
 
 fn cell(v: &Option<String>) -> &str {
@@ -26,14 +24,6 @@ async fn remote_statements(client: &tokio_postgres::Client, sql: &str) -> Vec<St
     .flat_map(|r| cell(&r[1]).lines().map(str::to_owned).collect::<Vec<_>>())
     .filter(|l| l.contains("VirtualExecutionPlan"))
     .collect()
-}
-
-fn pg_port() -> u16 {
-    pg_server()
-        .split_whitespace()
-        .find_map(|kv| kv.strip_prefix("port="))
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(5432)
 }
 
 /// The orders/accounts tables in PostgreSQL and products in MariaDB that the

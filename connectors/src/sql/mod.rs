@@ -12,7 +12,8 @@
 //! Schema and table lists are cached for `metadata_ttl_secs` and refreshed in
 //! the background when stale; a table that is queried but not yet listed is
 //! looked up at once, so a new table is queryable without waiting. Table
-//! schemas are cached with moka for the same TTL. [`refresh`] drops both.
+//! schemas are cached with moka for the same TTL. [`SqlCatalog::refresh`]
+//! (`CALL system.refresh_catalog('name')`) drops both.
 
 mod federation;
 mod mysql;
@@ -35,14 +36,6 @@ use federation::FunctionSet;
 use options::{NameFilter, SqlOptions};
 
 use crate::ConnectorError;
-
-/// What every SQL source evaluates itself: whole sub-plans, through federation.
-pub(crate) const SQL_CAPABILITIES: crate::PushdownCapabilities = crate::PushdownCapabilities {
-    projection: true,
-    filters: true,
-    limit: true,
-    sub_plans: true,
-};
 
 /// The option keys of a SQL catalog that hold secrets.
 pub(crate) const SQL_SECRET_KEYS: &[&str] = &["password"];
@@ -143,7 +136,8 @@ impl SqlCatalog {
         Arc::new(this)
     }
 
-    /// Forget cached metadata and connections, and list the source again.
+    /// Forget the cached table schemas and list the source again (a listing
+    /// that fails also drops the connection pool).
     pub async fn refresh(&self) -> Result<(), ConnectorError> {
         self.inner.tables.invalidate_all();
         self.inner.refresh_listing().await
@@ -389,7 +383,7 @@ impl SchemaProvider for SqlSchema {
 }
 
 /// Refresh `catalog` if it is a SQL catalog; `None` for other kinds, whose
-/// metadata is read from storage on every query anyway.
+/// tables and schemas are fixed when the catalog is built.
 pub async fn refresh_catalog(
     catalog: &Arc<dyn CatalogProvider>,
 ) -> Option<Result<(), ConnectorError>> {

@@ -31,8 +31,8 @@ use secrecy::SecretString;
 
 use super::federation::FunctionSet;
 use super::options::{NameFilter, SqlOptions};
-use super::{SourceKind, SourcePool, SourceTable, SqlCatalog, SQL_CAPABILITIES, SQL_SECRET_KEYS};
-use crate::{parse_options, Connector, ConnectorContext, ConnectorError, PushdownCapabilities};
+use super::{SourceKind, SourcePool, SourceTable, SqlCatalog, SQL_SECRET_KEYS};
+use crate::{parse_options, Connector, ConnectorContext, ConnectorError};
 
 pub struct MySqlConnector;
 
@@ -44,10 +44,6 @@ impl Connector for MySqlConnector {
 
     fn secret_keys(&self) -> &'static [&'static str] {
         SQL_SECRET_KEYS
-    }
-
-    fn capabilities(&self) -> PushdownCapabilities {
-        SQL_CAPABILITIES
     }
 
     fn validate(&self, options: &toml::Table) -> Result<(), ConnectorError> {

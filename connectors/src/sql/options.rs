@@ -18,7 +18,8 @@ pub(crate) struct SqlOptions {
     pub password: Option<crate::secrets::Secret>,
     /// The database this catalog exposes (one catalog = one database).
     pub database: String,
-    /// `disable`, `prefer` (default), `require`, `verify-ca` or `verify-full`.
+    /// `disable`, `prefer` (default), `require`, `verify-ca` or `verify-full`
+    /// (MySQL takes the first three).
     #[serde(default = "default_sslmode")]
     pub sslmode: String,
     /// A PEM file of root certificates to verify the source's certificate.
@@ -31,7 +32,8 @@ pub(crate) struct SqlOptions {
     /// How long schema and table lists are cached.
     #[serde(default = "default_metadata_ttl")]
     pub metadata_ttl_secs: u64,
-    /// Schemas to expose (glob patterns); empty means every non-system schema.
+    /// Schemas to expose (glob patterns); empty means every non-system schema
+    /// for PostgreSQL and only `database` for MySQL.
     #[serde(default)]
     pub include_schemas: Vec<String>,
     #[serde(default)]

@@ -48,8 +48,8 @@ use tokio_postgres::types::ToSql;
 
 use super::federation::FunctionSet;
 use super::options::{NameFilter, SqlOptions};
-use super::{SourceKind, SourcePool, SourceTable, SqlCatalog, SQL_CAPABILITIES, SQL_SECRET_KEYS};
-use crate::{parse_options, Connector, ConnectorContext, ConnectorError, PushdownCapabilities};
+use super::{SourceKind, SourcePool, SourceTable, SqlCatalog, SQL_SECRET_KEYS};
+use crate::{parse_options, Connector, ConnectorContext, ConnectorError};
 
 type Param = &'static (dyn ToSql + Sync);
 type DynPool = dyn DbConnectionPool<PostgresPooledConnection, Param> + Send + Sync;
@@ -64,10 +64,6 @@ impl Connector for PostgresConnector {
 
     fn secret_keys(&self) -> &'static [&'static str] {
         SQL_SECRET_KEYS
-    }
-
-    fn capabilities(&self) -> PushdownCapabilities {
-        SQL_CAPABILITIES
     }
 
     fn validate(&self, options: &toml::Table) -> Result<(), ConnectorError> {

@@ -7,8 +7,8 @@
 //! After the call, an `UNAUTHENTICATED` answer is a failed sign-in: it is
 //! audited with the claimed user, the client address and the reason the
 //! client was given — never the password or token. The services keep the
-//! one decision of who the caller is (`flight_sql::authenticate`), so no
-//! call is authenticated by two rules.
+//! one decision of who the caller is ([`super::authenticate`]), so no call
+//! is authenticated by two rules.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -20,6 +20,7 @@ use base64::Engine as _;
 use meshgate_planner::QueryService;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 
+use super::credentials::decode_basic;
 use super::{audit_failed_sign_in, looks_like_jwt, UserStore};
 
 /// Adds JWKS refresh and failed-sign-in auditing to a gRPC server.
@@ -81,16 +82,7 @@ impl Presented {
         let user_claim = users.jwt().map(|j| j.user_claim()).unwrap_or("sub");
         match scheme.to_ascii_lowercase().as_str() {
             "basic" => {
-                let decoded = base64::engine::general_purpose::STANDARD
-                    .decode(value)
-                    .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(value))
-                    .ok()
-                    .and_then(|b| String::from_utf8(b).ok());
-                let (user, password) = decoded
-                    .as_deref()
-                    .and_then(|t| t.split_once(':'))
-                    .map(|(u, p)| (u.to_owned(), p.to_owned()))
-                    .unwrap_or_default();
+                let (user, password) = decode_basic(value).unwrap_or_default();
                 let jwt = (users.accepts_jwt() && looks_like_jwt(&password)).then_some(password);
                 Self {
                     user,
@@ -99,12 +91,12 @@ impl Presented {
                 }
             }
             "bearer" if users.accepts_jwt() && looks_like_jwt(value) => Self {
-                user: claimed_user(value, user_claim, true),
+                user: claimed_user(value, user_claim),
                 mechanism: "bearer JWT",
                 jwt: Some(value.to_owned()),
             },
             "bearer" => Self {
-                user: claimed_user(value, "sub", false),
+                user: claimed_user(value, "sub"),
                 mechanism: "bearer token",
                 jwt: None,
             },
@@ -117,16 +109,13 @@ impl Presented {
 }
 
 /// The user a token names, without verifying it (for the audit record of a
-/// token that failed verification). JWT payloads are the middle part,
-/// meshgate's own tokens the first.
-fn claimed_user(token: &str, claim: &str, jwt: bool) -> String {
+/// token that failed verification). Identity providers' JWTs and meshgate's
+/// own tokens are both compact JWS: the claims are the middle part.
+fn claimed_user(token: &str, claim: &str) -> String {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let payload = if jwt {
-        token.split('.').nth(1)
-    } else {
-        token.split('.').next()
-    };
-    payload
+    token
+        .split('.')
+        .nth(1)
         .and_then(|p| URL_SAFE_NO_PAD.decode(p).ok())
         .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
         .and_then(|claims| {

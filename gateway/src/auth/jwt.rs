@@ -11,6 +11,7 @@
 //! it, and when none is configured a token that names any audience is
 //! refused (it was issued for some other service).
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,15 +20,19 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use meshgate_planner::Identity;
 
 use super::jwks::{JwkCache, JwksLocation, KeySet};
+use super::settings::JwtConfig;
+use super::tokens::is_signed_token;
 use super::AuthError;
-use crate::config::Config;
 
 /// Most leeway accepted for clock skew.
 const MAX_LEEWAY_SECS: u64 = 300;
 
-/// A compact JWS: three base64url parts, the first a JSON header.
+/// Whether `s` is a token for the identity provider's keys: a compact JWS
+/// (three base64url parts, the first a JSON header) that is not one of
+/// meshgate's own signed tokens (see [`super::TokenSigner`]), which have the
+/// same shape but are verified with meshgate's key.
 pub fn looks_like_jwt(s: &str) -> bool {
-    s.starts_with("eyJ") && s.split('.').count() == 3
+    s.starts_with("eyJ") && s.split('.').count() == 3 && !is_signed_token(s)
 }
 
 /// Where verification keys come from.
@@ -78,13 +83,12 @@ fn parse_algorithm(name: &str) -> Option<Algorithm> {
 }
 
 impl JwtVerifier {
-    /// From `[auth.jwt]`; errors are `(key, problem)`. A JWKS file is read
-    /// here (so a broken one fails the configuration); a JWKS URL is fetched
-    /// on first use (see [`JwtVerifier::refresh_keys`]).
-    pub fn from_config(config: &Config) -> Result<Self, (String, String)> {
-        let Some(c) = &config.auth.jwt else {
-            return Err(("auth.jwt".into(), "is not configured".into()));
-        };
+    /// From `[auth.jwt]`, with relative key file paths resolved against
+    /// `base_dir`; errors are `(key, problem)`, the key a full path such as
+    /// `auth.jwt.secret`. A JWKS file is read here (so a broken one fails the
+    /// configuration); a JWKS URL is fetched on first use (see
+    /// [`JwtVerifier::refresh_keys`]).
+    pub fn from_config(c: &JwtConfig, base_dir: &Path) -> Result<Self, (String, String)> {
         let bad = |key: &str, problem: String| (format!("auth.jwt.{key}"), problem);
         let algorithm = parse_algorithm(&c.algorithm).ok_or_else(|| {
             bad(
@@ -122,7 +126,7 @@ impl JwtVerifier {
             }
             (false, ["public_key_file"]) => {
                 let file = c.public_key_file.as_deref().unwrap_or_default();
-                let path = config.resolve_path(std::path::Path::new(file));
+                let path = base_dir.join(file);
                 let pem = std::fs::read(&path)
                     .map_err(|e| bad("public_key_file", format!("{}: {e}", path.display())))?;
                 let key = match algorithm {
@@ -143,7 +147,7 @@ impl JwtVerifier {
             }
             (false, ["jwks_file"]) => {
                 let file = c.jwks_file.as_deref().unwrap_or_default();
-                let path = config.resolve_path(std::path::Path::new(file));
+                let path = base_dir.join(file);
                 let bytes = std::fs::read(&path)
                     .map_err(|e| bad("jwks_file", format!("{}: {e}", path.display())))?;
                 let set = KeySet::parse(&bytes, algorithm)
@@ -349,10 +353,16 @@ mod tests {
 
     const SECRET: &str = "a shared secret of at least 32 bytes!";
 
+    fn from_toml(text: &str) -> Result<JwtVerifier, (String, String)> {
+        let config: JwtConfig = toml::from_str(text).unwrap();
+        JwtVerifier::from_config(&config, Path::new("/tmp"))
+    }
+
     fn verifier(extra: &str) -> JwtVerifier {
-        let text = format!("[auth.jwt]\nalgorithm = \"HS256\"\nsecret = \"{SECRET}\"\n{extra}\n");
-        let config = Config::parse(&text, "t.toml", std::path::PathBuf::from("/tmp")).unwrap();
-        JwtVerifier::from_config(&config).unwrap()
+        from_toml(&format!(
+            "algorithm = \"HS256\"\nsecret = \"{SECRET}\"\n{extra}\n"
+        ))
+        .unwrap()
     }
 
     fn now() -> i64 {
@@ -440,26 +450,36 @@ mod tests {
 
     #[test]
     fn key_sources_are_validated() {
-        let parse = |text: &str| {
-            Config::parse(text, "t.toml", std::path::PathBuf::from("/tmp"))
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        };
-        let err = parse("[auth.jwt]\nalgorithm = \"RS256\"\nsecret = \"x\"").unwrap_err();
-        assert!(err.contains("auth.jwt.algorithm"), "{err}");
-        let err =
-            parse("[auth.jwt]\nalgorithm = \"ES256\"\njwks_file = \"a\"\njwks_url = \"https://x\"")
+        let parse = |text: &str| from_toml(text).map(|_| ());
+        let (key, _) = parse("algorithm = \"RS256\"\nsecret = \"x\"").unwrap_err();
+        assert_eq!(key, "auth.jwt.algorithm");
+        let (_, problem) =
+            parse("algorithm = \"ES256\"\njwks_file = \"a\"\njwks_url = \"https://x\"")
                 .unwrap_err();
-        assert!(err.contains("exactly one"), "{err}");
-        let err = parse("[auth.jwt]\nalgorithm = \"ES256\"\njwks_url = \"file:///etc/passwd\"")
-            .unwrap_err();
-        assert!(err.contains("auth.jwt.jwks_url"), "{err}");
-        let err = parse("[auth.jwt]\nalgorithm = \"none\"").unwrap_err();
-        assert!(err.contains("auth.jwt.algorithm"), "{err}");
-        let err = parse(&format!(
-            "[auth.jwt]\nalgorithm = \"HS256\"\nsecret = \"{SECRET}\"\nleeway_secs = 86400"
+        assert!(problem.contains("exactly one"), "{problem}");
+        let (key, _) =
+            parse("algorithm = \"ES256\"\njwks_url = \"file:///etc/passwd\"").unwrap_err();
+        assert_eq!(key, "auth.jwt.jwks_url");
+        let (key, _) = parse("algorithm = \"none\"").unwrap_err();
+        assert_eq!(key, "auth.jwt.algorithm");
+        let (key, _) = parse(&format!(
+            "algorithm = \"HS256\"\nsecret = \"{SECRET}\"\nleeway_secs = 86400"
         ))
         .unwrap_err();
-        assert!(err.contains("auth.jwt.leeway_secs"), "{err}");
+        assert_eq!(key, "auth.jwt.leeway_secs");
+    }
+
+    #[test]
+    fn meshgate_tokens_are_not_taken_for_the_providers() {
+        let ours = super::super::TokenSigner::default().issue(
+            "alice",
+            "session",
+            None,
+            Duration::from_secs(60),
+        );
+        assert!(!looks_like_jwt(&ours));
+        assert!(looks_like_jwt(&hs256(
+            json!({"sub": "carol", "exp": now() + 600})
+        )));
     }
 }

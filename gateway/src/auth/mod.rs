@@ -1,6 +1,7 @@
 //! Who is calling, shared by every front end: configured users and their
-//! password hashes, JSON Web Tokens from an identity provider, meshgate's
-//! own signed tokens, and the audit record of a failed sign-in.
+//! password hashes (pgwire runs SCRAM against them), JSON Web Tokens from an
+//! identity provider, meshgate's own signed tokens, the credentials of a
+//! gRPC call, impersonation, and the audit record of a failed sign-in.
 //!
 //! Two rules a newcomer must know:
 //! - **What a client is asked for depends on the server's configuration and
@@ -16,32 +17,40 @@
 //!   (checked when the configuration is loaded).
 //!
 //! Front ends call [`UserStore::sign_in`] (or [`UserStore::verify`] when the
-//! JWT keys are known to be current), report failures with
-//! [`audit_failed_sign_in`], and then let a signed-in service account act as
-//! an end user where the policy allows it ([`impersonate`]).
+//! JWT keys are known to be current; gRPC services [`authenticate`] a call's
+//! headers), report failures with [`audit_failed_sign_in`], and then let a
+//! signed-in service account act as an end user where the policy allows it
+//! ([`impersonate`]).
+//!
+//! This module sits below the configuration: it owns its settings types
+//! ([`AuthConfig`], [`JwtConfig`], [`UserConfig`]), which `meshgate.toml`
+//! embeds, and never reads the configuration as a whole.
 
+mod credentials;
 mod grpc;
 mod impersonation;
 mod jwks;
 mod jwt;
 mod password;
+mod settings;
 mod tokens;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 
 use meshgate_planner::{AuditRecord, Identity, QueryService};
 
-use crate::config::Config;
-
+pub use credentials::{authenticate, presented_jwt};
 pub use grpc::SignInLayer;
 pub use impersonation::{
     flight_identity, impersonate, startup_impersonation, IMPERSONATE_HEADER, IMPERSONATE_PARAMETER,
 };
 pub use jwt::{looks_like_jwt, JwtVerifier};
 pub use password::{PasswordHash, ITERATIONS};
-pub use tokens::{Claims, TokenError, TokenSigner};
+pub use settings::{AuthConfig, JwtConfig, UserConfig};
+pub use tokens::{Claims, TokenError, TokenSigner, SESSION_TOKEN};
 
 use password::MockSecret;
 
@@ -62,10 +71,12 @@ pub struct UserStore {
 }
 
 impl UserStore {
-    /// The users of a validated configuration.
-    pub fn from_config(config: &Config) -> Self {
-        let users: HashMap<String, PasswordHash> = config
-            .users
+    /// The users and JWT issuer of a configuration that has been validated
+    /// (a hash or JWT setting that does not parse is left out here; loading
+    /// the configuration refuses it). Relative key files of `[auth.jwt]`
+    /// resolve against `base_dir`.
+    pub fn new(users: &BTreeMap<String, UserConfig>, auth: &AuthConfig, base_dir: &Path) -> Self {
+        let hashes: HashMap<String, PasswordHash> = users
             .iter()
             .filter_map(|(name, u)| {
                 PasswordHash::parse(&u.password)
@@ -73,27 +84,23 @@ impl UserStore {
                     .map(|h| (name.clone(), h))
             })
             .collect();
-        let jwt = config
-            .auth
+        let jwt = auth
             .jwt
             .as_ref()
-            .and_then(|_| JwtVerifier::from_config(config).ok())
+            .and_then(|jwt| JwtVerifier::from_config(jwt, base_dir).ok())
             .map(Arc::new);
-        // `config.users` is ordered by name, so the secret is stable.
-        let secrets = config
-            .users
+        // `users` is ordered by name, so the secret is stable.
+        let secrets = users
             .iter()
             .flat_map(|(name, u)| [name.as_bytes(), u.password.as_bytes()])
             .chain(
-                config
-                    .auth
-                    .jwt
+                auth.jwt
                     .as_ref()
                     .and_then(|j| j.secret.as_deref())
                     .map(str::as_bytes),
             );
         Self {
-            users,
+            users: hashes,
             jwt,
             mock: MockSecret::derive(secrets),
         }

@@ -1,12 +1,27 @@
 //! Meshgate's own short-lived tokens: Flight SQL session tokens, statement
-//! tickets and prepared-statement handles, signed with HMAC-SHA256.
+//! tickets and prepared-statement handles.
 //!
-//! The key is random per process: tokens do not outlive a restart, which is
-//! the safe default for a gateway that keeps no session store.
+//! A token is a JSON Web Token signed with HS256 (through `jsonwebtoken`)
+//! whose claims say who it was issued to, until when, and what for. Two
+//! decisions a newcomer must know:
+//! - The key is random per process: tokens do not outlive a restart, and one
+//!   gateway's tokens are not accepted by another. That is the safe default
+//!   for a gateway that keeps no session store; a client signs in again.
+//! - The header says `typ: meshgate+jwt` (explicit typing, RFC 8725), so a
+//!   token of ours is never mistaken for an identity provider's JWT, which
+//!   has the same shape (see [`super::looks_like_jwt`]); and a token of one
+//!   kind (`session`, `ticket`, `prepared`) is never accepted as another.
 
-use base64::Engine as _;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 
-use super::password::constant_time_eq;
+/// The `typ` header of every token meshgate signs.
+const TOKEN_TYPE: &str = "meshgate+jwt";
+/// The one algorithm meshgate signs its tokens with.
+const ALGORITHM: Algorithm = Algorithm::HS256;
+
+/// The kind of the bearer token Flight SQL's Handshake issues, which every
+/// gRPC service of the Flight SQL listener accepts.
+pub const SESSION_TOKEN: &str = "session";
 
 /// What a signed token says: who, until when, and what for.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -33,40 +48,37 @@ pub enum TokenError {
     WrongKind(String),
 }
 
-/// Signs and verifies bearer tokens, tickets and handles with HMAC-SHA256.
-///
-/// The key is random per process: tokens do not outlive a restart, which is
-/// the safe default for a gateway that keeps no session store.
+/// Signs and verifies bearer tokens, tickets and handles with a key drawn
+/// at random when it is created (one per process: see the module docs).
 pub struct TokenSigner {
-    key: [u8; 32],
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
 }
 
 impl Default for TokenSigner {
     fn default() -> Self {
+        let key: [u8; 32] = rand::random();
+        let mut validation = Validation::new(ALGORITHM);
+        // Expiry is checked after the kind (see `verify`), to the second.
+        validation.validate_exp = false;
+        validation.set_required_spec_claims(&["exp", "sub"]);
         Self {
-            key: rand::random(),
+            encoding: EncodingKey::from_secret(&key),
+            decoding: DecodingKey::from_secret(&key),
+            validation,
         }
     }
 }
 
 impl TokenSigner {
-    fn mac(&self, payload: &[u8]) -> Vec<u8> {
-        use hmac::{Mac, SimpleHmac};
-        let mut mac =
-            SimpleHmac::<sha2::Sha256>::new_from_slice(&self.key).expect("any key length");
-        mac.update(payload);
-        mac.finalize().into_bytes().to_vec()
-    }
-
-    /// `base64url(json claims) . base64url(hmac)`
+    /// The compact JWS of `claims`.
     pub fn sign(&self, claims: &Claims) -> String {
-        use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
-        let payload = serde_json::to_vec(claims).expect("claims serialise");
-        format!(
-            "{}.{}",
-            B64URL.encode(&payload),
-            B64URL.encode(self.mac(&payload))
-        )
+        let header = Header {
+            typ: Some(TOKEN_TYPE.into()),
+            ..Header::new(ALGORITHM)
+        };
+        jsonwebtoken::encode(&header, claims, &self.encoding).expect("an HMAC key signs any claims")
     }
 
     /// Issue a token of `kind` for `user` valid for `ttl`.
@@ -85,16 +97,14 @@ impl TokenSigner {
         })
     }
 
-    /// Check signature, kind and expiry.
+    /// Check signature, kind and expiry (in that order).
     pub fn verify(&self, token: &str, kind: &str) -> Result<Claims, TokenError> {
-        use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
-        let (payload, signature) = token.split_once('.').ok_or(TokenError::Invalid)?;
-        let payload = B64URL.decode(payload).map_err(|_| TokenError::Invalid)?;
-        let signature = B64URL.decode(signature).map_err(|_| TokenError::Invalid)?;
-        if !constant_time_eq(&self.mac(&payload), &signature) {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|_| TokenError::Invalid)?;
+        if data.header.typ.as_deref() != Some(TOKEN_TYPE) {
             return Err(TokenError::Invalid);
         }
-        let claims: Claims = serde_json::from_slice(&payload).map_err(|_| TokenError::Invalid)?;
+        let claims = data.claims;
         if claims.kind != kind {
             return Err(TokenError::WrongKind(kind.to_owned()));
         }
@@ -103,6 +113,12 @@ impl TokenSigner {
         }
         Ok(claims)
     }
+}
+
+/// Whether `token` claims to be one of meshgate's own (its header's `typ`),
+/// whoever signed it; [`TokenSigner::verify`] decides whether it is.
+pub(crate) fn is_signed_token(token: &str) -> bool {
+    jsonwebtoken::decode_header(token).is_ok_and(|h| h.typ.as_deref() == Some(TOKEN_TYPE))
 }
 
 fn now_secs() -> u64 {
@@ -126,6 +142,7 @@ mod token_tests {
             Some("SELECT 1".into()),
             Duration::from_secs(60),
         );
+        assert!(is_signed_token(&token));
         let claims = signer.verify(&token, "ticket").unwrap();
         assert_eq!(
             (claims.sub.as_str(), claims.data.as_deref()),
@@ -153,7 +170,8 @@ mod token_tests {
         );
         // A payload edited to another user keeps the old signature.
         use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
-        let (_, sig) = token.split_once('.').unwrap();
+        use base64::Engine as _;
+        let parts: Vec<&str> = token.split('.').collect();
         let forged_payload = B64URL.encode(
             serde_json::to_vec(&Claims {
                 sub: "root".into(),
@@ -164,9 +182,32 @@ mod token_tests {
             .unwrap(),
         );
         assert_eq!(
-            signer.verify(&format!("{forged_payload}.{sig}"), "session"),
+            signer.verify(
+                &format!("{}.{forged_payload}.{}", parts[0], parts[2]),
+                "session"
+            ),
             Err(TokenError::Invalid)
         );
+        // Signed with our key but without our `typ`: not one of ours.
+        let untyped = jsonwebtoken::encode(
+            &Header::new(ALGORITHM),
+            &Claims {
+                sub: "alice".into(),
+                exp: now_secs() + 60,
+                kind: "session".into(),
+                data: None,
+            },
+            &signer.encoding,
+        )
+        .unwrap();
+        assert_eq!(signer.verify(&untyped, "session"), Err(TokenError::Invalid));
+        // `alg: none`.
+        let none = format!(
+            "{}.{}.",
+            B64URL.encode(br#"{"typ":"meshgate+jwt","alg":"none"}"#),
+            parts[1]
+        );
+        assert_eq!(signer.verify(&none, "session"), Err(TokenError::Invalid));
         assert_eq!(
             signer.verify("garbage", "session"),
             Err(TokenError::Invalid)

@@ -1,39 +1,42 @@
 //! The Arrow Flight SQL front end.
 //!
 //! Every call authenticates (a bearer token from Handshake, or basic
-//! credentials in the call's own headers), opens a planner session for that
-//! identity, and streams Arrow record batches as the plan produces them. This
-//! module only translates; planning, metadata and (later) access decisions
-//! are the planner's.
+//! credentials in the call's own headers); a call that plans, runs or lists
+//! opens a planner session for that identity, and results stream as Arrow
+//! record batches as the plan produces them. This module only translates; planning, metadata and access decisions are the
+//! planner's. The [`FlightSqlService`] implementation below only dispatches,
+//! by command family:
+//! - [`statements`]: ad-hoc SQL (CommandStatementQuery), with [`tickets`];
+//! - [`prepared`]: prepared statements, their parameters and executions;
+//! - [`metadata`]: catalogs, schemas, tables, table types, SQL info, XDBC
+//!   types and keys, all through one generic GetFlightInfo/DoGet path.
 //!
-//! Two decisions a newcomer must know:
-//! - Statement tickets are stateless: a ticket is the statement's SQL signed
-//!   together with the user it was planned for and an expiry. DoGet re-plans
-//!   it for the caller; a ticket replayed by another user or after expiry is
-//!   refused, and nothing is kept on the server for tickets never fetched.
-//! - Prepared statements keep their bound parameters in a cache bounded in
-//!   bytes per user and in total that forgets entries idle longer than the
-//!   token lifetime; the handle is signed and bound to its user. Statement
-//!   text, parameter uploads and gRPC messages are bounded by `[limits]`
-//!   (see [`crate::request_limits`]) where they arrive.
-//!
-//! Statements are audited by the planner; metadata listings, prepared
-//! statements created and requests refused for their size are audited here
-//! (see [`audit`]).
+//! Decisions a newcomer must know:
+//! - A statement is planned once per FlightInfo: GetFlightInfo keeps the
+//!   plan behind a signed ticket bound to the identity that asked, and the
+//!   DoGet that redeems the ticket runs it; a ticket whose plan was
+//!   forgotten is planned again from the SQL it carries (see [`tickets`]).
+//! - Prepared statements keep their plan and bound parameters in a cache
+//!   bounded in bytes per user and in total that forgets entries idle longer
+//!   than the token lifetime; the handle is signed and bound to its user.
+//!   Statement text, parameter uploads and gRPC messages are bounded by
+//!   `[limits]` (see [`crate::request_limits`]) where they arrive.
+//! - Statements are audited by the planner; metadata listings, prepared
+//!   statements created and requests refused for their size are audited
+//!   here (see [`audit`]).
 
 mod audit;
-mod credentials;
-pub(crate) mod errors;
-mod listing;
 mod metadata;
+mod plans;
 mod prepared;
+mod results;
 mod statements;
+mod tickets;
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow_flight::error::FlightError;
 use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
 use arrow_flight::sql::{
     ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
@@ -41,35 +44,25 @@ use arrow_flight::sql::{
     CommandGetDbSchemas, CommandGetExportedKeys, CommandGetImportedKeys, CommandGetPrimaryKeys,
     CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandGetXdbcTypeInfo,
     CommandPreparedStatementQuery, CommandPreparedStatementUpdate, CommandStatementQuery,
-    CommandStatementUpdate, DoPutPreparedStatementResult, ProstMessageExt, SqlInfo,
-    TicketStatementQuery,
+    CommandStatementUpdate, DoPutPreparedStatementResult, SqlInfo, TicketStatementQuery,
 };
 use arrow_flight::{
     FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, Ticket,
 };
 use futures::{stream, Stream};
-use meshgate_planner::datafusion::arrow::array::RecordBatch;
 use meshgate_planner::datafusion::arrow::datatypes::Schema;
-use meshgate_planner::{Identity, QueryError, QueryService, QuerySession, SessionOptions};
-use prost::Message;
+use meshgate_planner::{
+    Identity, QueryError, QueryResult, QueryService, QuerySession, SessionOptions,
+};
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::auth::{TokenError, TokenSigner, UserStore};
+use crate::auth::{authenticate, presented_jwt, TokenSigner, UserStore, SESSION_TOKEN};
 use crate::request_limits::RequestLimits;
-pub(crate) use credentials::authenticate;
-use credentials::presented_jwt;
-use errors::to_status;
-use listing::one_batch;
+use crate::status::to_status;
 use prepared::PreparedStatements;
-
-type BatchStream = Pin<Box<dyn Stream<Item = Result<RecordBatch, FlightError>> + Send>>;
-type DoGetStream =
-    Pin<Box<dyn Stream<Item = Result<arrow_flight::FlightData, Status>> + Send + 'static>>;
-
-const SESSION_TOKEN: &str = "session";
-const TICKET: &str = "ticket";
-const PREPARED: &str = "prepared";
+use results::DoGetStream;
+use tickets::Tickets;
 
 /// Serves Flight SQL over the planner's [`QueryService`].
 pub struct FlightSqlFrontend {
@@ -77,21 +70,25 @@ pub struct FlightSqlFrontend {
     users: Arc<UserStore>,
     signer: Arc<TokenSigner>,
     ttl: Duration,
+    tickets: Tickets,
     prepared: PreparedStatements,
     limits: RequestLimits,
 }
 
 impl FlightSqlFrontend {
+    /// A front end whose tokens, tickets and prepared statements last `ttl`.
     pub fn new(
         service: Arc<QueryService>,
         users: Arc<UserStore>,
         ttl: Duration,
         limits: RequestLimits,
     ) -> Self {
+        let signer = Arc::new(TokenSigner::default());
         Self {
             service,
             users,
-            signer: Arc::new(TokenSigner::default()),
+            tickets: Tickets::new(signer.clone(), ttl),
+            signer,
             ttl,
             prepared: PreparedStatements::new(limits, ttl),
             limits,
@@ -111,46 +108,52 @@ impl FlightSqlFrontend {
         self.signer.clone()
     }
 
-    fn session(
+    /// A planner session for `identity`, calling from `client`.
+    fn open_session(
         &self,
         identity: Identity,
         client: Option<std::net::SocketAddr>,
-    ) -> Result<QuerySession, Status> {
+    ) -> QueryResult<QuerySession> {
         let options = SessionOptions {
             protocol: "flight_sql".into(),
             client: client.map(|a| a.to_string()),
             ..SessionOptions::default()
         };
-        self.service
-            .open_session(identity, options)
+        self.service.open_session(identity, options)
+    }
+
+    /// [`Self::open_session`], failing as a gRPC status.
+    fn session(
+        &self,
+        identity: Identity,
+        client: Option<std::net::SocketAddr>,
+    ) -> Result<QuerySession, Status> {
+        self.open_session(identity, client)
             .map_err(|e| to_status(&e))
     }
-
-    fn descriptor_info(
-        &self,
-        schema: &Schema,
-        ticket: Vec<u8>,
-        descriptor: FlightDescriptor,
-    ) -> Result<FlightInfo, Status> {
-        Ok(FlightInfo::new()
-            .try_with_schema(schema)
-            .map_err(|e| Status::internal(format!("cannot encode schema: {e}")))?
-            .with_endpoint(FlightEndpoint::new().with_ticket(Ticket::new(ticket)))
-            .with_descriptor(descriptor))
-    }
-
-    /// FlightInfo for a metadata command whose ticket is the command itself.
-    fn command_info(
-        &self,
-        request: Request<FlightDescriptor>,
-        schema: &Schema,
-        command: Any,
-    ) -> Result<Response<FlightInfo>, Status> {
-        self.authenticate(request.metadata())?;
-        let info = self.descriptor_info(schema, command.encode_to_vec(), request.into_inner())?;
-        Ok(Response::new(info))
-    }
 }
+
+/// A FlightInfo describing a result of `schema`, fetched with `ticket`.
+fn flight_info(
+    schema: &Schema,
+    ticket: Vec<u8>,
+    descriptor: FlightDescriptor,
+) -> Result<FlightInfo, Status> {
+    Ok(FlightInfo::new()
+        .try_with_schema(schema)
+        .map_err(|e| Status::internal(format!("cannot encode schema: {e}")))?
+        .with_endpoint(FlightEndpoint::new().with_ticket(Ticket::new(ticket)))
+        .with_descriptor(descriptor))
+}
+
+/// The refusal of any update: meshgate only reads.
+fn read_only() -> Status {
+    to_status(&QueryError::ReadOnly(
+        "meshgate is a read-only gateway: updates are not accepted".into(),
+    ))
+}
+
+type HandshakeStream = Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl FlightSqlService for FlightSqlFrontend {
@@ -159,10 +162,7 @@ impl FlightSqlService for FlightSqlFrontend {
     async fn do_handshake(
         &self,
         request: Request<Streaming<HandshakeRequest>>,
-    ) -> Result<
-        Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>,
-        Status,
-    > {
+    ) -> Result<Response<HandshakeStream>, Status> {
         // The token is the signed-in user's own: impersonation is asked for
         // (and audited) on every call, never baked into a token.
         let identity = authenticate(request.metadata(), &self.users, &self.signer)?;
@@ -179,9 +179,8 @@ impl FlightSqlService for FlightSqlFrontend {
             protocol_version: 0,
             payload: token.into_bytes().into(),
         };
-        let mut response = Response::new(
-            Box::pin(stream::iter(vec![Ok(response)])) as Pin<Box<dyn Stream<Item = _> + Send>>
-        );
+        let mut response =
+            Response::new(Box::pin(stream::iter(vec![Ok(response)])) as HandshakeStream);
         response.metadata_mut().insert(
             "authorization",
             bearer
@@ -191,36 +190,14 @@ impl FlightSqlService for FlightSqlFrontend {
         Ok(response)
     }
 
+    // ---- statements ----
+
     async fn get_flight_info_statement(
         &self,
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let identity = self.authenticate(request.metadata())?;
-        self.check_statement(
-            &identity,
-            request.remote_addr(),
-            "GetFlightInfo",
-            &query.query,
-        )?;
-        let session = self.session(identity.clone(), request.remote_addr())?;
-        let prepared = session
-            .prepare(&query.query)
-            .await
-            .map_err(|e| to_status(&e))?;
-        let schema = prepared.output_schema();
-        let ticket = self
-            .signer
-            .issue(&identity.user, TICKET, Some(query.query), self.ttl);
-        let ticket = TicketStatementQuery {
-            statement_handle: ticket.into_bytes().into(),
-        };
-        let info = self.descriptor_info(
-            &schema,
-            ticket.as_any().encode_to_vec(),
-            request.into_inner(),
-        )?;
-        Ok(Response::new(info))
+        self.statement_info(query, request).await
     }
 
     async fn do_get_statement(
@@ -228,26 +205,19 @@ impl FlightSqlService for FlightSqlFrontend {
         ticket: TicketStatementQuery,
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        let identity = self.authenticate(request.metadata())?;
-        let token = std::str::from_utf8(&ticket.statement_handle)
-            .map_err(|_| Status::invalid_argument("malformed ticket"))?;
-        let claims = self.signer.verify(token, TICKET).map_err(|e| match e {
-            TokenError::Expired => {
-                Status::unauthenticated("ticket has expired: call GetFlightInfo again")
-            }
-            _ => Status::permission_denied("invalid ticket"),
-        })?;
-        if claims.sub != identity.user {
-            return Err(Status::permission_denied(
-                "this ticket was issued to another user",
-            ));
-        }
-        let sql = claims.data.unwrap_or_default();
-        Ok(Response::new(
-            self.run(identity, request.remote_addr(), &sql, None)
-                .await?,
-        ))
+        self.statement_get(ticket, request).await
     }
+
+    async fn do_put_statement_update(
+        &self,
+        _ticket: CommandStatementUpdate,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        self.authenticate(request.metadata())?;
+        Err(read_only())
+    }
+
+    // ---- prepared statements ----
 
     async fn do_action_create_prepared_statement(
         &self,
@@ -270,21 +240,7 @@ impl FlightSqlService for FlightSqlFrontend {
         cmd: CommandPreparedStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let identity = self.authenticate(request.metadata())?;
-        let (_, entry) = self
-            .prepared_entry(&identity, &cmd.prepared_statement_handle)
-            .await?;
-        let session = self.session(identity, request.remote_addr())?;
-        let prepared = session
-            .prepare(&entry.sql)
-            .await
-            .map_err(|e| to_status(&e))?;
-        let info = self.descriptor_info(
-            &prepared.output_schema(),
-            cmd.as_any().encode_to_vec(),
-            request.into_inner(),
-        )?;
-        Ok(Response::new(info))
+        self.prepared_info(cmd, request).await
     }
 
     async fn do_get_prepared_statement(
@@ -292,21 +248,7 @@ impl FlightSqlService for FlightSqlFrontend {
         cmd: CommandPreparedStatementQuery,
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        let identity = self.authenticate(request.metadata())?;
-        let (_, entry) = self
-            .prepared_entry(&identity, &cmd.prepared_statement_handle)
-            .await?;
-        let params = entry.params.clone();
-        if params.is_none() && !entry.param_types.is_empty() {
-            return Err(Status::invalid_argument(format!(
-                "the statement has {} parameter(s); bind them with DoPut first",
-                entry.param_types.len()
-            )));
-        }
-        Ok(Response::new(
-            self.run(identity, request.remote_addr(), &entry.sql, params)
-                .await?,
-        ))
+        self.prepared_get(cmd, request).await
     }
 
     async fn do_action_close_prepared_statement(
@@ -314,27 +256,7 @@ impl FlightSqlService for FlightSqlFrontend {
         query: ActionClosePreparedStatementRequest,
         request: Request<arrow_flight::Action>,
     ) -> Result<(), Status> {
-        let identity = self.authenticate(request.metadata())?;
-        let token = std::str::from_utf8(&query.prepared_statement_handle).unwrap_or_default();
-        if let Ok(claims) = self.signer.verify(token, PREPARED) {
-            if claims.sub == identity.user {
-                if let Some(id) = claims.data {
-                    self.prepared.close(&id).await;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    async fn do_put_statement_update(
-        &self,
-        _ticket: CommandStatementUpdate,
-        request: Request<PeekableFlightDataStream>,
-    ) -> Result<i64, Status> {
-        self.authenticate(request.metadata())?;
-        Err(to_status(&QueryError::ReadOnly(
-            "meshgate is a read-only gateway: updates are not accepted".into(),
-        )))
+        self.close_prepared(query, request).await
     }
 
     async fn do_put_prepared_statement_update(
@@ -343,9 +265,7 @@ impl FlightSqlService for FlightSqlFrontend {
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
         self.authenticate(request.metadata())?;
-        Err(to_status(&QueryError::ReadOnly(
-            "meshgate is a read-only gateway: updates are not accepted".into(),
-        )))
+        Err(read_only())
     }
 
     // ---- metadata: FlightInfo points back at the same command as ticket ----
@@ -355,8 +275,7 @@ impl FlightSqlService for FlightSqlFrontend {
         query: CommandGetCatalogs,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.into_builder().schema();
-        self.command_info(request, &schema, query.as_any())
+        metadata::info(self, query, request)
     }
 
     async fn do_get_catalogs(
@@ -364,7 +283,7 @@ impl FlightSqlService for FlightSqlFrontend {
         query: CommandGetCatalogs,
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        self.list_catalogs(query, request).await
+        metadata::get(self, query, request).await
     }
 
     async fn get_flight_info_schemas(
@@ -372,8 +291,7 @@ impl FlightSqlService for FlightSqlFrontend {
         query: CommandGetDbSchemas,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.clone().into_builder().schema();
-        self.command_info(request, &schema, query.as_any())
+        metadata::info(self, query, request)
     }
 
     async fn do_get_schemas(
@@ -381,7 +299,7 @@ impl FlightSqlService for FlightSqlFrontend {
         query: CommandGetDbSchemas,
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        self.list_schemas(query, request).await
+        metadata::get(self, query, request).await
     }
 
     async fn get_flight_info_tables(
@@ -389,8 +307,7 @@ impl FlightSqlService for FlightSqlFrontend {
         query: CommandGetTables,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.clone().into_builder().schema();
-        self.command_info(request, &schema, query.as_any())
+        metadata::info(self, query, request)
     }
 
     async fn do_get_tables(
@@ -398,7 +315,7 @@ impl FlightSqlService for FlightSqlFrontend {
         query: CommandGetTables,
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        self.list_tables(query, request).await
+        metadata::get(self, query, request).await
     }
 
     async fn get_flight_info_table_types(
@@ -406,8 +323,7 @@ impl FlightSqlService for FlightSqlFrontend {
         query: CommandGetTableTypes,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.into_builder().schema();
-        self.command_info(request, &schema, query.as_any())
+        metadata::info(self, query, request)
     }
 
     async fn do_get_table_types(
@@ -415,13 +331,7 @@ impl FlightSqlService for FlightSqlFrontend {
         query: CommandGetTableTypes,
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        self.static_listing(&request, "GetTableTypes", || {
-            let mut builder = query.into_builder();
-            builder.append("TABLE");
-            builder.append("VIEW");
-            let schema = builder.schema();
-            one_batch(schema, builder.build())
-        })
+        metadata::get(self, query, request).await
     }
 
     async fn get_flight_info_sql_info(
@@ -429,8 +339,7 @@ impl FlightSqlService for FlightSqlFrontend {
         query: CommandGetSqlInfo,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.clone().into_builder(&metadata::SQL_INFO).schema();
-        self.command_info(request, &schema, query.as_any())
+        metadata::info(self, query, request)
     }
 
     async fn do_get_sql_info(
@@ -438,11 +347,7 @@ impl FlightSqlService for FlightSqlFrontend {
         query: CommandGetSqlInfo,
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        self.static_listing(&request, "GetSqlInfo", || {
-            let builder = query.into_builder(&metadata::SQL_INFO);
-            let schema = builder.schema();
-            one_batch(schema, builder.build())
-        })
+        metadata::get(self, query, request).await
     }
 
     async fn get_flight_info_xdbc_type_info(
@@ -450,8 +355,7 @@ impl FlightSqlService for FlightSqlFrontend {
         query: CommandGetXdbcTypeInfo,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.into_builder(&metadata::XDBC_TYPES).schema();
-        self.command_info(request, &schema, query.as_any())
+        metadata::info(self, query, request)
     }
 
     async fn do_get_xdbc_type_info(
@@ -459,11 +363,7 @@ impl FlightSqlService for FlightSqlFrontend {
         query: CommandGetXdbcTypeInfo,
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        self.static_listing(&request, "GetXdbcTypeInfo", || {
-            let builder = query.into_builder(&metadata::XDBC_TYPES);
-            let schema = builder.schema();
-            one_batch(schema, builder.build())
-        })
+        metadata::get(self, query, request).await
     }
 
     async fn get_flight_info_primary_keys(
@@ -471,8 +371,7 @@ impl FlightSqlService for FlightSqlFrontend {
         query: CommandGetPrimaryKeys,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = metadata::primary_keys_schema();
-        self.command_info(request, &schema, query.as_any())
+        metadata::info(self, query, request)
     }
 
     async fn do_get_primary_keys(
@@ -480,8 +379,7 @@ impl FlightSqlService for FlightSqlFrontend {
         query: CommandGetPrimaryKeys,
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        self.key_listing(&query, request, metadata::primary_keys_schema())
-            .await
+        metadata::get(self, query, request).await
     }
 
     async fn get_flight_info_exported_keys(
@@ -489,8 +387,7 @@ impl FlightSqlService for FlightSqlFrontend {
         query: CommandGetExportedKeys,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = metadata::foreign_keys_schema();
-        self.command_info(request, &schema, query.as_any())
+        metadata::info(self, query, request)
     }
 
     async fn do_get_exported_keys(
@@ -498,8 +395,7 @@ impl FlightSqlService for FlightSqlFrontend {
         query: CommandGetExportedKeys,
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        self.key_listing(&query, request, metadata::foreign_keys_schema())
-            .await
+        metadata::get(self, query, request).await
     }
 
     async fn get_flight_info_imported_keys(
@@ -507,8 +403,7 @@ impl FlightSqlService for FlightSqlFrontend {
         query: CommandGetImportedKeys,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = metadata::foreign_keys_schema();
-        self.command_info(request, &schema, query.as_any())
+        metadata::info(self, query, request)
     }
 
     async fn do_get_imported_keys(
@@ -516,8 +411,7 @@ impl FlightSqlService for FlightSqlFrontend {
         query: CommandGetImportedKeys,
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        self.key_listing(&query, request, metadata::foreign_keys_schema())
-            .await
+        metadata::get(self, query, request).await
     }
 
     async fn get_flight_info_cross_reference(
@@ -525,8 +419,7 @@ impl FlightSqlService for FlightSqlFrontend {
         query: CommandGetCrossReference,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = metadata::foreign_keys_schema();
-        self.command_info(request, &schema, query.as_any())
+        metadata::info(self, query, request)
     }
 
     async fn do_get_cross_reference(
@@ -534,8 +427,7 @@ impl FlightSqlService for FlightSqlFrontend {
         query: CommandGetCrossReference,
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        self.key_listing(&query, request, metadata::foreign_keys_schema())
-            .await
+        metadata::get(self, query, request).await
     }
 
     async fn do_get_fallback(

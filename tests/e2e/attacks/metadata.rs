@@ -5,7 +5,7 @@
 use std::process::Command;
 
 use datafusion::arrow::util::display::array_value_to_string;
-use meshgate_tests::{pg_server, unique_name, PgDatabase};
+use meshgate_tests::{pg_port, unique_name, PgDatabase};
 
 use super::*;
 
@@ -346,14 +346,6 @@ tables = ["members.public.members"]
 column = "last_name"
 mask = "'***'"
 "#;
-
-fn pg_port() -> u16 {
-    pg_server()
-        .split_whitespace()
-        .find_map(|kv| kv.strip_prefix("port="))
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(5432)
-}
 
 async fn sales_database(prefix: &str) -> PgDatabase {
     let db = PgDatabase::create(prefix).await;

@@ -115,6 +115,16 @@ pub async fn attack_mesh_with(policy: &str, edit: impl FnOnce(&mut String)) -> A
     AttackMesh { mesh, dir }
 }
 
+/// Why the configuration `text`, written to a `meshgate.toml`, is refused.
+pub fn config_error(text: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meshgate.toml");
+    std::fs::write(&path, text).unwrap();
+    meshgate_gateway::Config::load(&path)
+        .unwrap_err()
+        .to_string()
+}
+
 /// Rows of a simple query as text, or the error.
 pub async fn simple_rows(
     client: &Client,
@@ -144,10 +154,9 @@ pub async fn sqlstate(client: &Client, sql: &str) -> String {
     }
 }
 
-/// A Flight SQL client signed in as a suite user.
-pub async fn flight(
+/// A Flight SQL client that has not signed in.
+pub async fn flight_anonymous(
     mesh: &AttackMesh,
-    user: &str,
 ) -> arrow_flight::sql::client::FlightSqlServiceClient<tonic::transport::Channel> {
     let channel =
         tonic::transport::Channel::from_shared(format!("http://{}", mesh.mesh.flight_sql_addr()))
@@ -155,7 +164,15 @@ pub async fn flight(
             .connect()
             .await
             .expect("connect to Flight SQL");
-    let mut client = arrow_flight::sql::client::FlightSqlServiceClient::new(channel);
+    arrow_flight::sql::client::FlightSqlServiceClient::new(channel)
+}
+
+/// A Flight SQL client signed in as a suite user.
+pub async fn flight(
+    mesh: &AttackMesh,
+    user: &str,
+) -> arrow_flight::sql::client::FlightSqlServiceClient<tonic::transport::Channel> {
+    let mut client = flight_anonymous(mesh).await;
     client
         .handshake(user, &password(user))
         .await

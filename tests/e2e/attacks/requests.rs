@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
+use arrow_flight::sql::client::{FlightSqlServiceClient, PreparedStatement};
 use arrow_flight::sql::{
     ActionCreatePreparedStatementRequest, ActionCreatePreparedStatementResult, Any,
     CommandPreparedStatementQuery, ProstMessageExt,
@@ -17,6 +18,7 @@ use arrow_flight::{Action, FlightDescriptor};
 use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use futures::{StreamExt, TryStreamExt};
 use prost::Message;
+use tonic::transport::Channel;
 
 use super::*;
 
@@ -28,6 +30,22 @@ const SMALL_LIMITS: &str = "\n[limits]\nmax_statement_bytes = \"64KiB\"\n\
 
 async fn small_limits_mesh() -> AttackMesh {
     attack_mesh_with(ATTACK_POLICY, |config| config.push_str(SMALL_LIMITS)).await
+}
+
+/// Execute a prepared statement and collect the batches of its endpoint.
+async fn run_prepared(
+    client: &mut FlightSqlServiceClient<Channel>,
+    prepared: &mut PreparedStatement<Channel>,
+) -> Vec<RecordBatch> {
+    let info = prepared.execute().await.unwrap();
+    let ticket = info.endpoint[0].ticket.clone().unwrap();
+    client
+        .do_get(ticket)
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap()
 }
 
 /// The gRPC status behind a Flight client error.
@@ -146,15 +164,7 @@ async fn f9_prepared_statements_are_bounded_in_bytes_per_user() {
         .prepare(padded_select(7, 60 << 10), None)
         .await
         .expect("another user may still prepare");
-    let info = theirs.execute().await.unwrap();
-    let ticket = info.endpoint[0].ticket.clone().unwrap();
-    let batches: Vec<RecordBatch> = analyst
-        .do_get(ticket)
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
+    let batches = run_prepared(&mut analyst, &mut theirs).await;
     assert_eq!(batches.iter().map(RecordBatch::num_rows).sum::<usize>(), 1);
     // Closing a statement gives its bytes back.
     kept.pop().unwrap().close().await.unwrap();
@@ -243,15 +253,7 @@ async fn f9_parameter_uploads_over_the_limit_are_refused_while_they_stream() {
         RecordBatch::try_from_iter([("$1", Arc::new(Int64Array::from(vec![41])) as ArrayRef)])
             .unwrap();
     prepared.set_parameters(params).unwrap();
-    let info = prepared.execute().await.unwrap();
-    let ticket = info.endpoint[0].ticket.clone().unwrap();
-    let batches: Vec<RecordBatch> = client
-        .do_get(ticket)
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
+    let batches = run_prepared(&mut client, &mut prepared).await;
     let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches)
         .unwrap()
         .to_string();
@@ -261,12 +263,7 @@ async fn f9_parameter_uploads_over_the_limit_are_refused_while_they_stream() {
 
 #[tokio::test]
 async fn request_limits_in_the_config_are_checked_with_file_key_and_problem() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("meshgate.toml");
-    std::fs::write(&path, "[limits]\nmax_parameter_bytes = \"many\"\n").unwrap();
-    let err = meshgate_gateway::Config::load(&path)
-        .unwrap_err()
-        .to_string();
+    let err = config_error("[limits]\nmax_parameter_bytes = \"many\"\n");
     assert!(err.contains("meshgate.toml"), "{err}");
     assert!(err.contains("limits.max_parameter_bytes"), "{err}");
     assert!(err.contains("many"), "{err}");

@@ -71,12 +71,7 @@ async fn f10_the_server_limits_how_long_any_statement_runs() {
 
 #[tokio::test]
 async fn limits_in_the_config_are_checked_with_file_key_and_problem() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("meshgate.toml");
-    std::fs::write(&path, "[limits]\nmemory = \"lots\"\n").unwrap();
-    let err = meshgate_gateway::Config::load(&path)
-        .unwrap_err()
-        .to_string();
+    let err = config_error("[limits]\nmemory = \"lots\"\n");
     assert!(err.contains("meshgate.toml"), "{err}");
     assert!(err.contains("limits.memory"), "{err}");
     assert!(err.contains("lots"), "{err}");

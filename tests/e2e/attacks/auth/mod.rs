@@ -96,19 +96,6 @@ pub fn unauthenticated(err: &arrow_flight::error::FlightError) -> bool {
         if status.code() == tonic::Code::Unauthenticated)
 }
 
-/// A Flight SQL client that has not signed in.
-pub async fn flight_anonymous(
-    mesh: &AttackMesh,
-) -> arrow_flight::sql::client::FlightSqlServiceClient<tonic::transport::Channel> {
-    let channel =
-        tonic::transport::Channel::from_shared(format!("http://{}", mesh.mesh.flight_sql_addr()))
-            .unwrap()
-            .connect()
-            .await
-            .expect("connect to Flight SQL");
-    arrow_flight::sql::client::FlightSqlServiceClient::new(channel)
-}
-
 /// A mesh that accepts JWTs, offers TLS without requiring it and allows no
 /// cleartext credentials without TLS; with its certificates.
 async fn jwt_mesh_with_optional_tls() -> (AttackMesh, Certs) {

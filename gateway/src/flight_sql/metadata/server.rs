@@ -1,18 +1,63 @@
-//! Static Flight SQL metadata: server capabilities (GetSqlInfo), the types
-//! meshgate returns (GetXdbcTypeInfo), and the schemas of key listings, which
-//! are always empty because federated sources expose no enforced keys.
+//! The listings that are the same for every caller: GetTableTypes,
+//! GetSqlInfo (the server's capabilities) and GetXdbcTypeInfo (the types
+//! meshgate returns). They open no session; each DoGet is still recorded.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 
 use arrow_flight::sql::metadata::{
     SqlInfoData, SqlInfoDataBuilder, XdbcTypeInfo, XdbcTypeInfoData, XdbcTypeInfoDataBuilder,
 };
 use arrow_flight::sql::{
-    Nullable, Searchable, SqlInfo, SqlSupportedTransaction, XdbcDataType, XdbcDatetimeSubcode,
+    CommandGetSqlInfo, CommandGetTableTypes, CommandGetXdbcTypeInfo, Nullable, Searchable, SqlInfo,
+    SqlSupportedTransaction, XdbcDataType, XdbcDatetimeSubcode,
 };
-use meshgate_planner::datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use meshgate_planner::datafusion::arrow::array::RecordBatch;
+use meshgate_planner::datafusion::arrow::datatypes::SchemaRef;
+use meshgate_planner::QueryResult;
 
-pub(crate) static SQL_INFO: LazyLock<SqlInfoData> = LazyLock::new(|| {
+use super::{built, Call, MetadataCommand};
+
+impl MetadataCommand for CommandGetTableTypes {
+    const NAME: &'static str = "GetTableTypes";
+
+    fn schema(&self) -> SchemaRef {
+        (*self).into_builder().schema()
+    }
+
+    async fn list(self, _call: &mut Call<'_>) -> QueryResult<RecordBatch> {
+        let mut builder = self.into_builder();
+        builder.append("TABLE");
+        builder.append("VIEW");
+        built(builder.build())
+    }
+}
+
+impl MetadataCommand for CommandGetSqlInfo {
+    const NAME: &'static str = "GetSqlInfo";
+
+    fn schema(&self) -> SchemaRef {
+        self.clone().into_builder(&SQL_INFO).schema()
+    }
+
+    async fn list(self, _call: &mut Call<'_>) -> QueryResult<RecordBatch> {
+        built(self.into_builder(&SQL_INFO).build())
+    }
+}
+
+impl MetadataCommand for CommandGetXdbcTypeInfo {
+    const NAME: &'static str = "GetXdbcTypeInfo";
+
+    fn schema(&self) -> SchemaRef {
+        (*self).into_builder(&XDBC_TYPES).schema()
+    }
+
+    async fn list(self, _call: &mut Call<'_>) -> QueryResult<RecordBatch> {
+        built(self.into_builder(&XDBC_TYPES).build())
+    }
+}
+
+/// What GetSqlInfo answers.
+static SQL_INFO: LazyLock<SqlInfoData> = LazyLock::new(|| {
     let mut b = SqlInfoDataBuilder::new();
     b.append(SqlInfo::FlightSqlServerName, "meshgate");
     b.append(SqlInfo::FlightSqlServerVersion, env!("CARGO_PKG_VERSION"));
@@ -36,6 +81,7 @@ pub(crate) static SQL_INFO: LazyLock<SqlInfoData> = LazyLock::new(|| {
     b.build().expect("static SqlInfo data")
 });
 
+/// One type as GetXdbcTypeInfo describes it.
 fn xdbc(name: &str, ty: XdbcDataType, sub: Option<XdbcDatetimeSubcode>) -> XdbcTypeInfo {
     XdbcTypeInfo {
         type_name: name.to_owned(),
@@ -60,7 +106,8 @@ fn xdbc(name: &str, ty: XdbcDataType, sub: Option<XdbcDatetimeSubcode>) -> XdbcT
     }
 }
 
-pub(crate) static XDBC_TYPES: LazyLock<XdbcTypeInfoData> = LazyLock::new(|| {
+/// What GetXdbcTypeInfo answers: the types meshgate returns.
+static XDBC_TYPES: LazyLock<XdbcTypeInfoData> = LazyLock::new(|| {
     let mut b = XdbcTypeInfoDataBuilder::new();
     for info in [
         xdbc("boolean", XdbcDataType::XdbcBit, None),
@@ -88,34 +135,3 @@ pub(crate) static XDBC_TYPES: LazyLock<XdbcTypeInfoData> = LazyLock::new(|| {
     }
     b.build().expect("static XDBC data")
 });
-
-/// CommandGetPrimaryKeys result schema (Flight SQL spec).
-pub(crate) fn primary_keys_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("catalog_name", DataType::Utf8, true),
-        Field::new("db_schema_name", DataType::Utf8, true),
-        Field::new("table_name", DataType::Utf8, false),
-        Field::new("column_name", DataType::Utf8, false),
-        Field::new("key_name", DataType::Utf8, true),
-        Field::new("key_sequence", DataType::Int32, false),
-    ]))
-}
-
-/// CommandGetExportedKeys / ImportedKeys / CrossReference result schema.
-pub(crate) fn foreign_keys_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("pk_catalog_name", DataType::Utf8, true),
-        Field::new("pk_db_schema_name", DataType::Utf8, true),
-        Field::new("pk_table_name", DataType::Utf8, false),
-        Field::new("pk_column_name", DataType::Utf8, false),
-        Field::new("fk_catalog_name", DataType::Utf8, true),
-        Field::new("fk_db_schema_name", DataType::Utf8, true),
-        Field::new("fk_table_name", DataType::Utf8, false),
-        Field::new("fk_column_name", DataType::Utf8, false),
-        Field::new("key_sequence", DataType::Int32, false),
-        Field::new("fk_key_name", DataType::Utf8, true),
-        Field::new("pk_key_name", DataType::Utf8, true),
-        Field::new("update_rule", DataType::UInt8, false),
-        Field::new("delete_rule", DataType::UInt8, false),
-    ]))
-}

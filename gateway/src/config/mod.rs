@@ -2,10 +2,15 @@
 //!
 //! Loading is three steps, each of which names the file, the key and the
 //! problem when it fails: TOML syntax, `${ENV_VAR}` substitution in every
-//! string value (so secrets can stay out of the file), then typed
-//! deserialisation that rejects unknown keys, followed by checks that need
-//! more than one key (users' password hashes, catalog options through their
-//! connectors, TLS files, the default catalog).
+//! string value (so secrets can stay out of the file, see [`env`]), then
+//! typed deserialisation that rejects unknown keys, followed by checks that
+//! need more than one key (users' password hashes, JWT settings, catalog
+//! options through their connectors, TLS files, the default catalog, the
+//! policy file).
+//!
+//! The sections are plain data: this module's own in [`sections`], the
+//! `[auth]` and `[users]` types from `crate::auth` and `[limits]` from
+//! `crate::limits`, which the configuration uses and which never use it.
 //!
 //! ```toml
 //! [listeners.pgwire]
@@ -26,8 +31,10 @@
 //! path = "members.csv"
 //! ```
 
+mod env;
+mod sections;
+
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use meshgate_connectors::ConnectorRegistry;
@@ -36,8 +43,15 @@ use meshgate_planner::{CatalogRegistry, CatalogSpec, RegistryError};
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::auth::PasswordHash;
+pub use crate::auth::{AuthConfig, JwtConfig, UserConfig};
+use crate::auth::{JwtVerifier, PasswordHash};
+use env::substitute_env;
+pub use sections::{
+    AuditConfig, CatalogConfig, ListenerConfig, Listeners, PolicyConfig, ServerConfig, TlsConfig,
+};
 
+/// A configuration that cannot be used: every variant names the file, and
+/// `Invalid` the key and the problem.
 #[derive(Debug, Error)]
 pub enum ConfigError {
     #[error("{file}: cannot read: {source}")]
@@ -81,205 +95,9 @@ pub struct Config {
     /// Directory relative paths resolve against (the file's own directory).
     #[serde(skip)]
     pub base_dir: PathBuf,
+    /// The file's name as given, which every error names.
     #[serde(skip)]
     pub file: String,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServerConfig {
-    /// Catalog used when a client names no database (default: first by name).
-    pub default_catalog: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Listeners {
-    pub pgwire: Option<ListenerConfig>,
-    pub flight_sql: Option<ListenerConfig>,
-}
-
-impl Default for Listeners {
-    fn default() -> Self {
-        Self {
-            pgwire: Some(ListenerConfig {
-                address: "127.0.0.1:5433".into(),
-            }),
-            flight_sql: None,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListenerConfig {
-    /// `host:port`; port 0 picks a free port (tests).
-    pub address: String,
-}
-
-impl ListenerConfig {
-    pub fn socket_addr(&self) -> Result<SocketAddr, String> {
-        self.address
-            .parse()
-            .map_err(|e| format!("`{}` is not a host:port address: {e}", self.address))
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsConfig {
-    /// PEM certificate chain.
-    pub cert: PathBuf,
-    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
-    pub key: PathBuf,
-    /// Refuse clients that do not negotiate TLS (default true: configuring TLS
-    /// never silently leaves a plaintext path open).
-    #[serde(default = "yes")]
-    pub required: bool,
-}
-
-fn yes() -> bool {
-    true
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuthConfig {
-    /// Let passwords and tokens cross connections without TLS in cleartext:
-    /// pgwire may then ask for a JWT without TLS, and a Flight SQL listener
-    /// may run without `[tls]`. Off by default (pgwire then only runs
-    /// SCRAM-SHA-256 on connections without TLS); for loopback or an
-    /// otherwise protected network only.
-    #[serde(default)]
-    pub allow_cleartext: bool,
-    /// Lifetime of Flight SQL bearer tokens and tickets.
-    #[serde(default = "default_token_ttl")]
-    pub token_ttl_secs: u64,
-    /// Accept JSON Web Tokens from an identity provider as the pgwire
-    /// password and as the Flight SQL bearer token.
-    pub jwt: Option<JwtConfig>,
-}
-
-/// `[auth.jwt]`: how to verify tokens and read an identity from them (see
-/// [`crate::auth::JwtVerifier`] for what a token must satisfy).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct JwtConfig {
-    /// The one algorithm tokens must be signed with: `HS256`/`HS384`/`HS512`
-    /// (shared secret), `RS*`/`PS*`, `ES256`/`ES384` or `EdDSA` (public keys).
-    pub algorithm: String,
-    /// HS*: the shared secret (use `${ENV}` substitution).
-    pub secret: Option<String>,
-    /// Public-key algorithms, one of these three: a PEM file with the
-    /// issuer's public key,
-    pub public_key_file: Option<String>,
-    /// a JSON Web Key Set file (re-read like a URL, so keys can rotate),
-    pub jwks_file: Option<String>,
-    /// or the issuer's JWKS URL; a token's `kid` selects the key.
-    pub jwks_url: Option<String>,
-    /// The key set is fetched again when older than this.
-    #[serde(default = "default_jwks_refresh")]
-    pub jwks_refresh_secs: u64,
-    /// At most one fetch per this many seconds, however many tokens name an
-    /// unknown `kid`.
-    #[serde(default = "default_jwks_min_refetch")]
-    pub jwks_min_refetch_secs: u64,
-    /// Clock skew allowed on `exp` and `nbf` (at most 300).
-    #[serde(default = "default_jwt_leeway")]
-    pub leeway_secs: u64,
-    /// When set, the `iss` claim must be present and equal it.
-    pub issuer: Option<String>,
-    /// When set, the `aud` claim must be present and contain it; when not
-    /// set, tokens that carry any `aud` are refused.
-    pub audience: Option<String>,
-    /// The claim naming the user.
-    #[serde(default = "default_user_claim")]
-    pub user_claim: String,
-    /// The claim listing the user's groups (an array, or a space- or
-    /// comma-separated string).
-    #[serde(default = "default_groups_claim")]
-    pub groups_claim: String,
-    /// Claims copied into the user's attributes (`current_user_attribute`).
-    #[serde(default)]
-    pub attribute_claims: Vec<String>,
-}
-
-fn default_jwks_refresh() -> u64 {
-    300
-}
-
-fn default_jwks_min_refetch() -> u64 {
-    30
-}
-
-fn default_jwt_leeway() -> u64 {
-    30
-}
-
-fn default_user_claim() -> String {
-    "sub".into()
-}
-
-fn default_groups_claim() -> String {
-    "groups".into()
-}
-
-impl Default for AuthConfig {
-    fn default() -> Self {
-        Self {
-            allow_cleartext: false,
-            token_ttl_secs: default_token_ttl(),
-            jwt: None,
-        }
-    }
-}
-
-fn default_token_ttl() -> u64 {
-    3600
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UserConfig {
-    /// A password hash from `meshgate hash-password`, never the password itself.
-    pub password: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PolicyConfig {
-    /// A TOML policy document (see the `meshgate-policy` crate).
-    pub file: PathBuf,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuditConfig {
-    /// JSON lines, appended and flushed per statement.
-    pub file: PathBuf,
-}
-
-#[derive(Clone, Deserialize)]
-pub struct CatalogConfig {
-    pub connector: String,
-    pub description: Option<String>,
-    /// Everything else belongs to the connector.
-    #[serde(flatten)]
-    pub options: toml::Table,
-}
-
-/// Secrets in the options are shown redacted (the connector's secret keys).
-impl std::fmt::Debug for CatalogConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CatalogConfig")
-            .field("connector", &self.connector)
-            .field("description", &self.description)
-            .field(
-                "options",
-                &meshgate_connectors::secrets::RedactedOptions::new(&self.connector, &self.options),
-            )
-            .finish()
-    }
 }
 
 impl Config {
@@ -369,8 +187,8 @@ impl Config {
                 }
             }
         }
-        if self.auth.jwt.is_some() {
-            crate::auth::JwtVerifier::from_config(self)
+        if let Some(jwt) = &self.auth.jwt {
+            JwtVerifier::from_config(jwt, &self.base_dir)
                 .map_err(|(key, problem)| self.invalid(key, problem))?;
         }
         // Flight SQL has no challenge-response sign-in: its passwords and
@@ -480,65 +298,6 @@ fn first_line(message: &str) -> String {
     message.lines().next().unwrap_or(message).to_owned()
 }
 
-/// Replace `${VAR}` in every string value. Errors carry the key path.
-fn substitute_env(
-    table: &mut toml::Table,
-    prefix: &str,
-    lookup: &dyn Fn(&str) -> Option<String>,
-) -> Result<(), (String, String)> {
-    for (key, value) in table.iter_mut() {
-        let path = if prefix.is_empty() {
-            key.clone()
-        } else {
-            format!("{prefix}.{key}")
-        };
-        substitute_value(value, &path, lookup)?;
-    }
-    Ok(())
-}
-
-fn substitute_value(
-    value: &mut toml::Value,
-    path: &str,
-    lookup: &dyn Fn(&str) -> Option<String>,
-) -> Result<(), (String, String)> {
-    match value {
-        toml::Value::String(s) if s.contains("${") => {
-            *s = expand(s, lookup).map_err(|problem| (path.to_owned(), problem))?;
-        }
-        toml::Value::Table(t) => substitute_env(t, path, lookup)?,
-        toml::Value::Array(items) => {
-            for (i, item) in items.iter_mut().enumerate() {
-                substitute_value(item, &format!("{path}[{i}]"), lookup)?;
-            }
-        }
-        _ => {}
-    }
-    Ok(())
-}
-
-fn expand(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(start) = rest.find("${") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let end = after
-            .find('}')
-            .ok_or_else(|| "unterminated `${` in value".to_owned())?;
-        let var = &after[..end];
-        if var.is_empty() {
-            return Err("empty `${}` in value".to_owned());
-        }
-        let value =
-            lookup(var).ok_or_else(|| format!("environment variable `{var}` is not set"))?;
-        out.push_str(&value);
-        rest = &after[end + 1..];
-    }
-    out.push_str(rest);
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -611,17 +370,20 @@ mod tests {
     }
 
     #[test]
-    fn env_vars_are_substituted_with_key_in_errors() {
-        let lookup = |v: &str| (v == "SECRET").then(|| "s3cr3t".to_string());
-        let mut t: toml::Table = "[a]\nb = 'x-${SECRET}-y'\nc = ['${SECRET}']"
-            .parse()
-            .unwrap();
-        substitute_env(&mut t, "", &lookup).unwrap();
-        assert_eq!(t["a"]["b"].as_str(), Some("x-s3cr3t-y"));
-        assert_eq!(t["a"]["c"][0].as_str(), Some("s3cr3t"));
-        let mut t: toml::Table = "[a]\nb = '${MISSING}'".parse().unwrap();
-        let (key, problem) = substitute_env(&mut t, "", &lookup).unwrap_err();
-        assert_eq!(key, "a.b");
-        assert!(problem.contains("MISSING"));
+    fn jwt_settings_are_checked_with_their_key() {
+        let msg = parse("[auth.jwt]\nalgorithm = \"RS256\"\nsecret = \"x\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.starts_with("meshgate.toml: auth.jwt.algorithm: "),
+            "{msg}"
+        );
+        let msg = parse("[auth.jwt]\nalgorithm = \"HS256\"\nsecret = '${MESHGATE_TEST_UNSET}'")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.starts_with("meshgate.toml: auth.jwt.secret: environment variable"),
+            "{msg}"
+        );
     }
 }

@@ -1,54 +1,58 @@
-//! Flight SQL prepared statements: what the server keeps between calls, and
-//! how much of it.
+//! The prepared statements a Flight SQL listener keeps between calls, and
+//! how much of them.
 //!
-//! A prepared statement is its SQL, its owner, the parameter types the plan
-//! inferred and the last parameters bound with DoPut. Entries are weighed in
-//! bytes and counted against two budgets, one per user and one for all
-//! users (`[limits] prepared_statement_memory_per_user` and
-//! `prepared_statement_memory`); a prepare or bind that would pass either is
-//! refused with 53400 instead of evicting another user's statements.
-//! Entries idle longer than the token lifetime expire, and their bytes
-//! return to the budgets.
-//!
-//! Parameters arrive as a DoPut stream; [`read_parameters`] counts its bytes
-//! message by message and stops at `max_parameter_bytes`, so an upload is
-//! never buffered whole.
+//! A prepared statement is its SQL, the identity it was prepared by, its
+//! plan, the parameter types the plan inferred and the last parameters
+//! bound with DoPut. Entries are weighed in bytes (the plan counted as
+//! [`crate::flight_sql::plans::plan_bytes`]) and counted against two budgets, one
+//! per user and one for all users (`[limits]
+//! prepared_statement_memory_per_user` and `prepared_statement_memory`); a
+//! prepare or bind that would pass either is refused with 53400 instead of
+//! evicting another user's statements. Entries idle longer than the token
+//! lifetime expire, and their bytes return to the budgets.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use arrow_flight::decode::FlightRecordBatchStream;
-use arrow_flight::error::FlightError;
-use futures::{Stream, StreamExt, TryStreamExt};
-use meshgate_planner::datafusion::arrow::array::RecordBatch;
 use meshgate_planner::datafusion::arrow::datatypes::DataType;
 use meshgate_planner::datafusion::common::ScalarValue;
+use meshgate_planner::{Identity, Prepared};
 use moka::notification::RemovalCause;
-use prost::Message;
 use tonic::Status;
 
+use crate::flight_sql::plans::{identity_bytes, plan_bytes};
 use crate::request_limits::RequestLimits;
 
 /// What every entry costs beyond its text and values (ids, the entry, the
 /// cache's own bookkeeping); keeps empty statements from being free.
 const ENTRY_OVERHEAD: u64 = 512;
 
-/// A prepared statement: its SQL, its owner and the last bound parameters.
+/// A prepared statement: its SQL and plan, who prepared it, and the last
+/// bound parameters.
 #[derive(Debug)]
 pub(crate) struct PreparedEntry {
-    pub(crate) user: String,
+    /// Who prepared it: the handle is their user's, and the plan was made
+    /// for exactly this identity.
+    pub(crate) identity: Identity,
+    /// The statement as the client sent it, to plan again for another
+    /// identity of the same user.
     pub(crate) sql: String,
+    /// The plan every execution runs; replaced when it is made again
+    /// under a newer policy (the entry stays counted as it was made).
+    plan: Mutex<Prepared>,
     pub(crate) param_types: Vec<Option<DataType>>,
     pub(crate) params: Option<Vec<ScalarValue>>,
-    /// Fixed at creation: the budgets are charged and refunded by it.
+    /// Fixed when the entry is made: the budgets are charged and refunded
+    /// by it.
     bytes: u64,
 }
 
 impl PreparedEntry {
     pub(crate) fn new(
-        user: String,
+        identity: Identity,
         sql: String,
+        prepared: Prepared,
         param_types: Vec<Option<DataType>>,
         params: Option<Vec<ScalarValue>>,
     ) -> Self {
@@ -58,22 +62,41 @@ impl PreparedEntry {
             .map(ScalarValue::size)
             .sum::<usize>();
         let bytes = ENTRY_OVERHEAD
-            + (user.len() + sql.len() + values) as u64
+            + identity_bytes(&identity)
+            + plan_bytes(&prepared)
+            + (sql.len() + values) as u64
             + (param_types.len() * std::mem::size_of::<Option<DataType>>()) as u64;
         Self {
-            user,
+            identity,
             sql,
+            plan: Mutex::new(prepared),
             param_types,
             params,
             bytes,
         }
     }
 
+    /// The user whose budget the entry is charged to.
+    pub(crate) fn user(&self) -> &str {
+        &self.identity.user
+    }
+
+    /// The plan an execution runs.
+    pub(crate) fn plan(&self) -> Prepared {
+        self.plan.lock().expect("plan lock").clone()
+    }
+
+    /// Run `prepared` from now on: the statement planned again.
+    pub(crate) fn replace_plan(&self, prepared: Prepared) {
+        *self.plan.lock().expect("plan lock") = prepared;
+    }
+
     /// The same statement with `params` bound.
     pub(crate) fn with_params(&self, params: Vec<ScalarValue>) -> Self {
         Self::new(
-            self.user.clone(),
+            self.identity.clone(),
             self.sql.clone(),
+            self.plan(),
             self.param_types.clone(),
             Some(params),
         )
@@ -120,7 +143,7 @@ impl PreparedStatements {
                     refund
                         .lock()
                         .expect("usage lock")
-                        .release(&entry.user, entry.bytes);
+                        .release(entry.user(), entry.bytes);
                 },
             )
             .build();
@@ -168,7 +191,7 @@ impl PreparedStatements {
     ) -> Result<(), Status> {
         let credit = replaces.map_or(0, |old| old.bytes);
         let mut usage = self.usage.lock().expect("usage lock");
-        let user_held = usage.per_user.get(&entry.user).copied().unwrap_or(0);
+        let user_held = usage.per_user.get(entry.user()).copied().unwrap_or(0);
         let user_after = (user_held + entry.bytes).saturating_sub(credit);
         let total_after = (usage.total + entry.bytes).saturating_sub(credit);
         if user_after > self.limits.prepared_statement_memory_per_user {
@@ -176,7 +199,8 @@ impl PreparedStatements {
                 "[53400] prepared statements of {} would hold {user_after} bytes; at most {} \
                  are kept per user (limits.prepared_statement_memory_per_user): close \
                  prepared statements you no longer need",
-                entry.user, self.limits.prepared_statement_memory_per_user
+                entry.user(),
+                self.limits.prepared_statement_memory_per_user
             )));
         }
         if total_after > self.limits.prepared_statement_memory {
@@ -187,75 +211,9 @@ impl PreparedStatements {
             )));
         }
         usage.total += entry.bytes;
-        *usage.per_user.entry(entry.user.clone()).or_default() += entry.bytes;
+        *usage.per_user.entry(entry.user().to_owned()).or_default() += entry.bytes;
         Ok(())
     }
-}
-
-/// Bytes of gRPC framing per message (length prefix and flags), so that a
-/// stream of empty messages is not free either.
-const MESSAGE_OVERHEAD: usize = 8;
-
-/// Read the parameter batches of a DoPut, at most `limit` bytes of them,
-/// and return the one row they must hold as positional values.
-pub(crate) async fn read_parameters(
-    data: impl Stream<Item = Result<arrow_flight::FlightData, Status>> + Send + 'static,
-    limit: usize,
-    types: &[Option<DataType>],
-) -> Result<Vec<ScalarValue>, Status> {
-    let mut received = 0usize;
-    let bounded = data.map(move |message| {
-        let message = message?;
-        received = received.saturating_add(message.encoded_len() + MESSAGE_OVERHEAD);
-        if received > limit {
-            return Err(Status::resource_exhausted(format!(
-                "[54000] parameters are over {limit} bytes, the most this server accepts \
-                 (limits.max_parameter_bytes): bind one row of values"
-            )));
-        }
-        Ok(message)
-    });
-    let batches: Vec<RecordBatch> =
-        FlightRecordBatchStream::new_from_flight_data(bounded.map_err(FlightError::from))
-            .try_collect()
-            .await
-            .map_err(|e| match e {
-                FlightError::Tonic(status) => *status,
-                other => Status::invalid_argument(format!("cannot read parameters: {other}")),
-            })?;
-    parameter_row(&batches, types)
-}
-
-/// The first row of a parameter batch, as positional values.
-fn parameter_row(
-    batches: &[RecordBatch],
-    types: &[Option<DataType>],
-) -> Result<Vec<ScalarValue>, Status> {
-    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-    if rows != 1 {
-        return Err(Status::invalid_argument(format!(
-            "bind exactly one row of parameters (got {rows})"
-        )));
-    }
-    let batch = batches.iter().find(|b| b.num_rows() == 1).expect("one row");
-    batch
-        .columns()
-        .iter()
-        .enumerate()
-        .map(|(i, column)| {
-            let value = ScalarValue::try_from_array(column, 0)
-                .map_err(|e| Status::invalid_argument(format!("parameter ${}: {e}", i + 1)))?;
-            match types.get(i).and_then(Option::as_ref) {
-                Some(ty) if value.data_type() != *ty => value.cast_to(ty).map_err(|e| {
-                    Status::invalid_argument(format!(
-                        "parameter ${} cannot be used as {ty}: {e}",
-                        i + 1
-                    ))
-                }),
-                _ => Ok(value),
-            }
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -271,7 +229,13 @@ mod tests {
     }
 
     fn entry(user: &str, sql_bytes: usize) -> PreparedEntry {
-        PreparedEntry::new(user.into(), "x".repeat(sql_bytes), vec![], None)
+        PreparedEntry::new(
+            Identity::new(user),
+            "x".repeat(sql_bytes),
+            Prepared::Empty,
+            vec![],
+            None,
+        )
     }
 
     #[tokio::test]
@@ -321,33 +285,5 @@ mod tests {
         let old = store.get("a3").await.unwrap();
         let bound = old.with_params(vec![ScalarValue::Int64(Some(1))]);
         store.insert("a3".into(), bound, Some(&old)).await.unwrap();
-    }
-
-    #[tokio::test]
-    async fn parameter_uploads_stop_at_the_limit() {
-        use arrow_flight::encode::FlightDataEncoderBuilder;
-        use meshgate_planner::datafusion::arrow::array::{ArrayRef, StringArray};
-        let big = RecordBatch::try_from_iter([(
-            "$1",
-            Arc::new(StringArray::from(vec!["y".repeat(4096)])) as ArrayRef,
-        )])
-        .unwrap();
-        let encode = |n: usize| {
-            let big = big.clone();
-            let batches = futures::stream::iter((0..n).map(move |_| Ok(big.clone())));
-            FlightDataEncoderBuilder::new()
-                .build(batches)
-                .map_err(|e| Status::internal(e.to_string()))
-        };
-        let one = read_parameters(encode(1), 64 << 10, &[None]).await.unwrap();
-        assert_eq!(one.len(), 1);
-        let err = read_parameters(encode(100), 64 << 10, &[None])
-            .await
-            .unwrap_err();
-        assert_eq!(err.code(), tonic::Code::ResourceExhausted);
-        assert!(
-            err.message().contains("limits.max_parameter_bytes"),
-            "{err}"
-        );
     }
 }

@@ -1,9 +1,15 @@
-//! Query errors as gRPC statuses. The SQLSTATE leads the message so clients
-//! that know PostgreSQL codes can still branch on them.
+//! Query errors as gRPC statuses, for every gRPC service the gateway serves
+//! (Flight SQL and the admin API), so a client sees the same code and text
+//! for the same error whichever service it called.
+//!
+//! The SQLSTATE leads the message so clients that know PostgreSQL codes can
+//! still branch on them; the message is redacted (no source secret reaches
+//! a client).
 
 use meshgate_planner::QueryError;
 use tonic::{Code, Status};
 
+/// The status a client is answered with for `err`.
 pub(crate) fn to_status(err: &QueryError) -> Status {
     let code = match err {
         QueryError::Syntax(_)
@@ -30,7 +36,7 @@ pub(crate) fn to_status(err: &QueryError) -> Status {
         QueryError::Timeout => Code::DeadlineExceeded,
         QueryError::ResourcesExhausted(_) | QueryError::TooComplex(_) => Code::ResourceExhausted,
         QueryError::Internal(_) => {
-            tracing::warn!(error = %err, "internal error in Flight SQL query");
+            tracing::warn!(error = %err, "internal error answered over gRPC");
             Code::Internal
         }
     };
@@ -54,6 +60,10 @@ mod tests {
         assert_eq!(
             to_status(&QueryError::Source("pg down".into())).code(),
             Code::Unavailable
+        );
+        assert_eq!(
+            to_status(&QueryError::PermissionDenied("no".into())).code(),
+            Code::PermissionDenied
         );
     }
 }

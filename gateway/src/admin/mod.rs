@@ -1,0 +1,16 @@
+//! The policy admin gRPC API (`proto/meshgate/admin/v1`): reading, diffing
+//! and replacing the access policy of a running gateway.
+//!
+//! - [`PolicyAdminService`] serves it on the Flight SQL listener, signed in
+//!   with the same credentials as Flight SQL (`crate::auth::authenticate`).
+//!   Who may call it is the planner's one rule (`PolicyAdmin::is_admin`:
+//!   the policy's `admins`); nothing here decides it again. Every call by a
+//!   signed-in user — allowed, refused or failed — is audited like any other
+//!   access, through the planner's `AuditRecord::access`.
+//! - [`AdminClient`] is its client, behind `meshgate policy get|list|diff|apply`.
+
+mod client;
+mod service;
+
+pub use client::{AdminClient, AdminClientError, AdminTarget};
+pub use service::PolicyAdminService;

@@ -1,0 +1,89 @@
+//! The `meshgate` command line: the clap definitions of its subcommands and
+//! what each one does.
+//!
+//! Commands run on the library exactly as an embedding program would
+//! (`Config::load`, `Gateway::build`, `AdminClient`); nothing here decides
+//! anything the gateway would decide differently. Every command returns a
+//! [`CliError`], whose message (with its causes) `main` prints.
+
+mod demo;
+mod error;
+mod policy;
+mod setup;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use meshgate_gateway::{Config, Gateway};
+
+pub use error::CliError;
+use policy::PolicyCommand;
+
+#[derive(Parser)]
+#[command(
+    name = "meshgate",
+    version,
+    about = "A federated SQL gateway for data meshes"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the catalogs of a configuration file.
+    Serve {
+        #[arg(short, long, default_value = "meshgate.toml")]
+        config: PathBuf,
+    },
+    /// Validate a configuration file without serving it.
+    CheckConfig { file: PathBuf },
+    /// Print a password hash for `[users.NAME] password = "..."`.
+    ///
+    /// Reads the password from standard input (one line) unless given.
+    HashPassword { password: Option<String> },
+    /// Check or explain the access policy.
+    Policy {
+        #[command(subcommand)]
+        action: PolicyCommand,
+    },
+    /// Write the demo health-insurance mesh and serve it.
+    Demo {
+        /// Where the demo data and its meshgate.toml are written.
+        #[arg(long, default_value = "meshgate-data")]
+        data_dir: PathBuf,
+        /// pgwire address.
+        #[arg(long, default_value = "127.0.0.1:5433")]
+        pgwire: String,
+        /// Flight SQL address.
+        #[arg(long, default_value = "127.0.0.1:50051")]
+        flight_sql: String,
+        /// Write the data and config, then exit without serving.
+        #[arg(long)]
+        write_only: bool,
+    },
+}
+
+/// Run the command `cli` names.
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Serve { config } => serve(Config::load(&config)?).await,
+        Command::CheckConfig { file } => setup::check_config(&file),
+        Command::HashPassword { password } => setup::hash_password(password),
+        Command::Policy { action } => policy::run(action).await,
+        Command::Demo {
+            data_dir,
+            pgwire,
+            flight_sql,
+            write_only,
+        } => demo::run(data_dir, pgwire, flight_sql, write_only).await,
+    }
+}
+
+/// Serve `config` until Ctrl-C or SIGTERM.
+async fn serve(config: Config) -> Result<(), CliError> {
+    let running = Gateway::build(config).await?.start().await?;
+    running.run_until_signal().await;
+    Ok(())
+}

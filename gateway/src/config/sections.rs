@@ -1,0 +1,110 @@
+//! The sections of `meshgate.toml` other than `[auth]`, `[users]` (see
+//! `crate::auth`) and `[limits]` (see `crate::limits`): plain data, read
+//! by serde with unknown keys refused. Checks that need more than one key
+//! are made when the whole file is loaded (see [`super::Config::load`]).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// `[server]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Catalog used when a client names no database (default: first by name).
+    pub default_catalog: Option<String>,
+}
+
+/// `[listeners]`: without the section, pgwire on `127.0.0.1:5433` only.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listeners {
+    pub pgwire: Option<ListenerConfig>,
+    pub flight_sql: Option<ListenerConfig>,
+}
+
+impl Default for Listeners {
+    fn default() -> Self {
+        Self {
+            pgwire: Some(ListenerConfig {
+                address: "127.0.0.1:5433".into(),
+            }),
+            flight_sql: None,
+        }
+    }
+}
+
+/// `[listeners.pgwire]`, `[listeners.flight_sql]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// `host:port`; port 0 picks a free port (tests).
+    pub address: String,
+}
+
+impl ListenerConfig {
+    pub fn socket_addr(&self) -> Result<SocketAddr, String> {
+        self.address
+            .parse()
+            .map_err(|e| format!("`{}` is not a host:port address: {e}", self.address))
+    }
+}
+
+/// `[tls]`: the certificate both listeners present.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// Refuse clients that do not negotiate TLS (default true: configuring TLS
+    /// never silently leaves a plaintext path open).
+    #[serde(default = "yes")]
+    pub required: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `[policy]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// A TOML policy document (see the `meshgate-policy` crate).
+    pub file: PathBuf,
+}
+
+/// `[audit]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// JSON lines, appended and flushed per statement.
+    pub file: PathBuf,
+}
+
+/// `[catalogs.NAME]`: the connector, and its options.
+#[derive(Clone, Deserialize)]
+pub struct CatalogConfig {
+    pub connector: String,
+    pub description: Option<String>,
+    /// Everything else belongs to the connector.
+    #[serde(flatten)]
+    pub options: toml::Table,
+}
+
+/// Secrets in the options are shown redacted (the connector's secret keys).
+impl std::fmt::Debug for CatalogConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CatalogConfig")
+            .field("connector", &self.connector)
+            .field("description", &self.description)
+            .field(
+                "options",
+                &meshgate_connectors::secrets::RedactedOptions::new(&self.connector, &self.options),
+            )
+            .finish()
+    }
+}

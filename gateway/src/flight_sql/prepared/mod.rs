@@ -1,0 +1,307 @@
+//! Flight SQL prepared statements: CreatePreparedStatement plans the
+//! statement and keeps the plan, DoPut binds one row of parameters,
+//! GetFlightInfo and DoGet of the statement run the kept plan with them,
+//! and ClosePreparedStatement forgets it.
+//!
+//! Three decisions a newcomer must know:
+//! - **The handle is a signed token bound to its user** (kind `prepared`,
+//!   valid for the token lifetime) naming the kept entry; a handle of
+//!   another user is refused. What is kept is bounded in bytes per user and
+//!   in total (see [`store`]).
+//! - **Planning happens once.** Every execution runs the plan made at
+//!   CreatePreparedStatement; the planner binds the parameters into the
+//!   optimised plan it keeps with it (`meshgate_planner::PlanCache`). The
+//!   policy was applied for one identity when the plan was made, so the plan
+//!   is only run for exactly that identity in a session of its own (a
+//!   plan does not depend on the session it was made in); the same user
+//!   calling as another identity (impersonated, or with a credential
+//!   asserting other groups) gets the statement planned for them. A plan
+//!   made under an older policy is made again and kept before it runs or
+//!   describes its result, so its schema and errors are the current ones.
+//! - Creating a statement is audited here, whatever its outcome (including
+//!   a refusal by the budgets); each execution is audited by the planner.
+
+mod parameters;
+mod store;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow_flight::sql::server::PeekableFlightDataStream;
+use arrow_flight::sql::{
+    ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
+    ActionCreatePreparedStatementResult, CommandPreparedStatementQuery,
+    DoPutPreparedStatementResult, ProstMessageExt,
+};
+use arrow_flight::{FlightDescriptor, FlightInfo, IpcMessage, SchemaAsIpc, Ticket};
+use meshgate_planner::datafusion::arrow::datatypes::{DataType, Field, Schema};
+use meshgate_planner::datafusion::arrow::error::ArrowError;
+use meshgate_planner::datafusion::arrow::ipc::writer::IpcWriteOptions;
+use meshgate_planner::datafusion::common::ParamValues;
+use meshgate_planner::{AuditRecord, Identity, Prepared, QuerySession};
+use prost::Message;
+use tonic::{Request, Response, Status};
+
+use super::audit::statement_text;
+use super::plans::is_current;
+use super::results::{self, DoGetStream};
+use super::FlightSqlFrontend;
+use crate::auth::TokenError;
+use crate::status::to_status;
+use parameters::read_parameters;
+use store::PreparedEntry;
+pub(super) use store::PreparedStatements;
+
+/// The token kind of prepared-statement handles.
+const PREPARED: &str = "prepared";
+
+impl FlightSqlFrontend {
+    /// CreatePreparedStatement: plan the statement, keep it within the
+    /// budgets, and record the attempt whatever its outcome.
+    pub(super) async fn create_prepared(
+        &self,
+        query: ActionCreatePreparedStatementRequest,
+        request: Request<arrow_flight::Action>,
+    ) -> Result<ActionCreatePreparedStatementResult, Status> {
+        let started = Instant::now();
+        let identity = self.authenticate(request.metadata())?;
+        let client = request.remote_addr();
+        self.check_statement(&identity, client, "CreatePreparedStatement", &query.query)?;
+        let record = self.access(
+            &identity,
+            client,
+            format!(
+                "Flight SQL CreatePreparedStatement: {}",
+                statement_text(&query.query)
+            ),
+        );
+        let session = self.session(identity.clone(), client)?;
+        let planned = match session.prepare(&query.query).await {
+            Ok(prepared) => prepared.parameter_types().map(|types| (prepared, types)),
+            Err(e) => Err(e),
+        };
+        // Which tables it names, and whether the policy hides any of them.
+        let tables = session.explain_access(&query.query).unwrap_or_default();
+        let (prepared, param_types) = match planned {
+            Ok(planned) => planned,
+            Err(e) => {
+                self.audit(
+                    record
+                        .with_outcome(Some(&e))
+                        .with_tables(tables)
+                        .with_duration(started),
+                );
+                return Err(to_status(&e));
+            }
+        };
+        let result = self
+            .keep_prepared(identity, query.query, prepared, param_types)
+            .await;
+        let mut record = record.with_tables(tables).with_duration(started);
+        if let Err(status) = &result {
+            record.decision = AuditRecord::ERROR.into();
+            record.error = Some(status.message().to_owned());
+        }
+        self.audit(record);
+        result
+    }
+
+    /// Keep a statement planned for `identity` and hand out its handle.
+    async fn keep_prepared(
+        &self,
+        identity: Identity,
+        sql: String,
+        prepared: Prepared,
+        param_types: Vec<Option<DataType>>,
+    ) -> Result<ActionCreatePreparedStatementResult, Status> {
+        let parameter_schema = Schema::new(
+            param_types
+                .iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    Field::new(
+                        format!("${}", i + 1),
+                        t.clone().unwrap_or(DataType::Utf8),
+                        true,
+                    )
+                })
+                .collect::<Vec<_>>(),
+        );
+        let dataset_schema = schema_bytes(&prepared.output_schema())?;
+        let id = format!("{:032x}", rand::random::<u128>());
+        let handle = self
+            .signer
+            .issue(&identity.user, PREPARED, Some(id.clone()), self.ttl);
+        let entry = PreparedEntry::new(identity, sql, prepared, param_types, None);
+        self.prepared.insert(id, entry, None).await?;
+        Ok(ActionCreatePreparedStatementResult {
+            prepared_statement_handle: handle.into_bytes().into(),
+            dataset_schema,
+            parameter_schema: schema_bytes(&parameter_schema)?,
+        })
+    }
+
+    /// DoPut of parameters: read message by message up to
+    /// `max_parameter_bytes` (an upload over it is refused without being
+    /// buffered), then keep the one row with the statement.
+    pub(super) async fn bind_parameters(
+        &self,
+        query: CommandPreparedStatementQuery,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<DoPutPreparedStatementResult, Status> {
+        let identity = self.authenticate(request.metadata())?;
+        let (id, entry) = self
+            .prepared_entry(&identity, &query.prepared_statement_handle)
+            .await?;
+        let row = read_parameters(
+            request.into_inner(),
+            self.limits.max_parameter_bytes,
+            &entry.param_types,
+        )
+        .await?;
+        self.prepared
+            .insert(id, entry.with_params(row), Some(&entry))
+            .await?;
+        Ok(DoPutPreparedStatementResult {
+            prepared_statement_handle: Some(query.prepared_statement_handle),
+        })
+    }
+
+    /// GetFlightInfo of a prepared statement: the schema of its plan, and
+    /// the command itself as the ticket.
+    pub(super) async fn prepared_info(
+        &self,
+        command: CommandPreparedStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let identity = self.authenticate(request.metadata())?;
+        let (_, entry) = self
+            .prepared_entry(&identity, &command.prepared_statement_handle)
+            .await?;
+        let prepared = match self.kept_plan(&identity, &entry) {
+            Some(prepared) => prepared,
+            None => {
+                let session = self.session(identity, request.remote_addr())?;
+                self.plan_again(&session, &entry).await?
+            }
+        };
+        let info = super::flight_info(
+            &prepared.output_schema(),
+            command.as_any().encode_to_vec(),
+            request.into_inner(),
+        )?;
+        Ok(Response::new(info))
+    }
+
+    /// DoGet of a prepared statement: its plan run with the parameters
+    /// bound last.
+    pub(super) async fn prepared_get(
+        &self,
+        command: CommandPreparedStatementQuery,
+        request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        let identity = self.authenticate(request.metadata())?;
+        let (_, entry) = self
+            .prepared_entry(&identity, &command.prepared_statement_handle)
+            .await?;
+        if entry.params.is_none() && !entry.param_types.is_empty() {
+            return Err(Status::invalid_argument(format!(
+                "the statement has {} parameter(s); bind them with DoPut first",
+                entry.param_types.len()
+            )));
+        }
+        let kept = self.kept_plan(&identity, &entry);
+        let mut session = self.session(identity, request.remote_addr())?;
+        let prepared = match kept {
+            Some(prepared) => prepared,
+            None => self.plan_again(&session, &entry).await?,
+        };
+        let params = entry.params.clone().map(ParamValues::from);
+        let stream = results::execute(&mut session, &prepared, params).await?;
+        Ok(Response::new(stream))
+    }
+
+    /// ClosePreparedStatement: forget the statement, if the handle is the
+    /// caller's; anything else is ignored.
+    pub(super) async fn close_prepared(
+        &self,
+        query: ActionClosePreparedStatementRequest,
+        request: Request<arrow_flight::Action>,
+    ) -> Result<(), Status> {
+        let identity = self.authenticate(request.metadata())?;
+        let token = std::str::from_utf8(&query.prepared_statement_handle).unwrap_or_default();
+        if let Ok(claims) = self.signer.verify(token, PREPARED) {
+            if claims.sub == identity.user {
+                if let Some(id) = claims.data {
+                    self.prepared.close(&id).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The prepared statement a handle names, with its id, if it is the
+    /// caller's.
+    async fn prepared_entry(
+        &self,
+        identity: &Identity,
+        handle: &[u8],
+    ) -> Result<(String, Arc<PreparedEntry>), Status> {
+        let token = std::str::from_utf8(handle)
+            .map_err(|_| Status::invalid_argument("malformed prepared statement handle"))?;
+        let claims = self.signer.verify(token, PREPARED).map_err(|e| match e {
+            TokenError::Expired => {
+                Status::not_found("prepared statement has expired: prepare it again")
+            }
+            _ => Status::invalid_argument("invalid prepared statement handle"),
+        })?;
+        if claims.sub != identity.user {
+            return Err(Status::permission_denied(
+                "this prepared statement belongs to another user",
+            ));
+        }
+        let id = claims.data.unwrap_or_default();
+        let entry = self.prepared.get(&id).await.ok_or_else(|| {
+            Status::not_found("prepared statement was closed or has expired: prepare it again")
+        })?;
+        if entry.user() != identity.user {
+            return Err(Status::permission_denied(
+                "this prepared statement belongs to another user",
+            ));
+        }
+        Ok((id, entry))
+    }
+
+    /// The kept plan of `entry`, when it may run for `identity` as it is:
+    /// it was made for exactly this identity, under the policy in force.
+    fn kept_plan(&self, identity: &Identity, entry: &PreparedEntry) -> Option<Prepared> {
+        let prepared = entry.plan();
+        (entry.identity == *identity && is_current(&prepared, &self.service)).then_some(prepared)
+    }
+
+    /// `entry` planned again in `session`, for its identity; kept for the
+    /// executions that follow when that is the identity it was prepared by.
+    async fn plan_again(
+        &self,
+        session: &QuerySession,
+        entry: &PreparedEntry,
+    ) -> Result<Prepared, Status> {
+        let prepared = session
+            .prepare(&entry.sql)
+            .await
+            .map_err(|e| to_status(&e))?;
+        if entry.identity == *session.identity() {
+            entry.replace_plan(prepared.clone());
+        }
+        Ok(prepared)
+    }
+}
+
+/// `schema` as the IPC message Flight SQL puts in a prepared statement's
+/// description.
+fn schema_bytes(schema: &Schema) -> Result<prost::bytes::Bytes, Status> {
+    let IpcMessage(bytes) = SchemaAsIpc::new(schema, &IpcWriteOptions::default())
+        .try_into()
+        .map_err(|e: ArrowError| Status::internal(format!("cannot encode schema: {e}")))?;
+    Ok(bytes)
+}

@@ -1,0 +1,68 @@
+//! What a Flight SQL DoGet streams back: the output of a planned statement,
+//! or the one batch of a metadata listing, encoded as Flight data.
+//!
+//! A statement's rows are streamed as the plan produces them; an error while
+//! streaming reaches the client as a gRPC status carrying the SQLSTATE (see
+//! [`crate::status`]), like an error before the first row.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::error::FlightError;
+use arrow_flight::FlightData;
+use futures::{stream, Stream, TryStreamExt};
+use meshgate_planner::datafusion::arrow::array::RecordBatch;
+use meshgate_planner::datafusion::arrow::datatypes::{Schema, SchemaRef};
+use meshgate_planner::datafusion::common::ParamValues;
+use meshgate_planner::{Prepared, QueryError, QueryOutput, QuerySession};
+use tonic::Status;
+
+use crate::status::to_status;
+
+/// The stream a DoGet answers with.
+pub(crate) type DoGetStream = Pin<Box<dyn Stream<Item = Result<FlightData, Status>> + Send>>;
+
+type BatchStream = Pin<Box<dyn Stream<Item = Result<RecordBatch, FlightError>> + Send>>;
+
+/// Run `prepared` in `session` with `params` bound, streaming its output as
+/// Flight data. The session audits the execution (one record per run).
+pub(super) async fn execute(
+    session: &mut QuerySession,
+    prepared: &Prepared,
+    params: Option<ParamValues>,
+) -> Result<DoGetStream, Status> {
+    let output = session
+        .execute(prepared, params)
+        .await
+        .map_err(|e| to_status(&e))?;
+    let (schema, batches): (SchemaRef, BatchStream) = match output {
+        QueryOutput::Rows(rows) => (
+            rows.schema(),
+            Box::pin(
+                rows.map_err(|e| FlightError::Tonic(Box::new(to_status(&QueryError::from(e))))),
+            ),
+        ),
+        QueryOutput::CopyOut { .. } => return Err(to_status(&QueryError::FeatureNotSupported(
+            "COPY TO STDOUT is a PostgreSQL protocol feature; Flight SQL streams results directly"
+                .into(),
+        ))),
+        QueryOutput::Command { .. } | QueryOutput::Empty => {
+            (Arc::new(Schema::empty()), Box::pin(stream::empty()))
+        }
+    };
+    let data = FlightDataEncoderBuilder::new()
+        .with_schema(schema)
+        .build(batches)
+        .map_err(Status::from);
+    Ok(Box::pin(data))
+}
+
+/// One batch (a listing) as Flight data of `schema`.
+pub(super) fn one_batch(schema: SchemaRef, batch: RecordBatch) -> DoGetStream {
+    let data = FlightDataEncoderBuilder::new()
+        .with_schema(schema)
+        .build(stream::once(async move { Ok::<_, FlightError>(batch) }))
+        .map_err(Status::from);
+    Box::pin(data)
+}
