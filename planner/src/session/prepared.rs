@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::logical_expr::{LogicalPlan, Statement as PlanStatement};
 use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::sql::sqlparser::ast;
@@ -109,6 +110,48 @@ impl Prepared {
             Prepared::Query { tables, .. } | Prepared::Command { tables, .. } => tables,
             Prepared::Empty => &[],
         }
+    }
+
+    /// Whether the statement was planned under `policy` (the version in
+    /// force, see [`crate::QueryService::policy`]). A plan made under
+    /// another one still runs correctly (executing it plans it again), but
+    /// its schema and its errors may be out of date.
+    pub fn is_planned_under(&self, policy: Option<&Arc<Policy>>) -> bool {
+        match self {
+            Prepared::Query {
+                policy: planned, ..
+            } => match (planned, policy) {
+                (Some(planned), Some(now)) => Arc::ptr_eq(planned, now),
+                (None, None) => true,
+                _ => false,
+            },
+            _ => true,
+        }
+    }
+
+    /// About how many bytes keeping the statement holds, for stores that
+    /// keep plans between requests and must stay bounded. A plan's real size
+    /// is not measurable; it is counted from its shape: a fixed cost per
+    /// plan node and per column of each node's schema, doubled because the
+    /// first execution keeps the optimised plan beside it (see
+    /// [`PlanCache`]), plus the statement text.
+    pub fn approximate_bytes(&self) -> u64 {
+        /// One plan node (the node and its schema's shell).
+        const NODE_BYTES: u64 = 256;
+        /// One column of a node's schema.
+        const FIELD_BYTES: u64 = 32;
+        let text = self.sql().len() as u64;
+        let Prepared::Query { plan, .. } = self else {
+            return text;
+        };
+        let (mut nodes, mut fields) = (0u64, 0u64);
+        // Visiting cannot fail: the closure never returns an error.
+        let _ = plan.apply_with_subqueries(|node| {
+            nodes += 1;
+            fields += node.schema().fields().len() as u64;
+            Ok(TreeNodeRecursion::Continue)
+        });
+        text + 2 * (nodes * NODE_BYTES + fields * FIELD_BYTES)
     }
 
     /// The columns the statement returns (empty for commands without rows).

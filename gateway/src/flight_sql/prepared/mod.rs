@@ -38,12 +38,11 @@ use meshgate_planner::datafusion::arrow::datatypes::{DataType, Field, Schema};
 use meshgate_planner::datafusion::arrow::error::ArrowError;
 use meshgate_planner::datafusion::arrow::ipc::writer::IpcWriteOptions;
 use meshgate_planner::datafusion::common::ParamValues;
-use meshgate_planner::{AuditRecord, Identity, Prepared, QuerySession};
+use meshgate_planner::{AuditRecord, Identity, Prepared, QueryError, QuerySession};
 use prost::Message;
 use tonic::{Request, Response, Status};
 
 use super::audit::statement_text;
-use super::plans::is_current;
 use super::results::{self, DoGetStream};
 use super::FlightSqlFrontend;
 use crate::auth::TokenError;
@@ -67,42 +66,31 @@ impl FlightSqlFrontend {
         let identity = self.authenticate(request.metadata())?;
         let client = request.remote_addr();
         self.check_statement(&identity, client, "CreatePreparedStatement", &query.query)?;
-        let record = self.access(
-            &identity,
-            client,
-            format!(
-                "Flight SQL CreatePreparedStatement: {}",
-                statement_text(&query.query)
-            ),
-        );
         let session = self.session(identity.clone(), client)?;
-        let planned = match session.prepare(&query.query).await {
-            Ok(prepared) => prepared.parameter_types().map(|types| (prepared, types)),
-            Err(e) => Err(e),
-        };
-        // Which tables it names, and whether the policy hides any of them.
-        let tables = session.explain_access(&query.query).unwrap_or_default();
-        let (prepared, param_types) = match planned {
-            Ok(planned) => planned,
-            Err(e) => {
-                self.audit(
-                    record
-                        .with_outcome(Some(&e))
-                        .with_tables(tables)
-                        .with_duration(started),
-                );
-                return Err(to_status(&e));
-            }
-        };
+        // The planner records the request (tables, the policy's decisions,
+        // the outcome of planning); a refusal after planning is recorded here.
+        let planned = async {
+            let prepared = session
+                .prepare_for("Flight SQL CreatePreparedStatement", &query.query)
+                .await?;
+            let types = prepared.parameter_types()?;
+            Ok::<_, QueryError>((prepared, types))
+        }
+        .await;
+        let (prepared, param_types) = planned.map_err(|e| to_status(&e))?;
+        let text = format!(
+            "Flight SQL CreatePreparedStatement: {}",
+            statement_text(&query.query)
+        );
         let result = self
-            .keep_prepared(identity, query.query, prepared, param_types)
+            .keep_prepared(identity.clone(), query.query, prepared, param_types)
             .await;
-        let mut record = record.with_tables(tables).with_duration(started);
         if let Err(status) = &result {
+            let mut record = self.access(&identity, client, text).with_duration(started);
             record.decision = AuditRecord::ERROR.into();
             record.error = Some(status.message().to_owned());
+            self.audit(record);
         }
-        self.audit(record);
         result
     }
 
@@ -276,7 +264,8 @@ impl FlightSqlFrontend {
     /// it was made for exactly this identity, under the policy in force.
     fn kept_plan(&self, identity: &Identity, entry: &PreparedEntry) -> Option<Prepared> {
         let prepared = entry.plan();
-        (entry.identity == *identity && is_current(&prepared, &self.service)).then_some(prepared)
+        (entry.identity == *identity && prepared.is_planned_under(self.service.policy().as_ref()))
+            .then_some(prepared)
     }
 
     /// `entry` planned again in `session`, for its identity; kept for the
