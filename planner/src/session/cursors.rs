@@ -20,8 +20,7 @@ impl QuerySession {
     pub(super) async fn start(&self, query: &ast::Query) -> QueryResult<SendableRecordBatchStream> {
         let statement =
             DfStatement::Statement(Box::new(ast::Statement::Query(Box::new(query.clone()))));
-        let plan = self.ctx.state().statement_to_plan(statement).await?;
-        crate::read_only::check_plan(&plan)?;
+        let plan = self.read_only_plan(statement).await?;
         Ok(self
             .ctx
             .execute_logical_plan(plan)

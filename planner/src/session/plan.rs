@@ -81,12 +81,7 @@ impl QuerySession {
                 tables,
             });
         }
-        let plan = self
-            .ctx
-            .state()
-            .statement_to_plan(statement.clone())
-            .await?;
-        crate::read_only::check_plan(&plan)?;
+        let plan = self.read_only_plan(statement.clone()).await?;
         match &plan {
             LogicalPlan::Statement(PlanStatement::Prepare(p)) => {
                 self.sql_prepared
@@ -108,6 +103,14 @@ impl QuerySession {
         })
     }
 
+    /// DataFusion's plan of `statement` under the policy in force, refused
+    /// unless it only reads (see [`crate::read_only`]).
+    pub(super) async fn read_only_plan(&self, statement: DfStatement) -> QueryResult<LogicalPlan> {
+        let plan = self.ctx.state().statement_to_plan(statement).await?;
+        crate::read_only::check_plan(&plan)?;
+        Ok(plan)
+    }
+
     /// Before `EXECUTE name`: a statement `PREPARE`d under another policy
     /// is planned (and stored) again under `policy`.
     async fn replan_sql_prepared(
@@ -127,12 +130,7 @@ impl QuerySession {
             }
         };
         if let Some(statement) = stale {
-            let plan = self
-                .ctx
-                .state()
-                .statement_to_plan(statement.clone())
-                .await?;
-            crate::read_only::check_plan(&plan)?;
+            let plan = self.read_only_plan(statement.clone()).await?;
             self.ctx.execute_logical_plan(plan).await?;
             self.sql_prepared
                 .lock()
