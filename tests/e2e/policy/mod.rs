@@ -10,72 +10,10 @@ use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::datatypes::Int64Type;
 use futures::TryStreamExt;
 use meshgate_tests::{extra_user, TestMesh};
-use tokio_postgres::{Client, SimpleQueryMessage};
 use tonic::transport::Channel;
 
-const POLICY: &str = r#"
-[groups]
-adjusters = ["alice"]
-[users.alice.attributes]
-region = "CA"
-
-[[grants]]
-effect = "allow"
-principals = ["group:adjusters", "user:auditor"]
-tables = ["members.public.members", "claims.public.*", "providers.public.*"]
-
-[[row_filters]]
-principals = ["group:adjusters"]
-tables = ["members.public.members"]
-filter = "state = current_user_attribute('region')"
-
-[[masks]]
-principals = ["*"]
-except = ["user:auditor"]
-tables = ["members.public.members"]
-column = "last_name"
-mask = "'***'"
-
-[[masks]]
-principals = ["*"]
-except = ["user:auditor"]
-tables = ["members.public.members"]
-column = "birth_date"
-mask = "NULL"
-"#;
-
-async fn policy_mesh() -> (TestMesh, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("policy.toml");
-    std::fs::write(&path, POLICY).unwrap();
-    let mesh = TestMesh::start_with(|config| {
-        config.push_str(&extra_user("alice", "alice-pw"));
-        config.push_str(&extra_user("auditor", "auditor-pw"));
-        config.push_str(&extra_user("mallory", "mallory-pw"));
-        config.push_str(&format!("\n[policy]\nfile = \"{}\"\n", path.display()));
-    })
-    .await;
-    (mesh, dir)
-}
-
-async fn rows(client: &Client, sql: &str) -> Vec<Vec<Option<String>>> {
-    client
-        .simple_query(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
-        .iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(r) => {
-                Some((0..r.len()).map(|i| r.get(i).map(str::to_owned)).collect())
-            }
-            _ => None,
-        })
-        .collect()
-}
-
-async fn scalar(client: &Client, sql: &str) -> String {
-    rows(client, sql).await[0][0].clone().unwrap_or_default()
-}
+mod fixtures;
+use fixtures::*;
 
 #[tokio::test]
 async fn row_filters_and_masks_hold_against_every_sql_shape_over_pgwire() {
@@ -271,13 +209,6 @@ async fn flight_sql_sees_the_same_filtered_and_masked_rows() {
     }
 }
 
-/// Rewrite the policy file atomically (write a temp file, rename).
-fn replace_policy(dir: &std::path::Path, text: &str) {
-    let tmp = dir.join("policy.toml.new");
-    std::fs::write(&tmp, text).unwrap();
-    std::fs::rename(&tmp, dir.join("policy.toml")).unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn policy_reload_applies_atomically_under_concurrent_queries() {
     let (mesh, dir) = policy_mesh().await;
@@ -375,27 +306,6 @@ async fn policy_reload_applies_atomically_under_concurrent_queries() {
         "{} queries during the reload, all on one version",
         answers.len()
     );
-}
-
-/// The policy mesh with auditor as policy admin and an audit log, both in
-/// the returned directory (`policy.toml`, `audit.jsonl`).
-async fn audited_mesh() -> (TestMesh, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let policy = dir.path().join("policy.toml");
-    std::fs::write(&policy, format!("admins = [\"user:auditor\"]\n{POLICY}")).unwrap();
-    let audit = dir.path().join("audit.jsonl");
-    let mesh = TestMesh::start_with(|config| {
-        config.push_str(&extra_user("alice", "alice-pw"));
-        config.push_str(&extra_user("auditor", "auditor-pw"));
-        config.push_str(&extra_user("mallory", "mallory-pw"));
-        config.push_str(&format!(
-            "\n[policy]\nfile = \"{}\"\n[audit]\nfile = \"{}\"\n",
-            policy.display(),
-            audit.display()
-        ));
-    })
-    .await;
-    (mesh, dir)
 }
 
 #[tokio::test]
@@ -573,20 +483,6 @@ async fn admins_change_the_policy_with_grant_and_revoke() {
     assert!(lines.iter().any(|r| r["user"] == "auditor"
         && r["sql"] == "DROP ROLE readers"
         && r["decision"] == "allowed"));
-}
-
-/// A token signed with the test issuer's RSA key.
-fn jwt(claims: serde_json::Value) -> String {
-    let key = jsonwebtoken::EncodingKey::from_rsa_pem(include_bytes!(
-        "../fixtures/jwt_rs256_private.pem"
-    ))
-    .unwrap();
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
-        &claims,
-        &key,
-    )
-    .unwrap()
 }
 
 #[tokio::test]
