@@ -60,11 +60,18 @@ fi
   -r tests/python/requirements.txt
 export MESHGATE_PYTHON="$venv/bin/python"
 
-# node-postgres for the end-to-end tests.
+# node-postgres and playwright-core for the end-to-end tests; the admin
+# page test drives Debian's Chromium.
 command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+[ -x /usr/bin/chromium ] || apt_install chromium
 (cd tests/node && npm ci --no-audit --no-fund --silent)
 
 echo "== prerequisites ready after $(( $(date +%s) - started ))s"
+
+# The compose file is checked where docker with compose is installed.
+if command -v docker >/dev/null 2>&1 && docker compose version >/dev/null 2>&1; then
+  docker compose -f docker/compose.yaml config --quiet
+fi
 
 cargo test --workspace "$@"
 

@@ -36,7 +36,7 @@ pub use delta::DeltaConnector;
 pub use delta_write::create_delta_table;
 pub use error::ConnectorError;
 pub use files::FilesConnector;
-pub use sql::{refresh_catalog, MySqlConnector, PostgresConnector, SqlCatalog};
+pub use sql::{probe_catalog, refresh_catalog, MySqlConnector, PostgresConnector, SqlCatalog};
 pub use storage::StorageOptions;
 
 /// A description a domain team wrote for one of its tables or columns

@@ -13,7 +13,8 @@
 //! - [`auth`]: who is calling, for every front end (with its own settings
 //!   types);
 //! - [`config`]: `meshgate.toml`, loaded and checked;
-//! - [`pgwire`], [`flight_sql`], [`admin`]: the front ends;
+//! - [`pgwire`], [`flight_sql`], [`admin`]: the front ends; [`http`]: the
+//!   HTTP listener (health, readiness, metrics, info);
 //! - [`server`]: builds the gateway from a configuration and runs the
 //!   listeners; [`demo`] writes the demo mesh the CLI serves.
 
@@ -22,6 +23,7 @@ pub mod auth;
 pub mod config;
 pub mod demo;
 pub mod flight_sql;
+pub mod http;
 pub mod limits;
 pub mod log_redaction;
 pub mod pgwire;

@@ -23,6 +23,8 @@ use tonic::transport::ServerTlsConfig;
 use crate::auth::UserStore;
 use crate::config::{Config, ConfigError};
 use crate::flight_sql::{self, FlightSqlFrontend};
+use crate::http::health::Health;
+use crate::http::metrics::Metrics;
 use crate::pgwire::{PgWireFrontend, PgWireSettings};
 use crate::tls;
 
@@ -46,6 +48,7 @@ pub struct Gateway {
     config: Config,
     service: Arc<QueryService>,
     users: Arc<UserStore>,
+    metrics: Arc<Metrics>,
 }
 
 impl Gateway {
@@ -59,6 +62,15 @@ impl Gateway {
                 key,
                 problem,
             })?;
+        let admission =
+            config
+                .limits
+                .admission()
+                .map_err(|(key, problem)| ConfigError::Invalid {
+                    file: config.file.clone(),
+                    key,
+                    problem,
+                })?;
         let registry = CatalogRegistry::build(
             &config.catalog_specs(),
             &ConnectorRegistry::builtin(),
@@ -70,6 +82,7 @@ impl Gateway {
         let mut service =
             QueryService::new(Arc::new(registry), config.server.default_catalog.clone())
                 .with_statement_timeout(limits.statement_timeout)
+                .with_admission(admission)
                 .with_roles(config.users.keys().cloned().collect())
                 .with_token_users(config.auth.jwt.is_some());
         if let Some(policy) = config.load_policy()? {
@@ -78,15 +91,20 @@ impl Gateway {
         if let Some(policy) = &config.policy {
             service = service.with_policy_file(config.resolve_path(&policy.file));
         }
-        if let Some(audit) = &config.audit {
-            let path = config.resolve_path(&audit.file);
-            let log = AuditLog::open(&path).map_err(|e| ConfigError::Invalid {
-                file: config.file.clone(),
-                key: "audit.file".into(),
-                problem: format!("cannot open {}: {e}", path.display()),
-            })?;
-            service = service.with_audit(log);
-        }
+        let log = match &config.audit {
+            Some(audit) => {
+                let path = config.resolve_path(&audit.file);
+                AuditLog::open(&path).map_err(|e| ConfigError::Invalid {
+                    file: config.file.clone(),
+                    key: "audit.file".into(),
+                    problem: format!("cannot open {}: {e}", path.display()),
+                })?
+            }
+            None => AuditLog::without_file(),
+        };
+        // Metrics count from audit records, kept in a file or not.
+        let metrics = Arc::new(Metrics::new());
+        service = service.with_audit(log.with_observer(metrics.observer()));
         let service = Arc::new(service);
         let users = Arc::new(UserStore::new(
             &config.users,
@@ -102,6 +120,7 @@ impl Gateway {
             config,
             service,
             users,
+            metrics,
         })
     }
 
@@ -116,6 +135,8 @@ impl Gateway {
         let mut running = RunningGateway {
             pgwire_addr: None,
             flight_sql_addr: None,
+            http_addr: None,
+            health: None,
             shutdown: shutdown.clone(),
             tasks: JoinSet::new(),
         };
@@ -161,6 +182,7 @@ impl Gateway {
             tracing::info!(%addr, tls = tls.is_some(), "pgwire listening");
             running.pgwire_addr = Some(addr);
         }
+        let mut signer = None;
         if let Some(listener) = &self.config.listeners.flight_sql {
             let (socket, addr) = bind("flight_sql", &listener.address).await?;
             let frontend = FlightSqlFrontend::new(
@@ -180,6 +202,7 @@ impl Gateway {
                     )
                     .map_err(|e| GatewayError::Tls(e.to_string()))?;
             }
+            signer = Some(frontend.signer());
             let admin = crate::admin::PolicyAdminService::new(
                 self.service.clone(),
                 self.users.clone(),
@@ -205,11 +228,50 @@ impl Gateway {
             tracing::info!(%addr, tls = self.config.tls.is_some(), "Flight SQL listening");
             running.flight_sql_addr = Some(addr);
         }
+        if let Some(listener) = &self.config.listeners.http {
+            let (socket, addr) = bind("http", &listener.address).await?;
+            let health = Arc::new(Health::new(self.service.registry().catalog_names()));
+            let state = crate::http::HttpState {
+                service: self.service.clone(),
+                metrics: self.metrics.clone(),
+                health: health.clone(),
+                connectors: Arc::new(
+                    self.config
+                        .catalogs
+                        .iter()
+                        .map(|(name, c)| (name.clone(), c.connector.clone()))
+                        .collect(),
+                ),
+                started: std::time::Instant::now(),
+                users: self.users.clone(),
+                // The Flight SQL listener's, so its session tokens sign in here too.
+                signer: signer.clone().unwrap_or_default(),
+                allow_cleartext: self.config.auth.allow_cleartext,
+            };
+            tasks.spawn(crate::http::health::run_probes(
+                self.service.clone(),
+                health.clone(),
+                self.metrics.clone(),
+                Duration::from_secs(listener.probe_interval_secs),
+                shutdown.clone(),
+            ));
+            tasks.spawn(crate::http::serve(
+                socket,
+                crate::http::router(state),
+                shutdown.clone(),
+            ));
+            tracing::info!(%addr, "HTTP (health, metrics) listening");
+            running.http_addr = Some(addr);
+            running.health = Some(health);
+        }
         if let Some(policy) = &self.config.policy {
             let path = self.config.resolve_path(&policy.file);
             tasks.spawn(watch_policy(self.service.clone(), path, shutdown.clone()));
         }
         running.tasks = tasks;
+        if let Some(health) = &running.health {
+            health.set_ready(true);
+        }
         Ok(running)
     }
 }
@@ -284,6 +346,9 @@ async fn bind(
 pub struct RunningGateway {
     pub pgwire_addr: Option<SocketAddr>,
     pub flight_sql_addr: Option<SocketAddr>,
+    /// The ops HTTP listener's address (`[listeners.http]`).
+    pub http_addr: Option<SocketAddr>,
+    health: Option<Arc<Health>>,
     shutdown: CancellationToken,
     tasks: JoinSet<()>,
 }
@@ -291,6 +356,9 @@ pub struct RunningGateway {
 impl RunningGateway {
     /// Stop accepting, close connections and wait for the listeners to end.
     pub async fn shutdown(mut self) {
+        if let Some(health) = &self.health {
+            health.set_ready(false);
+        }
         self.shutdown.cancel();
         while self.tasks.join_next().await.is_some() {}
     }

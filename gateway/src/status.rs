@@ -32,9 +32,11 @@ pub(crate) fn to_status(err: &QueryError) -> Status {
         QueryError::ReadOnly(_) | QueryError::TransactionAborted => Code::FailedPrecondition,
         QueryError::FeatureNotSupported(_) => Code::Unimplemented,
         QueryError::Source(_) => Code::Unavailable,
-        QueryError::Cancelled => Code::Cancelled,
+        QueryError::Cancelled | QueryError::Terminated => Code::Cancelled,
         QueryError::Timeout => Code::DeadlineExceeded,
-        QueryError::ResourcesExhausted(_) | QueryError::TooComplex(_) => Code::ResourceExhausted,
+        QueryError::ResourcesExhausted(_)
+        | QueryError::TooManyQueries(_)
+        | QueryError::TooComplex(_) => Code::ResourceExhausted,
         QueryError::Internal(_) => {
             tracing::warn!(error = %err, "internal error answered over gRPC");
             Code::Internal
@@ -65,5 +67,8 @@ mod tests {
             to_status(&QueryError::PermissionDenied("no".into())).code(),
             Code::PermissionDenied
         );
+        let s = to_status(&QueryError::TooManyQueries("too many queries".into()));
+        assert_eq!(s.code(), Code::ResourceExhausted);
+        assert_eq!(s.message(), "[53300] too many queries");
     }
 }

@@ -12,6 +12,11 @@
 //! A record names who (user, client, protocol), what (the statement or the
 //! access, and the objects it concerns) and the decision; never a password,
 //! token or key.
+//!
+//! Every record also goes to an optional [`AuditObserver`], even when no
+//! file is configured ([`AuditLog::without_file`]): that is how the
+//! gateway's metrics count statements without a second hook in the
+//! pipeline.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
@@ -52,6 +57,10 @@ pub struct AuditRecord {
     /// The signed-in user who acted as `user` (impersonation), if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub impersonator: Option<String>,
+    /// The statement's query id, as its client and `system.runtime.queries`
+    /// know it; `None` for an access that is not a statement.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query_id: Option<String>,
 }
 
 impl AuditRecord {
@@ -86,6 +95,7 @@ impl AuditRecord {
             duration_ms: 0.0,
             error: None,
             impersonator: None,
+            query_id: None,
         }
     }
 
@@ -165,11 +175,24 @@ fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-/// An append-only JSON-lines file.
-#[derive(Debug)]
+/// Called with every record [`AuditLog::write`] gets, whether or not a file
+/// is kept (the gateway's metrics count statements from it).
+pub type AuditObserver = Arc<dyn Fn(&AuditRecord) + Send + Sync>;
+
+/// Where audit records go: an append-only JSON-lines file (when the audit
+/// log is configured) and an observer (when one is attached).
 pub struct AuditLog {
-    path: PathBuf,
-    file: Mutex<BufWriter<File>>,
+    file: Option<(PathBuf, Mutex<BufWriter<File>>)>,
+    observer: Option<AuditObserver>,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog")
+            .field("path", &self.path())
+            .field("observed", &self.observer.is_some())
+            .finish()
+    }
 }
 
 impl AuditLog {
@@ -179,27 +202,49 @@ impl AuditLog {
         }
         let file = OpenOptions::new().create(true).append(true).open(path)?;
         Ok(Self {
-            path: path.to_path_buf(),
-            file: Mutex::new(BufWriter::new(file)),
+            file: Some((path.to_path_buf(), Mutex::new(BufWriter::new(file)))),
+            observer: None,
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Records that reach only the observer: no file, and no
+    /// `system.audit.queries`.
+    pub fn without_file() -> Self {
+        Self {
+            file: None,
+            observer: None,
+        }
     }
 
-    /// Append and flush one record. A failure to write is logged, never
-    /// turned into a query error.
+    /// Also hand every record to `observer` (before it is written).
+    pub fn with_observer(mut self, observer: AuditObserver) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// The file records are appended to, if one is kept.
+    pub fn path(&self) -> Option<&Path> {
+        self.file.as_ref().map(|(path, _)| path.as_path())
+    }
+
+    /// Hand one record to the observer, then append and flush it to the
+    /// file. A failure to write is logged, never turned into a query error.
     pub fn write(&self, record: &AuditRecord) {
+        if let Some(observer) = &self.observer {
+            observer(record);
+        }
+        let Some((path, file)) = &self.file else {
+            return;
+        };
         let line = match serde_json::to_string(record) {
             Ok(line) => line,
             Err(e) => return tracing::error!(error = %e, "cannot encode audit record"),
         };
         // No source secret is recorded, whatever the statement or error held.
         let line = meshgate_connectors::secrets::redact(&line);
-        let mut file = self.file.lock().expect("audit lock");
+        let mut file = file.lock().expect("audit lock");
         if let Err(e) = writeln!(file, "{line}").and_then(|_| file.flush()) {
-            tracing::error!(error = %e, path = %self.path.display(), "cannot write audit record");
+            tracing::error!(error = %e, path = %path.display(), "cannot write audit record");
         }
     }
 }
@@ -297,6 +342,7 @@ pub(crate) fn audit_schema() -> SchemaRef {
         Field::new("duration_ms", DataType::Float64, false),
         text("error", true),
         text("impersonator", true),
+        text("query_id", true),
     ]))
 }
 
@@ -311,7 +357,10 @@ pub(crate) fn audit_catalog(
     use datafusion::datasource::listing::{
         ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
     };
-    let url = ListingTableUrl::parse(log.path().to_string_lossy())?;
+    let path = log.path().ok_or_else(|| {
+        datafusion::error::DataFusionError::Plan("no audit log file is configured".into())
+    })?;
+    let url = ListingTableUrl::parse(path.to_string_lossy())?;
     let options = ListingOptions::new(Arc::new(JsonFormat::default())).with_file_extension("");
     let config = ListingTableConfig::new(url)
         .with_listing_options(options)
@@ -376,7 +425,7 @@ mod tests {
         let log = AuditLog::open(&dir.path().join("audit.jsonl")).unwrap();
         log.write(&AuditRecord::access("a", None, "pgwire", "cancel request"));
         log.write(&AuditRecord::access("b", None, "pgwire", "cancel request"));
-        let text = std::fs::read_to_string(log.path()).unwrap();
+        let text = std::fs::read_to_string(log.path().unwrap()).unwrap();
         let users: Vec<String> = text
             .lines()
             .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["user"].to_string())

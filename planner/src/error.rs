@@ -67,13 +67,24 @@ pub enum QueryError {
     Source(String),
     #[error("canceling statement due to user request")]
     Cancelled,
+    /// `pg_terminate_backend` ended the statement's connection (57P01);
+    /// the pgwire front end closes the connection after saying so.
+    #[error("terminating connection due to administrator command")]
+    Terminated,
     #[error("canceling statement due to statement timeout")]
     Timeout,
     /// A statement other than COMMIT/ROLLBACK after an error in a transaction block.
     #[error("current transaction is aborted, commands ignored until end of transaction block")]
     TransactionAborted,
+    /// Memory or spill space ran out; the message names the limit
+    /// (`[limits] memory`, `[limits] query_memory`, `[limits] spill`) and
+    /// the operator that asked for more.
     #[error("{0}")]
     ResourcesExhausted(String),
+    /// A concurrency limit's queue is full or the wait for a slot timed out;
+    /// the message names the limit.
+    #[error("{0}")]
+    TooManyQueries(String),
     /// A statement over the complexity limits (expression depth, set
     /// operations, operators).
     #[error("{0}")]
@@ -107,8 +118,10 @@ impl QueryError {
             QueryError::Semantic(_) => "42804",
             QueryError::Source(_) => "08006",
             QueryError::Cancelled | QueryError::Timeout => "57014",
+            QueryError::Terminated => "57P01",
             QueryError::TransactionAborted => "25P02",
             QueryError::ResourcesExhausted(_) => "53200",
+            QueryError::TooManyQueries(_) => "53300",
             QueryError::TooComplex(_) => "54001",
             QueryError::Internal(_) => "XX000",
         }
@@ -164,7 +177,7 @@ fn classify(err: &DataFusionError) -> QueryError {
         DataFusionError::Plan(msg) => classify_plan(msg),
         DataFusionError::NotImplemented(msg) => QueryError::FeatureNotSupported(msg.clone()),
         DataFusionError::ArrowError(arrow, _) => classify_arrow(arrow),
-        DataFusionError::ResourcesExhausted(msg) => QueryError::ResourcesExhausted(msg.clone()),
+        DataFusionError::ResourcesExhausted(msg) => QueryError::ResourcesExhausted(name_limit(msg)),
         DataFusionError::Execution(msg) => classify_execution(msg),
         DataFusionError::Configuration(msg) => QueryError::InvalidParameter(msg.clone()),
         DataFusionError::ObjectStore(e) => QueryError::Source(format!("storage: {e}")),
@@ -230,6 +243,18 @@ fn classify_execution(msg: &str) -> QueryError {
     }
 }
 
+/// Prefix DataFusion's message (which names the operator) with the
+/// configuration key of the limit that ran out, unless it already names one.
+fn name_limit(msg: &str) -> String {
+    if msg.starts_with("[limits]") {
+        msg.to_owned()
+    } else if msg.contains("disk space") || msg.contains("spill") {
+        format!("[limits] spill: {msg}")
+    } else {
+        format!("[limits] memory: {msg}")
+    }
+}
+
 fn first_line(msg: &str) -> String {
     msg.lines().next().unwrap_or(msg).to_owned()
 }
@@ -277,6 +302,19 @@ mod tests {
         )
         .into();
         assert_eq!(e.sqlstate(), "22P02");
+    }
+
+    #[test]
+    fn resource_errors_name_the_limit() {
+        let e: QueryError =
+            DataFusionError::ResourcesExhausted("Failed to allocate 1 MB for SortExec".into())
+                .into();
+        assert_eq!(e.sqlstate(), "53200");
+        assert!(e.to_string().starts_with("[limits] memory: Failed"), "{e}");
+        let e: QueryError =
+            DataFusionError::ResourcesExhausted("[limits] query_memory: x".into()).into();
+        assert_eq!(e.to_string(), "[limits] query_memory: x");
+        assert_eq!(QueryError::TooManyQueries("x".into()).sqlstate(), "53300");
     }
 
     #[test]

@@ -18,8 +18,10 @@
 //!   protocol gets the same answers.
 //!
 //! Rooms, from the bottom up (a module imports only from those listed
-//! before it): `error`, `limits`, `read_only`, `identity`, `audit`,
-//! `like_escape`, `plan_cache`; `catalogs` (the registry of source
+//! before it): `error`, `limits`, `query_memory` (the per-query memory
+//! cap), `admission` (how many queries run at once), `read_only`,
+//! `identity`, `audit`, `like_escape`, `plan_cache`,
+//! `runtime` (running statements, their ids and kill); `catalogs` (the registry of source
 //! catalogs); `access` (policy enforcement, each session's policy-filtered
 //! view of the catalogs, EXPLAIN redaction, policy administration);
 //! `postgres` (everything that makes DataFusion look like PostgreSQL,
@@ -28,6 +30,7 @@
 //! sessions).
 
 mod access;
+mod admission;
 mod audit;
 mod catalogs;
 mod error;
@@ -36,17 +39,21 @@ mod like_escape;
 mod limits;
 mod plan_cache;
 mod postgres;
+mod query_memory;
 mod read_only;
+mod runtime;
 mod service;
 mod session;
 
 pub use access::admin::PolicyAdmin;
-pub use audit::{audit_text, AuditLog, AuditRecord};
+pub use admission::{Admission, AdmissionLimits, Admitted, ConcurrencyLimit};
+pub use audit::{audit_text, AuditLog, AuditObserver, AuditRecord};
 pub use catalogs::{CatalogRegistry, CatalogSpec, RegistryError};
 pub use error::{QueryError, QueryResult};
 pub use identity::Identity;
 pub use limits::{parse_bytes, RuntimeLimits};
 pub use plan_cache::PlanCache;
+pub use runtime::{QueryInfo, QueryRegistry, QueryState};
 pub use service::{QueryService, SessionOptions};
 pub use session::settings::{parse_duration, SessionSettings, SERVER_VERSION};
 pub use session::{

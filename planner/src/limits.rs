@@ -2,8 +2,9 @@
 //!
 //! - [`RuntimeLimits`]: the memory budget every running query shares (a
 //!   fair spill pool: sorts, joins and aggregates spill to a temporary
-//!   directory before they fail with 53200), how much may be spilled, and
-//!   the longest any statement may run.
+//!   directory before they fail with 53200), the most one query may hold of
+//!   it (see `query_memory`), how much may be spilled, and the longest any
+//!   statement may run. How many queries run at once is `admission`'s.
 //! - [`check_statement`]: how deeply expressions may nest and how many set
 //!   operations one query may chain, checked on the parsed statement before
 //!   anything recursive (planning, display, audit) walks it. A statement over
@@ -44,6 +45,9 @@ const PARSE_STACK_BYTES: usize = 256 << 20;
 pub struct RuntimeLimits {
     /// Memory shared by all running queries, in bytes.
     pub memory_bytes: usize,
+    /// The most of it one query may hold, in bytes. `None`: no cap of its
+    /// own.
+    pub query_memory_bytes: Option<usize>,
     /// Most bytes of spill files on disk at once.
     pub spill_bytes: u64,
     /// The longest a statement may run; a session's `statement_timeout`
@@ -55,6 +59,7 @@ impl Default for RuntimeLimits {
     fn default() -> Self {
         Self {
             memory_bytes: default_memory_bytes(),
+            query_memory_bytes: None,
             spill_bytes: 16 << 30,
             statement_timeout: Some(Duration::from_secs(30 * 60)),
         }

@@ -51,6 +51,10 @@ pub struct QueryService {
     audit: Option<Arc<AuditLog>>,
     /// The longest any statement runs (`[limits] statement_timeout`).
     max_statement_time: Option<std::time::Duration>,
+    /// How many queries may run at once, per user and per group.
+    admission: Arc<crate::admission::Admission>,
+    /// Every running statement and the last finished ones.
+    runtime: crate::runtime::QueryRegistry,
 }
 
 impl QueryService {
@@ -76,7 +80,16 @@ impl QueryService {
             admin,
             audit: None,
             max_statement_time: None,
+            admission: Default::default(),
+            runtime: Default::default(),
         }
+    }
+
+    /// Admit queries under `limits`: how many may run and wait at once,
+    /// per user and per policy group (see `admission`).
+    pub fn with_admission(mut self, limits: crate::AdmissionLimits) -> Self {
+        self.admission = Arc::new(crate::Admission::new(limits));
+        self
     }
 
     /// No statement runs longer than `limit`, whatever a session sets.
@@ -124,6 +137,12 @@ impl QueryService {
     /// against the tables it applies to. Returns the problems found.
     pub async fn check_policy(&self, policy: &Policy) -> Vec<String> {
         self.admin.check(policy).await
+    }
+
+    /// Every running statement and the last finished ones (what
+    /// `system.runtime.queries` shows, and what kill reaches).
+    pub fn query_registry(&self) -> crate::runtime::QueryRegistry {
+        self.runtime.clone()
     }
 
     /// The audit log, when one is configured.
@@ -219,6 +238,31 @@ impl QueryService {
         Arc::new(SessionCatalogList::new(catalogs, current))
     }
 
+    /// `catalogs` with the `system` catalog in front: `system.runtime.queries`
+    /// for everyone (rows filtered by `admin`), `system.audit.queries` for
+    /// admins when an audit file is kept (see `runtime::catalog`).
+    fn with_system_catalog(
+        &self,
+        catalogs: Arc<dyn CatalogProviderList>,
+        identity: &Identity,
+        admin: crate::runtime::table::AdminCheck,
+    ) -> QueryResult<Arc<dyn CatalogProviderList>> {
+        let audit = match self.audit.as_ref().filter(|log| log.path().is_some()) {
+            Some(log) if admin() => Some(crate::audit::audit_catalog(log)?),
+            _ => None,
+        };
+        let listed = audit.is_some();
+        let system = crate::runtime::catalog::system_catalog(
+            audit,
+            self.runtime.clone(),
+            identity.user.clone(),
+            admin,
+        )?;
+        Ok(Arc::new(crate::runtime::catalog::WithSystemCatalog::new(
+            catalogs, system, listed,
+        )))
+    }
+
     /// A session for `identity`; fails if the requested database is unknown.
     pub fn open_session(
         &self,
@@ -250,10 +294,19 @@ impl QueryService {
                 parse_state,
             ))
         });
+        // The one admin rule, asked when a system table is read.
+        let admin_check: crate::runtime::table::AdminCheck = {
+            let guard = guard.clone();
+            Arc::new(move || guard.as_ref().is_none_or(|g| g.is_admin()))
+        };
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(self.registry.runtime())
-            .with_catalog_list(self.session_catalogs(guard.clone(), &catalog))
+            .with_catalog_list(self.with_system_catalog(
+                self.session_catalogs(guard.clone(), &catalog),
+                &identity,
+                admin_check.clone(),
+            )?)
             .with_default_features()
             // Federation: the largest sub-plan that touches one SQL source
             // runs there (see meshgate_connectors' `sql` module).
@@ -267,15 +320,8 @@ impl QueryService {
         }
         .build();
         let ctx = SessionContext::new_with_state(state);
-        if let Some(log) = &self.audit {
-            let is_admin = self
-                .policy()
-                .is_none_or(|p| crate::access::is_admin(&p, &identity));
-            if is_admin {
-                ctx.register_catalog("system", crate::audit::audit_catalog(log)?);
-            }
-        }
         let settings = Arc::new(std::sync::RwLock::new(settings));
+        let own_pid = Arc::new(std::sync::OnceLock::new());
         if options.postgres_catalog {
             crate::postgres::install(
                 &ctx,
@@ -288,6 +334,12 @@ impl QueryService {
                 ),
                 settings.clone(),
                 self.registry.object_descriptions(&catalog),
+                crate::postgres::activity::Activity {
+                    registry: self.runtime.clone(),
+                    user: identity.user.clone(),
+                    admin: admin_check.clone(),
+                    own_pid: own_pid.clone(),
+                },
             )?;
         }
         let mut session = QuerySession {
@@ -309,6 +361,11 @@ impl QueryService {
             admin: self.admin.clone(),
             sql_prepared: Default::default(),
             max_statement_time: self.max_statement_time,
+            admission: self.admission.clone(),
+            runtime: self.runtime.clone(),
+            backend: None,
+            own_pid,
+            query_id: None,
         };
         session.apply_search_path();
         Ok(session)

@@ -2,9 +2,13 @@
 //!
 //! One test binary with a module per area keeps link time down.
 
+mod admin_page;
 mod attacks;
 mod cli;
 mod flight_sql;
+mod limits;
+mod operations;
+mod ops;
 mod pgwire_errors;
 mod pgwire_queries;
 mod pgwire_session;

@@ -9,7 +9,7 @@ use meshgate_tests::TestMesh;
 
 /// The Python with the client libraries: `$MESHGATE_PYTHON`, else the
 /// virtualenv `.ci/run` creates.
-fn python() -> PathBuf {
+pub(crate) fn python() -> PathBuf {
     let python = std::env::var_os("MESHGATE_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| {

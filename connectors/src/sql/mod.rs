@@ -50,6 +50,9 @@ pub(crate) trait SourcePool: Send + Sync {
     /// One table: a provider that scans by itself, and the SQL executor that
     /// runs federated sub-plans on the same connection pool.
     async fn table(&self, schema: &str, table: &str) -> DfResult<SourceTable>;
+
+    /// One cheap round trip to the source (a health probe).
+    async fn ping(&self) -> Result<(), DataFusionError>;
 }
 
 pub(crate) struct SourceTable {
@@ -141,6 +144,26 @@ impl SqlCatalog {
     pub async fn refresh(&self) -> Result<(), ConnectorError> {
         self.inner.tables.invalidate_all();
         self.inner.refresh_listing().await
+    }
+
+    /// Whether the source answers now: a connection (opened if there is
+    /// none) and one cheap round trip, within the connect timeout. A failure
+    /// drops the pool, so that the next use connects afresh and a source
+    /// that came back is used again without a restart.
+    pub async fn probe(&self) -> Result<(), ConnectorError> {
+        let inner = &self.inner;
+        let pool = inner.pool().await?;
+        let timeout = inner.options.connect_timeout();
+        let failed = match tokio::time::timeout(timeout, pool.ping()).await {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(err)) => inner.unavailable(&err),
+            Err(_) => ConnectorError::Source {
+                catalog: inner.catalog.clone(),
+                message: format!("no answer within {} s", timeout.as_secs()),
+            },
+        };
+        inner.reset_pool().await;
+        Err(failed)
     }
 }
 
@@ -379,6 +402,16 @@ impl SchemaProvider for SqlSchema {
 
     fn table_exist(&self, name: &str) -> bool {
         self.inner.has_table(&self.schema, name)
+    }
+}
+
+/// Probe `catalog`'s source if it is a SQL catalog (see
+/// [`SqlCatalog::probe`]); other kinds read local or object-store data that
+/// is checked when a query reads it, and count as up.
+pub async fn probe_catalog(catalog: &Arc<dyn CatalogProvider>) -> Result<(), ConnectorError> {
+    match catalog.as_ref().downcast_ref::<SqlCatalog>() {
+        Some(sql) => sql.probe().await,
+        None => Ok(()),
     }
 }
 

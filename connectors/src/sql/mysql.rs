@@ -147,6 +147,20 @@ impl SourcePool for MyPool {
         Ok(out)
     }
 
+    /// `SHOW DATABASES` on a pooled connection: the one statement the
+    /// table-provider crate runs on a connection it hands out.
+    async fn ping(&self) -> Result<(), DataFusionError> {
+        let conn = self
+            .pool
+            .connect()
+            .await
+            .map_err(DataFusionError::External)?;
+        get_schemas(conn)
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        Ok(())
+    }
+
     async fn table(&self, schema: &str, table: &str) -> DfResult<SourceTable> {
         let table = MySQLTable::new(&self.pool, TableReference::partial(schema, table))
             .await

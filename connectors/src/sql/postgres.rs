@@ -254,6 +254,19 @@ impl SourcePool for PgPool {
             .collect())
     }
 
+    async fn ping(&self) -> Result<(), DataFusionError> {
+        let conn = self
+            .pool
+            .connect_direct()
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        conn.conn
+            .simple_query("SELECT 1")
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        Ok(())
+    }
+
     async fn table(&self, schema: &str, table: &str) -> DfResult<SourceTable> {
         let reference = TableReference::partial(schema, table);
         let table = match SqlTable::new("postgres", &self.strict, reference.clone()).await {

@@ -13,4 +13,5 @@ mod client;
 mod service;
 
 pub use client::{AdminClient, AdminClientError, AdminTarget};
+pub(crate) use service::policy_diff;
 pub use service::PolicyAdminService;

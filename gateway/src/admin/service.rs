@@ -103,6 +103,32 @@ impl Call {
     }
 }
 
+/// The unified diff from the policy in force (`current`, `version`) to the
+/// proposal `toml`, and the proposal's problems (the planner's check). A
+/// proposal that does not parse is a problem to report, not an error of the
+/// call.
+pub(crate) async fn policy_diff(
+    service: &QueryService,
+    current: &str,
+    version: u64,
+    toml: &str,
+) -> (String, Vec<String>) {
+    let (proposed, problems) = match normalized(toml, version) {
+        Ok((text, policy)) => (text, service.check_policy(&policy).await),
+        Err(e) => (current.to_owned(), vec![e]),
+    };
+    let diff = if current == proposed {
+        String::new()
+    } else {
+        similar::TextDiff::from_lines(current, &proposed)
+            .unified_diff()
+            .context_radius(3)
+            .header(&format!("policy in force (version {version})"), "proposed")
+            .to_string()
+    };
+    (diff, problems)
+}
+
 /// `text` as the policy in force would be written (same key order and
 /// formatting, the version in force), so a diff shows only real changes.
 fn normalized(text: &str, version: u64) -> Result<(String, Policy), String> {
@@ -166,21 +192,8 @@ impl PolicyAdmin for PolicyAdminService {
             Ok(current) => current,
             Err(e) => return call.finish(&self.service, Err(e)),
         };
-        // A proposal that does not parse is a problem to report, not an
-        // error of the call.
-        let (proposed, problems) = match normalized(&request.get_ref().toml, version) {
-            Ok((text, policy)) => (text, self.service.check_policy(&policy).await),
-            Err(e) => (current.clone(), vec![e]),
-        };
-        let diff = if current == proposed {
-            String::new()
-        } else {
-            similar::TextDiff::from_lines(&current, &proposed)
-                .unified_diff()
-                .context_radius(3)
-                .header(&format!("policy in force (version {version})"), "proposed")
-                .to_string()
-        };
+        let (diff, problems) =
+            policy_diff(&self.service, &current, version, &request.get_ref().toml).await;
         let response = pb::DiffPolicyResponse {
             version,
             diff,

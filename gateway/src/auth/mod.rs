@@ -32,6 +32,7 @@ mod impersonation;
 mod jwks;
 mod jwt;
 mod password;
+mod presented;
 mod settings;
 mod tokens;
 
@@ -49,6 +50,7 @@ pub use impersonation::{
 };
 pub use jwt::{looks_like_jwt, JwtVerifier};
 pub use password::{PasswordHash, ITERATIONS};
+pub(crate) use presented::Presented;
 pub use settings::{AuthConfig, JwtConfig, UserConfig};
 pub use tokens::{Claims, TokenError, TokenSigner, SESSION_TOKEN};
 

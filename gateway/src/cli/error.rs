@@ -44,6 +44,9 @@ pub enum CliError {
     /// A policy file that is not a valid policy document.
     #[error("{}: {message}", file.display())]
     InvalidPolicy { file: PathBuf, message: String },
+    /// `meshgate healthcheck`: the gateway did not answer, or is not ready.
+    #[error("{url}: {problem}")]
+    NotReady { url: String, problem: String },
     /// A valid policy document that does not fit the live catalogs (each
     /// problem has been printed).
     #[error("{count} problem(s) in {}", file.display())]

@@ -8,6 +8,7 @@
 
 mod demo;
 mod error;
+mod healthcheck;
 mod policy;
 mod setup;
 
@@ -26,8 +27,19 @@ use policy::PolicyCommand;
     about = "A federated SQL gateway for data meshes"
 )]
 pub struct Cli {
+    /// How log lines are written to standard error: `text` for people,
+    /// `json` for log collectors (one object per line).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// `--log-format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -47,6 +59,13 @@ enum Command {
     Policy {
         #[command(subcommand)]
         action: PolicyCommand,
+    },
+    /// Ask a running gateway's `/readyz`: exit 0 when it is ready (the
+    /// container health check; the image has no curl).
+    Healthcheck {
+        /// The readiness URL.
+        #[arg(long, default_value = "http://127.0.0.1:8080/readyz")]
+        url: String,
     },
     /// Write the demo health-insurance mesh and serve it.
     Demo {
@@ -72,6 +91,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::CheckConfig { file } => setup::check_config(&file),
         Command::HashPassword { password } => setup::hash_password(password),
         Command::Policy { action } => policy::run(action).await,
+        Command::Healthcheck { url } => healthcheck::run(&url).await,
         Command::Demo {
             data_dir,
             pgwire,

@@ -17,6 +17,8 @@
 //! address = "127.0.0.1:5433"
 //! [listeners.flight_sql]
 //! address = "127.0.0.1:50051"
+//! [listeners.http]         # /healthz, /readyz, /metrics, /v1/info
+//! address = "127.0.0.1:8080"
 //! [tls]                    # Flight SQL needs TLS (or `[auth] allow_cleartext = true`)
 //! cert = "server.crt"
 //! key = "server.key"
@@ -47,7 +49,8 @@ pub use crate::auth::{AuthConfig, JwtConfig, UserConfig};
 use crate::auth::{JwtVerifier, PasswordHash};
 use env::substitute_env;
 pub use sections::{
-    AuditConfig, CatalogConfig, ListenerConfig, Listeners, PolicyConfig, ServerConfig, TlsConfig,
+    AuditConfig, CatalogConfig, HttpListenerConfig, ListenerConfig, Listeners, PolicyConfig,
+    ServerConfig, TlsConfig,
 };
 
 /// A configuration that cannot be used: every variant names the file, and
@@ -165,9 +168,14 @@ impl Config {
         self.limits
             .requests()
             .map_err(|(key, problem)| self.invalid(key, problem))?;
+        self.limits
+            .admission()
+            .map_err(|(key, problem)| self.invalid(key, problem))?;
+        let http = self.listeners.http.as_ref().map(|h| h.listener());
         for (name, listener) in [
             ("pgwire", &self.listeners.pgwire),
             ("flight_sql", &self.listeners.flight_sql),
+            ("http", &http),
         ] {
             if let Some(l) = listener {
                 l.socket_addr()

@@ -22,6 +22,9 @@ pub struct ServerConfig {
 pub struct Listeners {
     pub pgwire: Option<ListenerConfig>,
     pub flight_sql: Option<ListenerConfig>,
+    /// The operations endpoints (`/healthz`, `/readyz`, `/metrics`,
+    /// `/v1/info`; see `crate::http`).
+    pub http: Option<HttpListenerConfig>,
 }
 
 impl Default for Listeners {
@@ -31,6 +34,7 @@ impl Default for Listeners {
                 address: "127.0.0.1:5433".into(),
             }),
             flight_sql: None,
+            http: None,
         }
     }
 }
@@ -51,7 +55,32 @@ impl ListenerConfig {
     }
 }
 
-/// `[tls]`: the certificate both listeners present.
+/// `[listeners.http]`: plain HTTP, meant for the operator network (the
+/// endpoints need no sign-in and show no data, statements or secrets).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpListenerConfig {
+    /// `host:port`; port 0 picks a free port (tests).
+    pub address: String,
+    /// How often every catalog's source is probed for `/readyz` and the
+    /// source metrics (default 10 s).
+    #[serde(default = "probe_interval_secs")]
+    pub probe_interval_secs: u64,
+}
+
+fn probe_interval_secs() -> u64 {
+    10
+}
+
+impl HttpListenerConfig {
+    pub fn listener(&self) -> ListenerConfig {
+        ListenerConfig {
+            address: self.address.clone(),
+        }
+    }
+}
+
+/// `[tls]`: the certificate the pgwire and Flight SQL listeners present.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {

@@ -3,7 +3,8 @@
 //!
 //! A statement's rows are streamed as the plan produces them; an error while
 //! streaming reaches the client as a gRPC status carrying the SQLSTATE (see
-//! [`crate::status`]), like an error before the first row.
+//! [`crate::status`]), like an error before the first row. The response
+//! names the statement's query id in the `x-meshgate-query-id` header.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -56,6 +57,23 @@ pub(super) async fn execute(
         .build(batches)
         .map_err(Status::from);
     Ok(Box::pin(data))
+}
+
+/// The response header naming the query id of the statement a DoGet ran
+/// (the id `system.runtime.queries` and the audit record know it by).
+pub const QUERY_ID_HEADER: &str = "x-meshgate-query-id";
+
+/// The DoGet response for `stream`, the output of the statement `session`
+/// just ran, with its query id in [`QUERY_ID_HEADER`].
+pub(super) fn response(
+    stream: DoGetStream,
+    session: &QuerySession,
+) -> tonic::Response<DoGetStream> {
+    let mut response = tonic::Response::new(stream);
+    if let Some(id) = session.last_query_id().and_then(|id| id.parse().ok()) {
+        response.metadata_mut().insert(QUERY_ID_HEADER, id);
+    }
+    response
 }
 
 /// One batch (a listing) as Flight data of `schema`.

@@ -90,6 +90,6 @@ impl FlightSqlFrontend {
             Redeemed::Sql(sql) => session.prepare(&sql).await.map_err(|e| to_status(&e))?,
         };
         let stream = results::execute(&mut session, &prepared, None).await?;
-        Ok(Response::new(stream))
+        Ok(results::response(stream, &session))
     }
 }

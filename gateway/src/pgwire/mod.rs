@@ -19,7 +19,9 @@ use std::sync::Arc;
 use pgwire::api::auth::StartupHandler;
 use pgwire::api::cancel::CancelHandler;
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::{ClientInfo, ConnectionManager, ErrorHandler, PgWireServerHandlers};
+use pgwire::api::{
+    ClientInfo, ConnectionManager, ErrorHandler, PgWireServerHandlers, RandomPidSecretKeyGenerator,
+};
 use pgwire::error::PgWireError;
 use pgwire::tokio::process_socket;
 use tokio::net::TcpListener;
@@ -53,6 +55,10 @@ pub struct PgWireFrontend {
     connections: Arc<ConnectionManager>,
     /// Who signed in on each connection, for the audit of cancel requests.
     owners: Arc<cancel::ConnectionOwners>,
+    /// Backend pids and cancel keys: one generator for the listener, so
+    /// pg_stat_activity, pg_cancel_backend and cancel requests name one
+    /// connection each.
+    pids: Arc<RandomPidSecretKeyGenerator>,
 }
 
 impl PgWireFrontend {
@@ -67,6 +73,7 @@ impl PgWireFrontend {
             settings,
             connections: Arc::new(ConnectionManager::new()),
             owners: Arc::default(),
+            pids: Arc::default(),
         }
     }
 
@@ -139,6 +146,7 @@ impl PgWireServerHandlers for ConnectionHandlers {
             self.frontend.users.clone(),
             &self.frontend.settings,
             self.frontend.connections.clone(),
+            self.frontend.pids.clone(),
         ))
     }
 

@@ -103,13 +103,15 @@ impl SessionSlot {
                     )))
                 })?;
             let user = identity.user.clone();
-            let session = self
+            let mut session = self
                 .service
                 .open_session(identity, options)
                 .map_err(|e| to_pg_error(&e))?;
+            let (pid, _) = client.pid_and_secret_key();
+            // Listed in pg_stat_activity, for pg_cancel_backend(pid).
+            session.attach_backend(pid);
             *guard = Some(session);
             // Cancel requests for this connection are audited under its user.
-            let (pid, _) = client.pid_and_secret_key();
             self.owners.insert(pid, &user);
             *self.pid.lock().expect("pid lock") = Some(pid);
         }

@@ -92,7 +92,8 @@ pub(crate) struct MeshgateStartup {
     params: Arc<DefaultServerParameterProvider>,
     connections: Arc<ConnectionManager>,
     scram: ScramAuth,
-    pids: RandomPidSecretKeyGenerator,
+    /// Shared by every connection of the listener, so each gets its own pid.
+    pids: Arc<RandomPidSecretKeyGenerator>,
     exchange: tokio::sync::Mutex<Exchange>,
 }
 
@@ -112,6 +113,7 @@ impl MeshgateStartup {
         users: Arc<UserStore>,
         settings: &PgWireSettings,
         connections: Arc<ConnectionManager>,
+        pids: Arc<RandomPidSecretKeyGenerator>,
     ) -> Self {
         let mut scram = ScramAuth::new(Arc::new(ScramUsers(users.clone())));
         scram.set_iterations(ITERATIONS);
@@ -128,7 +130,7 @@ impl MeshgateStartup {
             params: Arc::new(server_parameters()),
             connections,
             scram,
-            pids: RandomPidSecretKeyGenerator::default(),
+            pids,
             exchange: tokio::sync::Mutex::new(Exchange::AwaitingStartup),
         }
     }

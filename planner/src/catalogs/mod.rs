@@ -2,7 +2,9 @@
 //!
 //! Each configured catalog is built by its connector into a DataFusion
 //! `CatalogProvider`. Every session shares these providers and one runtime
-//! (memory pool, object stores), so a connection costs no catalog work.
+//! (memory pool, object stores), so a connection costs no catalog work. A
+//! query under `[limits] query_memory` runs with a runtime of its own that
+//! shares all of it but the pool (see `query_memory`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -17,7 +19,7 @@ use meshgate_connectors::{ConnectorContext, ConnectorError, ConnectorRegistry, D
 use thiserror::Error;
 
 use crate::read_only::ReadOnlyStoreRegistry;
-use crate::RuntimeLimits;
+use crate::{QueryError, QueryResult, RuntimeLimits};
 
 /// One catalog as configured: `[catalogs.NAME] connector = "..."` plus its options.
 #[derive(Clone)]
@@ -68,6 +70,8 @@ pub struct CatalogRegistry {
     /// Table and column descriptions from each catalog's options.
     object_descriptions: BTreeMap<String, Arc<Vec<Description>>>,
     runtime: Arc<RuntimeEnv>,
+    /// `[limits] query_memory`, in bytes.
+    query_memory: Option<usize>,
 }
 
 impl std::fmt::Debug for CatalogRegistry {
@@ -146,6 +150,7 @@ impl CatalogRegistry {
             descriptions,
             object_descriptions,
             runtime,
+            query_memory: limits.query_memory_bytes,
         })
     }
 
@@ -175,6 +180,16 @@ impl CatalogRegistry {
 
     pub fn runtime(&self) -> Arc<RuntimeEnv> {
         self.runtime.clone()
+    }
+
+    /// The runtime one query runs with: the shared one with a memory pool
+    /// of its own, capped by `[limits] query_memory` if set; and the
+    /// query's peak memory, which that pool keeps up.
+    pub(crate) fn query_runtime(
+        &self,
+    ) -> QueryResult<(Arc<RuntimeEnv>, Arc<std::sync::atomic::AtomicUsize>)> {
+        crate::query_memory::query_runtime(&self.runtime, self.query_memory)
+            .map_err(QueryError::from)
     }
 }
 

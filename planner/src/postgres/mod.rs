@@ -11,8 +11,11 @@
 //! Everything here is installed only into sessions that speak the
 //! PostgreSQL dialect (pgwire); Flight SQL sessions plan plain DataFusion SQL.
 //! `rewrites` changes SQL text and statements before planning, `analyzer`
-//! changes plans, the other modules are pg_catalog tables and functions.
+//! changes plans, `activity` is `pg_stat_activity` and the functions that
+//! cancel and terminate backends, the other modules are pg_catalog tables
+//! and functions.
 
+pub(crate) mod activity;
 pub(crate) mod analyzer;
 mod arrays;
 mod descriptions;
@@ -47,6 +50,7 @@ pub(crate) fn install(
     roles: roles::SessionRoles,
     settings: Arc<std::sync::RwLock<SessionSettings>>,
     descriptions: Arc<Vec<meshgate_connectors::Description>>,
+    activity: activity::Activity,
 ) -> QueryResult<()> {
     let catalogs = ctx.state().catalog_list().clone();
     let schema = Arc::new(information_schema::PgInformationSchema::new(
@@ -100,13 +104,23 @@ pub(crate) fn install(
                     .chain(roles::role_tables(&roles))
                     .fold(
                         system_columns::WithSystemColumns::new(provider)
-                            .replace("pg_description", descriptions),
+                            .replace("pg_description", descriptions)
+                            .replace(
+                                "pg_stat_activity",
+                                Arc::new(activity::stat_activity(
+                                    activity.clone(),
+                                    catalog.to_owned(),
+                                )),
+                            ),
                         |catalog, (name, table)| catalog.replace(name, table),
                     ),
             ),
         )
         .map_err(|e| internal(&e))?;
     functions::register(ctx, user, settings);
+    ctx.register_udf(activity::backend_pid_udf(&activity));
+    ctx.register_udf(activity::signal_udf(activity.clone(), false));
+    ctx.register_udf(activity::signal_udf(activity, true));
     Ok(())
 }
 

@@ -104,14 +104,16 @@ pub(crate) fn rewrite_role_references(sql: &str, statements: &mut [ast::Statemen
     }
 }
 
-/// `pg_user` and `pg_group`, which the built-in catalog lacks, resolve in
-/// `pg_catalog` when named alone, as every catalog table does.
+/// `pg_user`, `pg_group` and `pg_stat_activity`, which the built-in catalog
+/// lacks, resolve in `pg_catalog` when named alone, as every catalog table
+/// does.
 fn qualify_role_tables(statements: &mut [ast::Statement]) {
     for statement in statements {
         let _ = ast::visit_relations_mut(statement, |name| {
             if let [ast::ObjectNamePart::Identifier(id)] = name.0.as_slice() {
                 let table = id.value.to_ascii_lowercase();
-                if id.quote_style.is_none() && matches!(table.as_str(), "pg_user" | "pg_group") {
+                let ours = matches!(table.as_str(), "pg_user" | "pg_group" | "pg_stat_activity");
+                if id.quote_style.is_none() && ours {
                     *name = ast::ObjectName::from(vec![
                         ast::Ident::new("pg_catalog"),
                         ast::Ident::new(table),

@@ -23,15 +23,12 @@ use datafusion::arrow::array::{
     StringBuilder, TimestampMicrosecondArray,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use datafusion::catalog::{Session, TableProvider};
+use datafusion::catalog::TableProvider;
 use datafusion::common::Result;
-use datafusion::datasource::memory::MemorySourceConfig;
-use datafusion::datasource::TableType;
-use datafusion::logical_expr::Expr;
-use datafusion::physical_plan::ExecutionPlan;
 use datafusion_pg_catalog::pg_catalog::context::{PgCatalogContextProvider, Role};
 
 use crate::access::AccessGuard;
+use crate::runtime::table::{RowSource, SnapshotTable};
 use crate::Identity;
 
 /// The role tables this module serves, by pg_catalog name.
@@ -195,11 +192,14 @@ pub(crate) fn role_tables(roles: &SessionRoles) -> Vec<(&'static str, Arc<dyn Ta
     ROLE_TABLES
         .iter()
         .map(|name| {
-            let table: Arc<dyn TableProvider> = Arc::new(RoleTable {
+            let table = RoleTable {
                 name,
                 schema: schema_of(name),
                 roles: roles.clone(),
-            });
+            };
+            let schema = table.schema.clone();
+            let rows: RowSource = Arc::new(move || table.batch());
+            let table: Arc<dyn TableProvider> = Arc::new(SnapshotTable::new(schema, rows));
             (*name, table)
         })
         .collect()
@@ -281,7 +281,6 @@ fn schema_of(table: &str) -> SchemaRef {
 }
 
 /// One of [`ROLE_TABLES`], computed at scan time.
-#[derive(Debug)]
 struct RoleTable {
     name: &'static str,
     schema: SchemaRef,
@@ -405,29 +404,6 @@ impl RoleTable {
             }
         };
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
-    }
-}
-
-#[async_trait]
-impl TableProvider for RoleTable {
-    fn schema(&self) -> SchemaRef {
-        self.schema.clone()
-    }
-
-    fn table_type(&self) -> TableType {
-        TableType::View
-    }
-
-    async fn scan(
-        &self,
-        _state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        _limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        let batch = self.batch()?;
-        MemorySourceConfig::try_new_exec(&[vec![batch]], self.schema.clone(), projection.cloned())
-            .map(|e| e as Arc<dyn ExecutionPlan>)
     }
 }
 

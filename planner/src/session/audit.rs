@@ -90,6 +90,7 @@ impl QuerySession {
             duration_ms: 0.0,
             error: error.map(|e| format!("[{}] {e}", e.sqlstate())),
             impersonator: self.identity.impersonator.clone(),
+            query_id: None,
         }
     }
 
@@ -105,6 +106,26 @@ impl QuerySession {
             let mut record = self.audit_record(sql, objects, error);
             record.rows = rows;
             record.duration_ms = started.elapsed().as_secs_f64() * 1e3;
+            log.write(&record);
+        }
+    }
+}
+
+impl QuerySession {
+    /// Write the record of a statement that ran (or failed to) now, under
+    /// its query id.
+    pub(super) fn audit_statement(
+        &self,
+        sql: &str,
+        objects: Vec<String>,
+        started: Instant,
+        error: Option<&QueryError>,
+        query_id: Option<String>,
+    ) {
+        if let Some(log) = &self.audit {
+            let mut record = self.audit_record(sql, objects, error);
+            record.duration_ms = started.elapsed().as_secs_f64() * 1e3;
+            record.query_id = query_id;
             log.write(&record);
         }
     }

@@ -1,5 +1,6 @@
 //! Running the session commands meshgate answers itself (`SET`, `SHOW`,
-//! transactions, cursors, `COPY`, policy statements, `CALL`).
+//! transactions, cursors, `COPY`, policy statements, `CALL` of
+//! `system.refresh_catalog` and `system.kill_query`).
 
 use std::sync::Arc;
 
@@ -121,6 +122,11 @@ impl QuerySession {
                 if let Some(Err(err)) = meshgate_connectors::refresh_catalog(&catalog).await {
                     return Err(QueryError::Source(err.to_string()));
                 }
+                TxEffect::None
+            }
+            SessionCommand::KillQuery(id) => {
+                self.runtime
+                    .cancel(id, &self.identity.user, self.is_policy_admin())?;
                 TxEffect::None
             }
             SessionCommand::Declare { name, query } => {

@@ -16,17 +16,22 @@ pub(crate) struct Cursor {
 }
 
 impl QuerySession {
-    /// Plan and start a query statement, returning its row stream.
+    /// Plan and start a query statement, returning its row stream, which
+    /// holds the query's admission slots (see `admission`) until it ends.
     pub(super) async fn start(&self, query: &ast::Query) -> QueryResult<SendableRecordBatchStream> {
         let statement =
             DfStatement::Statement(Box::new(ast::Statement::Query(Box::new(query.clone()))));
         let plan = self.read_only_plan(statement).await?;
-        Ok(self
+        let admitted = self.admit().await?;
+        let stream = self
             .ctx
             .execute_logical_plan(plan)
             .await?
             .execute_stream()
-            .await?)
+            .await?;
+        Ok(Box::pin(crate::admission::AdmittedStream::new(
+            stream, admitted,
+        )))
     }
 
     /// Up to `count` rows (all when `None`) from the cursor `name`.

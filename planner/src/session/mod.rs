@@ -7,7 +7,9 @@
 //! statements); `statements` recognises the session commands meshgate
 //! answers itself and `commands` runs them; `transaction` is the
 //! transaction-block state machine; `audit` builds each statement's audit
-//! record; `parse`, `cursors`, `deadline` and `settings` are what they say.
+//! record; `running` registers each statement with the server's running
+//! queries (its query id, kill); `parse`, `cursors`, `deadline` and
+//! `settings` are what they say.
 
 mod audit;
 mod column_names;
@@ -18,6 +20,7 @@ mod parse;
 mod pipeline;
 mod plan;
 mod prepared;
+mod running;
 pub(crate) mod settings;
 mod statements;
 #[cfg(test)]
@@ -84,6 +87,16 @@ pub struct QuerySession {
     /// The server's limit on any statement; `statement_timeout` may only
     /// shorten it.
     pub(crate) max_statement_time: Option<std::time::Duration>,
+    /// The server's running statements (`system.runtime.queries`, kill).
+    pub(crate) runtime: crate::runtime::QueryRegistry,
+    /// This session's listing in `pg_stat_activity` (pgwire sessions).
+    pub(crate) backend: Option<crate::runtime::BackendHandle>,
+    /// What `pg_backend_pid()` answers: set with [`Self::attach_backend`].
+    pub(crate) own_pid: Arc<std::sync::OnceLock<i32>>,
+    /// The query id of the statement running, or of the last one run.
+    pub(crate) query_id: Option<String>,
+    /// How many queries may run at once (`[limits]` concurrency limits).
+    pub(crate) admission: Arc<crate::admission::Admission>,
 }
 
 impl QuerySession {

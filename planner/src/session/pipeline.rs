@@ -10,16 +10,23 @@
 //! carries: a row stream is recorded when it ends (rows, duration).
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Instant;
 
 use datafusion::common::ParamValues;
 use datafusion::sql::parser::Statement as DfStatement;
+use tracing::Instrument;
+
+use datafusion::execution::{SessionState, TaskContext};
 
 use super::deadline::Deadline;
 use super::prepared::{returns_rows, Prepared, QueryOutput, TxEffect};
+use super::running::tracked;
 use super::transaction::{Notice, TransactionState};
 use super::QuerySession;
+use crate::admission::{Admitted, AdmittedStream};
 use crate::audit::Audited;
+use crate::runtime::tracked::run_until_stopped;
 use crate::{QueryError, QueryResult};
 
 /// What running one statement produced.
@@ -108,11 +115,31 @@ impl QuerySession {
         transaction: TransactionState,
     ) -> QueryResult<StatementResult> {
         let started = Instant::now();
-        let result = match transaction.admit(prepared) {
-            Ok(()) => self.execute_inner(prepared, params).await,
+        // Registered before it runs: its query id names it in the logs, the
+        // audit record, `system.runtime.queries` and to its client.
+        let query = self.track(prepared);
+        let query_id = query.as_ref().map(|q| q.id().to_owned());
+        let span = tracing::info_span!(
+            "statement",
+            query_id = query_id.as_deref().unwrap_or(""),
+            user = %self.identity.user,
+            protocol = %self.protocol,
+        );
+        let result = match self
+            .check_terminated()
+            .and_then(|()| transaction.admit(prepared))
+        {
+            Ok(()) => {
+                let run = self.execute_inner(prepared, params);
+                match &query {
+                    Some(query) => run_until_stopped(query, run).instrument(span).await,
+                    None => run.instrument(span).await,
+                }
+            }
             Err(e) => Err(e),
         };
-        let (output, effect) = self.audited(prepared, result, started)?;
+        let result = tracked(query, result);
+        let (output, effect) = self.audited(prepared, result, started, query_id)?;
         let (after, notice) = transaction.after(effect);
         let output = match output {
             // COMMIT of a failed block rolls back, and says so.
@@ -139,6 +166,7 @@ impl QuerySession {
         prepared: &Prepared,
         result: QueryResult<(QueryOutput, TxEffect)>,
         started: Instant,
+        query_id: Option<String>,
     ) -> QueryResult<(QueryOutput, TxEffect)> {
         let Some(log) = self.audit.clone() else {
             return result;
@@ -149,18 +177,20 @@ impl QuerySession {
         let tables = prepared.tables().to_vec();
         match result {
             Err(e) => {
-                self.audit_now(prepared.sql(), tables, 0, started, Some(&e));
+                self.audit_statement(prepared.sql(), tables, started, Some(&e), query_id);
                 Err(e)
             }
             Ok((QueryOutput::Rows(stream), effect)) => {
-                let record = self.audit_record(prepared.sql(), tables, None);
+                let mut record = self.audit_record(prepared.sql(), tables, None);
+                record.query_id = query_id;
                 Ok((
                     QueryOutput::Rows(Box::pin(Audited::new(stream, log, record, started))),
                     effect,
                 ))
             }
             Ok((QueryOutput::CopyOut { stream, options }, effect)) => {
-                let record = self.audit_record(prepared.sql(), tables, None);
+                let mut record = self.audit_record(prepared.sql(), tables, None);
+                record.query_id = query_id;
                 Ok((
                     QueryOutput::CopyOut {
                         stream: Box::pin(Audited::new(stream, log, record, started)),
@@ -170,7 +200,7 @@ impl QuerySession {
                 ))
             }
             Ok(other) => {
-                self.audit_now(prepared.sql(), tables, 0, started, None);
+                self.audit_statement(prepared.sql(), tables, started, None, query_id);
                 Ok(other)
             }
         }
@@ -198,17 +228,27 @@ impl QuerySession {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
                 };
+                // A slot in every concurrency limit the user is under, held
+                // until the rows are read; waiting is not statement time.
+                let admitted = self.admit().await?;
+                // The query's own memory pool (its peak; `[limits]
+                // query_memory`) inside the shared budget.
+                let (runtime, peak) = self.registry.query_runtime()?;
+                if let Some(id) = &self.query_id {
+                    self.runtime.watch_memory(id, peak);
+                }
                 let started = tokio::time::Instant::now();
                 let run = async {
+                    let state = self.ctx.state();
+                    let task = |state: &SessionState| {
+                        Arc::new(TaskContext::from(state).with_runtime(runtime.clone()))
+                    };
                     if returns_rows {
-                        let state = self.ctx.state();
                         if let Some(physical) =
                             cache.physical_plan(&state, plan, params.as_ref()).await?
                         {
-                            let stream = datafusion::physical_plan::execute_stream(
-                                physical,
-                                state.task_ctx(),
-                            )?;
+                            let stream =
+                                datafusion::physical_plan::execute_stream(physical, task(&state))?;
                             return Ok::<_, QueryError>(Some(stream));
                         }
                     }
@@ -218,7 +258,12 @@ impl QuerySession {
                     };
                     let df = self.ctx.execute_logical_plan(plan).await?;
                     if returns_rows {
-                        Ok::<_, QueryError>(Some(df.execute_stream().await?))
+                        let (state, plan) = df.into_parts();
+                        let physical = state.create_physical_plan(&plan).await?;
+                        Ok::<_, QueryError>(Some(datafusion::physical_plan::execute_stream(
+                            physical,
+                            task(&state),
+                        )?))
                     } else {
                         Ok(None)
                     }
@@ -240,6 +285,7 @@ impl QuerySession {
                         Some(limit) => Box::pin(Deadline::new(stream, started + limit)),
                         None => stream,
                     };
+                    let stream = Box::pin(AdmittedStream::new(stream, admitted));
                     Ok((QueryOutput::Rows(stream), TxEffect::None))
                 } else {
                     let tag = prepared.command_tag();
@@ -247,5 +293,29 @@ impl QuerySession {
                 }
             }
         }
+    }
+
+    /// Wait for a slot in the user's and each of their groups' concurrency
+    /// limits (the policy's groups for this identity).
+    pub(super) async fn admit(&self) -> QueryResult<Admitted> {
+        let groups = match &self.guard {
+            Some(guard) => self.identity.principal(&guard.policy()).groups,
+            None => self.identity.groups.clone(),
+        };
+        // `system.runtime.queries` shows the statement queued while it waits.
+        let (runtime, id) = (self.runtime.clone(), self.query_id.clone());
+        let admitted = self
+            .admission
+            .admit(&self.identity.user, &groups, || {
+                if let Some(id) = &id {
+                    runtime.set_state(id, crate::runtime::QueryState::Queued);
+                }
+            })
+            .await;
+        if let Some(id) = &self.query_id {
+            self.runtime
+                .set_state(id, crate::runtime::QueryState::Running);
+        }
+        admitted
     }
 }

@@ -70,6 +70,8 @@ pub enum SessionCommand {
     Noop(String),
     /// `CALL system.refresh_catalog('name')`: drop cached metadata of a catalog.
     RefreshCatalog(String),
+    /// `CALL system.kill_query('id')`: stop a running statement.
+    KillQuery(String),
     /// `CREATE ROLE`, `DROP ROLE`, `GRANT`, `REVOKE`: a policy change.
     Policy(PolicyStatement),
     /// `COPY (query) TO STDOUT` / `COPY table TO STDOUT`
@@ -247,7 +249,7 @@ impl Prepared {
                 SessionCommand::Close(_) => "CLOSE CURSOR".into(),
                 SessionCommand::CopyOut { .. } => "COPY".into(),
                 SessionCommand::Noop(tag) => tag.clone(),
-                SessionCommand::RefreshCatalog(_) => "CALL".into(),
+                SessionCommand::RefreshCatalog(_) | SessionCommand::KillQuery(_) => "CALL".into(),
                 SessionCommand::Policy(p) => p.tag().into(),
             },
             Prepared::Empty => String::new(),

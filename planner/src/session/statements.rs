@@ -1,6 +1,6 @@
 //! Recognising the PostgreSQL session statements meshgate answers itself
 //! rather than DataFusion (`SET`, `SHOW`, `BEGIN`, `DECLARE`, `COPY`,
-//! `GRANT`, `CALL system.refresh_catalog`, ...).
+//! `GRANT`, `CALL system.refresh_catalog`, `CALL system.kill_query`, ...).
 
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{self, Expr as SqlExpr, Set, Value as SqlValue};
@@ -89,7 +89,7 @@ pub(super) fn session_command(statement: &DfStatement) -> QueryResult<Option<Ses
             SessionCommand::Noop("DEALLOCATE ALL".into())
         }
         ast::Statement::UNLISTEN { .. } => SessionCommand::Noop("UNLISTEN".into()),
-        ast::Statement::Call(function) => refresh_call(function)?,
+        ast::Statement::Call(function) => procedure_call(function)?,
         ast::Statement::CreateRole(_)
         | ast::Statement::Grant(_)
         | ast::Statement::Revoke(_)
@@ -174,19 +174,32 @@ pub(super) fn session_command(statement: &DfStatement) -> QueryResult<Option<Ses
     Ok(Some(command))
 }
 
-/// `CALL system.refresh_catalog('name')`, the one procedure meshgate has.
-fn refresh_call(function: &ast::Function) -> QueryResult<SessionCommand> {
+/// `CALL system.refresh_catalog('catalog')` and `CALL
+/// system.kill_query('id')`, the procedures meshgate has.
+fn procedure_call(function: &ast::Function) -> QueryResult<SessionCommand> {
     let name = function.name.to_string().to_ascii_lowercase();
-    if name != "system.refresh_catalog" && name != "refresh_catalog" {
-        return Err(QueryError::UndefinedFunction(format!(
-            "procedure {} does not exist (meshgate has system.refresh_catalog('catalog'))",
-            function.name
-        )));
-    }
+    let (procedure, make): (&str, fn(String) -> SessionCommand) = match name.as_str() {
+        "system.refresh_catalog" | "refresh_catalog" => {
+            ("refresh_catalog", SessionCommand::RefreshCatalog)
+        }
+        "system.kill_query" | "kill_query" => ("kill_query", SessionCommand::KillQuery),
+        _ => {
+            return Err(QueryError::UndefinedFunction(format!(
+                "procedure {} does not exist (meshgate has system.refresh_catalog('catalog') \
+                 and system.kill_query('query id'))",
+                function.name
+            )))
+        }
+    };
     let usage = || {
-        QueryError::InvalidParameter(
-            "system.refresh_catalog takes one argument: the catalog name as a string".into(),
-        )
+        let argument = if procedure == "kill_query" {
+            "the query id"
+        } else {
+            "the catalog name"
+        };
+        QueryError::InvalidParameter(format!(
+            "system.{procedure} takes one argument: {argument} as a string"
+        ))
     };
     let ast::FunctionArguments::List(list) = &function.args else {
         return Err(usage());
@@ -194,7 +207,7 @@ fn refresh_call(function: &ast::Function) -> QueryResult<SessionCommand> {
     match list.args.as_slice() {
         [ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(ast::Expr::Value(v)))] => {
             match &v.value {
-                ast::Value::SingleQuotedString(s) => Ok(SessionCommand::RefreshCatalog(s.clone())),
+                ast::Value::SingleQuotedString(s) => Ok(make(s.clone())),
                 _ => Err(usage()),
             }
         }

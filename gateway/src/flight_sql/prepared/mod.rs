@@ -206,7 +206,7 @@ impl FlightSqlFrontend {
         };
         let params = entry.params.clone().map(ParamValues::from);
         let stream = results::execute(&mut session, &prepared, params).await?;
-        Ok(Response::new(stream))
+        Ok(results::response(stream, &session))
     }
 
     /// ClosePreparedStatement: forget the statement, if the handle is the

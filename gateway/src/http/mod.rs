@@ -1,0 +1,75 @@
+//! The gateway's HTTP listener (`[listeners.http]`).
+//!
+//! It serves the operations endpoints ([`ops`]): `/healthz`, `/readyz`,
+//! `/metrics` ([`metrics`]) and `/v1/info`, all without sign-in and meant
+//! for the operator network; and the admin page (`/admin`, `admin_page`).
+//! Other HTTP endpoints join the one [`router`] here; any that shows data
+//! signs its caller in with [`sign_in::SignedIn`], answers errors as
+//! [`json_error::JsonError`] and runs statements through the planner like
+//! the other front ends.
+//!
+//! Source health ([`health`]) is probed in the background while the
+//! listener runs; [`metrics::Metrics`] is created with the gateway (it
+//! counts from audit records) so it exists whether or not the listener is
+//! configured.
+
+mod admin_page;
+pub mod health;
+pub mod json_error;
+pub mod metrics;
+mod ops;
+pub mod sign_in;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::routing::get;
+use axum::Router;
+use meshgate_planner::QueryService;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::{TokenSigner, UserStore};
+use health::Health;
+use metrics::Metrics;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct HttpState {
+    pub service: Arc<QueryService>,
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
+    /// Each catalog's connector kind, by catalog name.
+    pub connectors: Arc<BTreeMap<String, String>>,
+    /// When the gateway started serving (for the uptime).
+    pub started: Instant,
+    /// Sign-in of the endpoints that show data (see [`sign_in`]).
+    pub users: Arc<UserStore>,
+    pub signer: Arc<TokenSigner>,
+    /// `[auth] allow_cleartext`: this listener has no TLS.
+    pub allow_cleartext: bool,
+}
+
+/// The routes of the HTTP listener.
+pub fn router(state: HttpState) -> Router {
+    Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/v1/info", get(ops::info))
+        .merge(admin_page::routes())
+        .with_state(state)
+}
+
+/// Serve `router` on `listener` until `stop`.
+pub async fn serve(listener: TcpListener, router: Router, stop: CancellationToken) {
+    let service = router.into_make_service_with_connect_info::<SocketAddr>();
+    if let Err(e) = axum::serve(listener, service)
+        .with_graceful_shutdown(stop.cancelled_owned())
+        .await
+    {
+        tracing::error!(error = %e, "HTTP listener failed");
+    }
+}

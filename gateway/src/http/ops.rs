@@ -1,0 +1,86 @@
+//! The operations endpoints: `/healthz`, `/readyz`, `/metrics`, `/v1/info`.
+//!
+//! None of them needs a sign-in, so none shows data, a statement, a user, a
+//! client address, a connection string or any other secret: only catalog
+//! names and connectors from the configuration, counts, and source errors
+//! as the connectors word them (with secrets redacted). They are meant for
+//! the operator network (a load balancer's health check, a Prometheus
+//! scraper), not for the internet.
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use super::HttpState;
+
+/// `GET /healthz`: the process is alive and answers HTTP.
+pub async fn healthz() -> impl IntoResponse {
+    (StatusCode::OK, "ok\n")
+}
+
+/// `GET /readyz`: 200 while the gateway serves (even with some sources
+/// down, which are named in the body), 503 before it serves or while it
+/// shuts down.
+pub async fn readyz(State(state): State<HttpState>) -> Response {
+    let ready = state.health.ready();
+    let catalogs = state.health.catalogs();
+    let down: Vec<&String> = catalogs
+        .iter()
+        .filter(|(_, c)| c.status == "down")
+        .map(|(name, _)| name)
+        .collect();
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({
+        "status": if !ready { "unavailable" } else if down.is_empty() { "ready" } else { "degraded" },
+        "catalogs": catalogs,
+    });
+    (status, Json(body)).into_response()
+}
+
+/// `GET /metrics`: Prometheus metrics (OpenMetrics text).
+pub async fn metrics(State(state): State<HttpState>) -> Response {
+    let runtime = state.service.registry().runtime();
+    let queries = state.service.query_registry();
+    let now = super::metrics::Snapshot {
+        memory_reserved: runtime.memory_pool.reserved(),
+        spilled: runtime.disk_manager.used_disk_space(),
+        bytes_sent: queries.bytes_sent(),
+        active: queries.active_counts(),
+    };
+    (
+        [(header::CONTENT_TYPE, super::metrics::CONTENT_TYPE)],
+        state.metrics.encode(&now),
+    )
+        .into_response()
+}
+
+/// `GET /v1/info`: version, uptime and the catalogs served.
+pub async fn info(State(state): State<HttpState>) -> Response {
+    let registry = state.service.registry();
+    let health = state.health.catalogs();
+    let catalogs: Vec<_> = registry
+        .catalog_names()
+        .map(|name| {
+            json!({
+                "name": name,
+                "connector": state.connectors.get(name),
+                "description": registry.description(name),
+                "status": health.get(name).map(|h| h.status).unwrap_or("unknown"),
+            })
+        })
+        .collect();
+    Json(json!({
+        "name": "meshgate",
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_secs": state.started.elapsed().as_secs(),
+        "default_catalog": state.service.default_catalog(),
+        "catalogs": catalogs,
+    }))
+    .into_response()
+}
