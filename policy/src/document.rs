@@ -104,7 +104,16 @@ pub struct MaskRule {
     pub tables: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    /// The column masked. Either `column` or `column_tags`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub column: String,
-    /// A SQL expression replacing the column's value (may use the column).
+    /// Mask every column carrying one of these tags (from data product
+    /// descriptors), in the tables `tables`/`tags` name, or in every table
+    /// when they name none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub column_tags: Vec<String>,
+    /// A SQL expression replacing the column's value (may use the column;
+    /// for `column_tags`, usually a constant such as `NULL`), cast to the
+    /// column's type.
     pub mask: String,
 }

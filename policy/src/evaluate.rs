@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::document::Effect;
 use crate::model::{applies, glob_match, matches_principal};
-use crate::{Policy, Principal, TableName};
+use crate::{Policy, Principal, ResourceTags, TableName};
 
 /// What one principal may do with one table, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -66,27 +66,45 @@ impl Policy {
         }
     }
 
-    fn table_tags(&self, table: &TableName) -> BTreeSet<String> {
+    /// The policy's own `[tags]` on `table`, and the resource's.
+    fn table_tags(&self, table: &TableName, resource: &ResourceTags) -> BTreeSet<String> {
         let name = table.to_string();
         self.doc
             .tags
             .iter()
             .filter(|(pattern, _)| glob_match(pattern, &name))
             .flat_map(|(_, tags)| tags.iter().cloned())
+            .chain(resource.table.iter().cloned())
             .collect()
     }
 
     /// Decide what `principal` may read of `table`. Fails closed: no
     /// matching allow means no access.
     pub fn evaluate(&self, principal: &Principal, table: &TableName) -> TableAccess {
+        self.evaluate_tagged(principal, table, &ResourceTags::default())
+    }
+
+    /// [`Self::evaluate`] with the tags `resource` metadata puts on the
+    /// table and its columns (matched by `tags` and by masks' `column_tags`).
+    pub fn evaluate_tagged(
+        &self,
+        principal: &Principal,
+        table: &TableName,
+        resource: &ResourceTags,
+    ) -> TableAccess {
         let name = table.to_string();
         let tags = std::cell::OnceCell::new();
-        let targets = |tables: &[String], tag_list: &[String]| {
-            tables.iter().any(|p| glob_match(p, &name))
-                || (!tag_list.is_empty()
-                    && tag_list
-                        .iter()
-                        .any(|t| tags.get_or_init(|| self.table_tags(table)).contains(t)))
+        // Whether a rule naming `tables` and `tags` concerns the table: how
+        // it matched, as the explanation says it (`None`: it does not).
+        let targets = |tables: &[String], tag_list: &[String]| -> Option<String> {
+            if tables.iter().any(|p| glob_match(p, &name)) {
+                return Some(String::new());
+            }
+            let tags = tags.get_or_init(|| self.table_tags(table, resource));
+            tag_list
+                .iter()
+                .find(|t| tags.contains(*t))
+                .map(|t| format!(" (tagged `{t}`)"))
         };
         let mut access = TableAccess::default();
         let mut allowed_by = None;
@@ -94,19 +112,22 @@ impl Policy {
         let mut columns: Option<BTreeSet<String>> = Some(BTreeSet::new());
         for i in self.grants.candidates(principal, &name) {
             let grant = &self.doc.grants[i];
-            if !applies(principal, &grant.principals, &grant.except)
-                || !targets(&grant.tables, &grant.tags)
-            {
+            if !applies(principal, &grant.principals, &grant.except) {
                 continue;
             }
+            let Some(how) = targets(&grant.tables, &grant.tags) else {
+                continue;
+            };
             match grant.effect {
                 Effect::Deny => {
                     access.allowed = false;
-                    access.explanation = vec![format!("grants[{i}] denies select on {name}")];
+                    access.explanation = vec![format!("grants[{i}] denies select on {name}{how}")];
                     return access;
                 }
                 Effect::Allow => {
-                    allowed_by = allowed_by.or(Some(i));
+                    if allowed_by.is_none() {
+                        allowed_by = Some((i, how));
+                    }
                     match (&mut columns, grant.columns.is_empty()) {
                         (Some(_), true) => columns = None,
                         (Some(set), false) => set.extend(grant.columns.iter().cloned()),
@@ -115,7 +136,7 @@ impl Policy {
                 }
             }
         }
-        let Some(i) = allowed_by else {
+        let Some((i, how)) = allowed_by else {
             access.explanation.push(format!(
                 "no grant allows {} to select {name} (deny by default)",
                 principal.user
@@ -125,7 +146,7 @@ impl Policy {
         access.allowed = true;
         access
             .explanation
-            .push(format!("grants[{i}] allows select on {name}"));
+            .push(format!("grants[{i}] allows select on {name}{how}"));
         if let Some(columns) = &columns {
             access.explanation.push(format!(
                 "column grants allow only {}; other columns read as NULL",
@@ -135,26 +156,52 @@ impl Policy {
         access.columns = columns;
         for i in self.row_filters.candidates(principal, &name) {
             let rule = &self.doc.row_filters[i];
-            if applies(principal, &rule.principals, &rule.except)
-                && targets(&rule.tables, &rule.tags)
-            {
+            if !applies(principal, &rule.principals, &rule.except) {
+                continue;
+            }
+            if let Some(how) = targets(&rule.tables, &rule.tags) {
                 access.row_filters.push(rule.filter.clone());
-                access
-                    .explanation
-                    .push(format!("row_filters[{i}] keeps rows where {}", rule.filter));
+                access.explanation.push(format!(
+                    "row_filters[{i}] keeps rows where {}{how}",
+                    rule.filter
+                ));
             }
         }
         for i in self.masks.candidates(principal, &name) {
             let rule = &self.doc.masks[i];
-            if applies(principal, &rule.principals, &rule.except)
-                && !access.masks.contains_key(&rule.column)
-                && targets(&rule.tables, &rule.tags)
-            {
-                access.masks.insert(rule.column.clone(), rule.mask.clone());
+            if !applies(principal, &rule.principals, &rule.except) {
+                continue;
+            }
+            let how = if rule.tables.is_empty() && rule.tags.is_empty() {
+                Some(String::new())
+            } else {
+                targets(&rule.tables, &rule.tags)
+            };
+            let Some(how) = how else {
+                continue;
+            };
+            // The columns the rule masks, each with why.
+            let masked: Vec<(String, String)> = if rule.column_tags.is_empty() {
+                vec![(rule.column.clone(), how)]
+            } else {
+                resource
+                    .columns
+                    .iter()
+                    .filter_map(|(column, column_tags)| {
+                        let tag = rule.column_tags.iter().find(|t| column_tags.contains(*t))?;
+                        Some((column.clone(), format!("{how} (column tagged `{tag}`)")))
+                    })
+                    .collect()
+            };
+            for (column, why) in masked {
+                if access.masks.contains_key(&column) {
+                    continue;
+                }
                 access.explanation.push(format!(
-                    "masks[{i}] replaces {} with {}",
-                    rule.column, rule.mask
+                    "masks[{i}] replaces {column} with {}{why}",
+                    rule.mask
                 ));
+                access.masks.insert(column, rule.mask.clone());
             }
         }
         access
@@ -301,5 +348,56 @@ mask = "'***'"
         // And the added rules do apply where they should.
         let u3 = large.principal("u3");
         assert!(!large.evaluate(&u3, &members()).allowed);
+    }
+
+    #[test]
+    fn column_tags_mask_every_tagged_column_and_say_why() {
+        let p = Policy::from_toml(
+            r#"
+[groups]
+privacy = ["priya"]
+[[grants]]
+effect = "allow"
+principals = ["*"]
+tags = ["gold"]
+[[masks]]
+principals = ["*"]
+except = ["group:privacy"]
+column_tags = ["pii"]
+mask = "NULL"
+"#,
+        )
+        .unwrap();
+        let resource = ResourceTags {
+            table: ["gold".to_owned()].into_iter().collect(),
+            columns: [
+                ("ssn".to_owned(), ["pii".to_owned()].into_iter().collect()),
+                (
+                    "plan".to_owned(),
+                    ["public".to_owned()].into_iter().collect(),
+                ),
+            ]
+            .into_iter()
+            .collect(),
+        };
+        let access = p.evaluate_tagged(&p.principal("ann"), &members(), &resource);
+        assert!(access.allowed);
+        assert_eq!(access.masks.keys().collect::<Vec<_>>(), ["ssn"]);
+        assert_eq!(
+            access.explanation,
+            [
+                "grants[0] allows select on members.public.members (tagged `gold`)",
+                "masks[0] replaces ssn with NULL (column tagged `pii`)",
+            ]
+        );
+        let privacy = p.evaluate_tagged(&p.principal("priya"), &members(), &resource);
+        assert!(privacy.masks.is_empty());
+        // Without the resource's tags, nothing grants the table.
+        assert!(!p.evaluate(&p.principal("ann"), &members()).allowed);
+        let both = Policy::from_toml(
+            "[[masks]]\nprincipals = [\"*\"]\ncolumn = \"a\"\ncolumn_tags = [\"pii\"]\nmask = \"NULL\"\n",
+        )
+        .unwrap_err();
+        assert!(both.to_string().contains("masks[0]"), "{both}");
     }
 }

@@ -66,5 +66,5 @@ pub use edit::EditError;
 pub use evaluate::TableAccess;
 pub use impersonation::ImpersonationDecision;
 pub use load::{Policy, PolicyError};
-pub use model::{glob_match, Principal, TableName};
+pub use model::{glob_match, Principal, ResourceTags, TableName};
 pub use summary::RuleSummary;

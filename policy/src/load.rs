@@ -119,6 +119,27 @@ impl Policy {
             if m.mask.trim().is_empty() {
                 return Err(invalid(format!("masks[{i}].mask"), "is empty"));
             }
+            match (m.column.trim().is_empty(), m.column_tags.is_empty()) {
+                (true, true) => {
+                    return Err(invalid(
+                        format!("masks[{i}]"),
+                        "names no `column` and no `column_tags`",
+                    ))
+                }
+                (false, false) => {
+                    return Err(invalid(
+                        format!("masks[{i}]"),
+                        "names both `column` and `column_tags`: a rule masks one column, or every column with a tag",
+                    ))
+                }
+                (false, true) if m.tables.is_empty() && m.tags.is_empty() => {
+                    return Err(invalid(
+                        format!("masks[{i}]"),
+                        "names no `tables` and no `tags` for its `column`",
+                    ))
+                }
+                _ => {}
+            }
         }
         let grants = RuleIndex::build(doc.grants.iter().map(|r| {
             (
@@ -134,12 +155,15 @@ impl Policy {
                 r.tags.as_slice(),
             )
         }));
+        // A `column_tags` rule may concern any table: index it by its
+        // column tags, which sends it to every table's candidates.
         let masks = RuleIndex::build(doc.masks.iter().map(|r| {
-            (
-                r.principals.as_slice(),
-                r.tables.as_slice(),
-                r.tags.as_slice(),
-            )
+            let tags = if r.tables.is_empty() && r.tags.is_empty() {
+                r.column_tags.as_slice()
+            } else {
+                r.tags.as_slice()
+            };
+            (r.principals.as_slice(), r.tables.as_slice(), tags)
         }));
         Ok(Self {
             doc,

@@ -32,6 +32,16 @@ impl std::fmt::Display for TableName {
     }
 }
 
+/// Tags a table's resource metadata (data product descriptors) puts on the
+/// table and on its columns, matched by the rules' `tags` and `column_tags`
+/// besides the policy's own `[tags]`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ResourceTags {
+    pub table: BTreeSet<String>,
+    /// column → its tags.
+    pub columns: BTreeMap<String, BTreeSet<String>>,
+}
+
 /// Who asks: a user, the groups they belong to, and their attributes.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Principal {

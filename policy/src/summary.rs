@@ -84,8 +84,16 @@ impl PolicyDocument {
                 index: i,
                 summary: format!(
                     "{} of {} for {} reads as {}",
-                    m.column,
-                    what(&m.tables, &m.tags),
+                    if m.column_tags.is_empty() {
+                        m.column.clone()
+                    } else {
+                        format!("columns tagged {}", m.column_tags.join(", "))
+                    },
+                    if m.tables.is_empty() && m.tags.is_empty() {
+                        "any table".to_owned()
+                    } else {
+                        what(&m.tables, &m.tags)
+                    },
                     who(&m.principals, &m.except),
                     m.mask
                 ),

@@ -239,7 +239,7 @@ impl PolicyAdmin {
         for (i, m) in doc.masks.iter().enumerate() {
             check_patterns(format!("masks[{i}]"), &m.tables, &mut problems);
             for (name, schema) in matching(&m.tables) {
-                if schema.field_with_name(&m.column).is_err() {
+                if !m.column.is_empty() && schema.field_with_name(&m.column).is_err() {
                     problems.push(format!(
                         "masks[{i}].column: {name} has no column `{}`",
                         m.column
