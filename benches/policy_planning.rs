@@ -46,6 +46,8 @@ async fn measure(
         data_dir: dir.path().to_path_buf(),
         pgwire_address: "127.0.0.1:0".into(),
         flight_sql_address: None,
+        http_address: None,
+        with_policy: false,
     })
     .await?;
     if let Some(text) = policy_text {

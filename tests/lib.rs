@@ -29,6 +29,8 @@ impl TestMesh {
             data_dir: dir.path().to_path_buf(),
             pgwire_address: "127.0.0.1:0".into(),
             flight_sql_address: Some("127.0.0.1:0".into()),
+            http_address: None,
+            with_policy: false,
         })
         .await
         .expect("write demo mesh");

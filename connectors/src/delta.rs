@@ -30,6 +30,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use deltalake::delta_datafusion::TableProviderBuilder;
 use deltalake::logstore::{logstore_factories, LogStoreRef};
 use deltalake::DeltaTableBuilder;
+use object_store::ObjectStoreExt;
 use serde::Deserialize;
 use url::Url;
 
@@ -169,7 +170,7 @@ impl Connector for DeltaConnector {
 
 /// A Delta table that always scans its newest version.
 #[derive(Debug)]
-struct LatestDeltaTable {
+pub(crate) struct LatestDeltaTable {
     log_store: LogStoreRef,
     schema: SchemaRef,
     /// A provider over the snapshot seen at start-up; it answers the
@@ -185,6 +186,26 @@ impl LatestDeltaTable {
             schema: template.schema(),
             template,
         })
+    }
+
+    /// When the table's newest commit was written.
+    pub(crate) async fn last_commit(
+        &self,
+    ) -> Result<chrono::DateTime<chrono::Utc>, ConnectorError> {
+        let table = self.log_store.root_url().to_string();
+        let version = self
+            .log_store
+            .get_latest_version(0)
+            .await
+            .map_err(|e| ConnectorError::table(&table, e))?;
+        let commit = deltalake::logstore::commit_uri_from_version(Some(version));
+        let meta = self
+            .log_store
+            .object_store(None)
+            .head(&commit)
+            .await
+            .map_err(|e| ConnectorError::table(&table, e))?;
+        Ok(meta.last_modified)
     }
 }
 

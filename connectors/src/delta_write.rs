@@ -1,4 +1,4 @@
-//! Writing a new Delta Lake table from record batches.
+//! Writing Delta Lake tables from record batches (a new table, or one more commit).
 //!
 //! Connectors only read; this is the one write, for laying down example
 //! data (`meshgate demo`, tests and benchmarks build on it). It lives here
@@ -33,6 +33,28 @@ pub async fn create_delta_table(
         .map_err(|e| fail(&e))?
         .write(batches)
         .with_partition_columns(partition_columns.iter().copied())
+        .await
+        .map_err(|e| fail(&e))?;
+    Ok(())
+}
+
+/// Append `batches` to the Delta table in the local directory `dir` as one
+/// new commit. Errors name the directory.
+pub async fn append_delta_table(
+    dir: &Path,
+    batches: Vec<RecordBatch>,
+) -> Result<(), ConnectorError> {
+    let table = dir.display().to_string();
+    let fail = |e: &dyn std::fmt::Display| ConnectorError::table(&table, e);
+    let absolute = dir.canonicalize().map_err(|e| fail(&e))?;
+    let url = url::Url::from_directory_path(&absolute)
+        .map_err(|()| fail(&"not an absolute local path"))?;
+    DeltaTableBuilder::from_url(url)
+        .map_err(|e| fail(&e))?
+        .load()
+        .await
+        .map_err(|e| fail(&e))?
+        .write(batches)
         .await
         .map_err(|e| fail(&e))?;
     Ok(())

@@ -19,6 +19,7 @@ mod delta;
 mod delta_write;
 mod error;
 mod files;
+mod freshness;
 pub mod secrets;
 mod sql;
 mod storage;
@@ -33,9 +34,10 @@ use datafusion::catalog::CatalogProvider;
 use datafusion::execution::SessionState;
 
 pub use delta::DeltaConnector;
-pub use delta_write::create_delta_table;
+pub use delta_write::{append_delta_table, create_delta_table};
 pub use error::ConnectorError;
 pub use files::FilesConnector;
+pub use freshness::{last_modified, ChangeSource};
 pub use sql::{probe_catalog, refresh_catalog, MySqlConnector, PostgresConnector, SqlCatalog};
 pub use storage::StorageOptions;
 

@@ -82,6 +82,12 @@ pub struct DemoOptions {
     pub data_dir: PathBuf,
     pub pgwire_address: String,
     pub flight_sql_address: Option<String>,
+    /// The HTTP listener (health, metrics, the data products page and API).
+    pub http_address: Option<String>,
+    /// Serve the demo under its access policy ([`DEMO_POLICY`]): columns
+    /// tagged `pii` read as NULL. Tests that bring their own policy leave
+    /// it out.
+    pub with_policy: bool,
 }
 
 /// A tiny deterministic generator (64-bit LCG): same seed, same mesh.
@@ -170,7 +176,8 @@ fn providers() -> RecordBatch {
     RecordBatch::try_new(schema, columns).expect("static schema")
 }
 
-fn claims() -> RecordBatch {
+/// The claims table's rows (also appended by tests that make a new Delta commit).
+pub fn claims() -> RecordBatch {
     let mut rng = Rng(13);
     let mut id = Vec::new();
     let mut member = Vec::new();
@@ -255,6 +262,9 @@ pub async fn write_demo(options: &DemoOptions) -> Result<PathBuf, DemoError> {
              # In production configure [tls] and remove this.\n[auth]\nallow_cleartext = true\n",
         );
     }
+    if let Some(http) = &options.http_address {
+        config.push_str(&format!("[listeners.http]\naddress = \"{http}\"\n"));
+    }
     config.push_str(&format!(
         "\n# password: {DEMO_PASSWORD}\n[users.{DEMO_USER}]\npassword = \"{}\"\n\n",
         PasswordHash::generate(DEMO_PASSWORD)
@@ -264,6 +274,7 @@ pub async fn write_demo(options: &DemoOptions) -> Result<PathBuf, DemoError> {
 connector = "files"
 description = "Membership domain: who is insured, on which plan."
 root = "members"
+products_file = "members/products.yaml"
 [catalogs.members.tables.members]
 path = "members.csv"
 format = "csv"
@@ -275,6 +286,7 @@ column_descriptions = { state = "US state of residence (two letters)." }
 connector = "delta"
 description = "Claims domain: every claim filed, partitioned by status."
 root = "claims"
+products_file = "claims/products.yaml"
 [catalogs.claims.tables.claims]
 path = "claims"
 description = "One row per claim; amount in USD."
@@ -283,14 +295,122 @@ description = "One row per claim; amount in USD."
 connector = "files"
 description = "Provider network domain."
 root = "providers"
+products_file = "providers/products.yaml"
 [catalogs.providers.tables.providers]
 path = "providers.parquet"
 "#,
     );
+    for (domain, descriptor) in [
+        ("members", MEMBERS_PRODUCTS),
+        ("claims", CLAIMS_PRODUCTS),
+        ("providers", PROVIDERS_PRODUCTS),
+    ] {
+        let path = dir.join(domain).join("products.yaml");
+        at(&path, std::fs::write(&path, descriptor))?;
+    }
+    // The members file was last written three days ago, as a feed that has
+    // stopped would be: past the product's 24h freshness SLO.
+    let members_csv = dir.join("members/members.csv");
+    let three_days = std::time::SystemTime::now() - std::time::Duration::from_secs(3 * 86_400);
+    at(
+        &members_csv,
+        std::fs::File::options()
+            .write(true)
+            .open(&members_csv)
+            .and_then(|f| f.set_modified(three_days)),
+    )?;
+    if options.with_policy {
+        let path = dir.join("policy.toml");
+        at(&path, std::fs::write(&path, DEMO_POLICY))?;
+        config.push_str("\n[policy]\nfile = \"policy.toml\"\n");
+    }
     let config_path = dir.join("meshgate.toml");
     at(&config_path, std::fs::write(&config_path, config))?;
     Ok(config_path)
 }
+
+/// The demo's access policy (with [`DemoOptions::with_policy`]): everyone
+/// reads every domain; columns the descriptors tag `pii` read as NULL for
+/// everyone outside the `privacy` group.
+pub const DEMO_POLICY: &str = r#"# Written by `meshgate demo`.
+admins = ["user:analyst"]
+
+[groups]
+privacy = ["privacy_officer"]
+
+[[grants]]
+effect = "allow"
+principals = ["*"]
+tables = ["*"]
+
+[[masks]]
+principals = ["*"]
+except = ["group:privacy"]
+column_tags = ["pii"]
+mask = "NULL"
+"#;
+
+/// The membership domain's product: a CSV feed that has stopped (past its SLO).
+const MEMBERS_PRODUCTS: &str = r#"products:
+  - name: members
+    domain: membership
+    owner: { team: membership, contact: membership-team@example.com }
+    description: Every insured member and their plan, one row per member.
+    status: active
+    tags: [gold]
+    slo: { freshness: 24h, availability: "99.5%" }
+    tables:
+      - name: public.members
+        columns:
+          - { name: member_id, type: bigint, nullable: false, unique: true, description: Member number. }
+          - { name: first_name, type: varchar, nullable: false }
+          - { name: last_name, type: varchar, nullable: false, tags: [pii], description: Family name. }
+          - { name: state, type: varchar, nullable: false }
+          - { name: plan, type: varchar, nullable: false, description: "bronze, silver or gold." }
+          - { name: birth_date, type: date, nullable: false, tags: [pii] }
+    quality:
+      - name: known_plans
+        description: Every member is on a plan the domain sells.
+        query: "SELECT count(*) FROM members.public.members WHERE plan NOT IN ('bronze', 'silver', 'gold')"
+"#;
+
+/// The claims domain's product: a Delta table.
+const CLAIMS_PRODUCTS: &str = r#"products:
+  - name: claims
+    domain: claims
+    owner: { team: claims, contact: claims-team@example.com }
+    description: Every claim filed, with its amount in USD and its status.
+    tags: [finance]
+    slo: { freshness: 1h }
+    tables:
+      - name: public.claims
+        columns:
+          - { name: claim_id, type: bigint, nullable: false, unique: true }
+          - { name: member_id, type: bigint, nullable: false, description: The member who filed it. }
+          - { name: provider_id, type: integer, nullable: false }
+          - { name: service_date, type: date, nullable: false }
+          - { name: amount, type: "decimal(10,2)", nullable: false, description: Amount claimed in USD. }
+          - { name: status, type: varchar, nullable: false, description: "approved, denied or pending." }
+    quality:
+      - name: positive_amounts
+        query: "SELECT count(*) FROM claims.public.claims WHERE amount <= 0"
+"#;
+
+/// The provider network's product: a Parquet file.
+const PROVIDERS_PRODUCTS: &str = r#"products:
+  - name: providers
+    domain: provider-network
+    owner: { team: provider-network, contact: provider-network@example.com }
+    description: Clinics in the network and their specialty.
+    slo: { freshness: 30d }
+    tables:
+      - name: public.providers
+        columns:
+          - { name: provider_id, type: integer, nullable: false, unique: true }
+          - { name: name, type: varchar, nullable: false }
+          - { name: specialty, type: varchar, nullable: false }
+          - { name: state, type: varchar, nullable: false }
+"#;
 
 /// The README's cross-domain join: claims per state and specialty.
 pub const CROSS_DOMAIN_JOIN: &str =

@@ -72,7 +72,7 @@ impl Gateway {
                     problem,
                 })?;
         let registry = CatalogRegistry::build(
-            &config.catalog_specs(),
+            &config.catalog_specs()?,
             &ConnectorRegistry::builtin(),
             config.base_dir.clone(),
             &limits,
@@ -247,6 +247,8 @@ impl Gateway {
                 // The Flight SQL listener's, so its session tokens sign in here too.
                 signer: signer.clone().unwrap_or_default(),
                 allow_cleartext: self.config.auth.allow_cleartext,
+                pgwire_port: running.pgwire_addr.map(|a| a.port()),
+                flight_sql_port: running.flight_sql_addr.map(|a| a.port()),
             };
             tasks.spawn(crate::http::health::run_probes(
                 self.service.clone(),

@@ -29,7 +29,9 @@ pub(crate) fn to_status(err: &QueryError) -> Status {
         QueryError::DuplicateObject(_) => Code::AlreadyExists,
         QueryError::DependentObjects(_) => Code::FailedPrecondition,
         QueryError::Conflict(_) => Code::Aborted,
-        QueryError::ReadOnly(_) | QueryError::TransactionAborted => Code::FailedPrecondition,
+        QueryError::ReadOnly(_)
+        | QueryError::TransactionAborted
+        | QueryError::ContractBroken(_) => Code::FailedPrecondition,
         QueryError::FeatureNotSupported(_) => Code::Unimplemented,
         QueryError::Source(_) => Code::Unavailable,
         QueryError::Cancelled | QueryError::Terminated => Code::Cancelled,

@@ -81,19 +81,28 @@ async fn meshgate(args: Vec<String>, password: &str) -> std::process::Output {
     .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn policy_admin_commands_list_diff_and_apply_with_versions() {
-    use meshgate_gateway::auth::PasswordHash;
+/// The demo mesh in a temporary directory (ports 0), with or without its
+/// policy: the directory and its `meshgate.toml`.
+async fn demo(with_policy: bool) -> (tempfile::TempDir, std::path::PathBuf) {
     use meshgate_gateway::demo::{write_demo, DemoOptions};
-
     let dir = tempfile::tempdir().unwrap();
     let config_path = write_demo(&DemoOptions {
         data_dir: dir.path().to_path_buf(),
         pgwire_address: "127.0.0.1:0".into(),
         flight_sql_address: Some("127.0.0.1:0".into()),
+        http_address: None,
+        with_policy,
     })
     .await
     .unwrap();
+    (dir, config_path)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_admin_commands_list_diff_and_apply_with_versions() {
+    use meshgate_gateway::auth::PasswordHash;
+
+    let (dir, config_path) = demo(false).await;
     let policy = dir.path().join("policy.toml");
     std::fs::write(
         &policy,
@@ -195,4 +204,56 @@ async fn policy_admin_commands_list_diff_and_apply_with_versions() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("matches no table"));
     gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_demo_checks_and_policy_explain_names_the_tag_that_masked() {
+    let (dir, config_path) = demo(true).await;
+    let check = Command::new(MESHGATE)
+        .arg("check-config")
+        .arg(&config_path)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let output = Command::new(MESHGATE)
+        .args(["policy", "explain", "--config"])
+        .arg(&config_path)
+        .args([
+            "--user",
+            "analyst",
+            "SELECT last_name, plan FROM members.public.members",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("replaces last_name with NULL (column tagged `pii`)"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("replaces plan"), "{stdout}");
+
+    // A descriptor problem names the descriptor file, the key and the problem.
+    let descriptor = dir.path().join("members/products.yaml");
+    let text = std::fs::read_to_string(&descriptor).unwrap();
+    std::fs::write(
+        &descriptor,
+        text.replace("freshness: 24h", "freshness: soon"),
+    )
+    .unwrap();
+    let check = Command::new(MESHGATE)
+        .arg("check-config")
+        .arg(&config_path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&check.stderr);
+    assert!(!check.status.success());
+    assert!(
+        stderr.contains("products.yaml: products[0].slo.freshness: `soon` is not a duration"),
+        "{stderr}"
+    );
 }

@@ -47,6 +47,9 @@ pub struct AuditRecord {
     pub sql: String,
     /// Tables the statement names, fully qualified.
     pub objects: Vec<String>,
+    /// The data products those tables belong to (read lineage).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub products: Vec<String>,
     /// `allowed`, `denied` or `error`.
     pub decision: String,
     /// The policy rules behind the decision (empty without a policy).
@@ -89,6 +92,7 @@ impl AuditRecord {
             protocol: protocol.into(),
             sql: what.into(),
             objects: vec![],
+            products: vec![],
             decision: Self::ALLOWED.into(),
             rule: String::new(),
             rows: 0,

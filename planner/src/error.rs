@@ -49,6 +49,9 @@ pub enum QueryError {
     /// The statement would change data or schema; meshgate only reads.
     #[error("{0}")]
     ReadOnly(String),
+    /// A data product's source no longer serves the schema it promises.
+    #[error("{0}")]
+    ContractBroken(String),
     #[error("{0}")]
     FeatureNotSupported(String),
     /// A value is wrong for its type or operation (division by zero, bad cast, overflow).
@@ -112,6 +115,7 @@ impl QueryError {
             QueryError::DependentObjects(_) => "2BP01",
             QueryError::Conflict(_) => "40001",
             QueryError::ReadOnly(_) => "25006",
+            QueryError::ContractBroken(_) => "55000",
             QueryError::FeatureNotSupported(_) => "0A000",
             QueryError::Data { sqlstate, .. } => sqlstate,
             QueryError::InvalidParameter(_) => "22023",

@@ -21,8 +21,9 @@
 //! before it): `error`, `limits`, `query_memory` (the per-query memory
 //! cap), `admission` (how many queries run at once), `read_only`,
 //! `identity`, `audit`, `like_escape`, `plan_cache`,
-//! `runtime` (running statements, their ids and kill); `catalogs` (the registry of source
-//! catalogs); `access` (policy enforcement, each session's policy-filtered
+//! `runtime` (running statements, their ids and kill); `products` (data
+//! product descriptors, their tags and the discovery tables); `catalogs`
+//! (the registry of source catalogs); `access` (policy enforcement, each session's policy-filtered
 //! view of the catalogs, EXPLAIN redaction, policy administration);
 //! `postgres` (everything that makes DataFusion look like PostgreSQL,
 //! installed only into pgwire sessions); `session` (one client's session and
@@ -39,6 +40,7 @@ mod like_escape;
 mod limits;
 mod plan_cache;
 mod postgres;
+mod products;
 mod query_memory;
 mod read_only;
 mod runtime;
@@ -51,11 +53,17 @@ pub use audit::{audit_text, AuditLog, AuditObserver, AuditRecord};
 pub use catalogs::{CatalogRegistry, CatalogSpec, RegistryError};
 pub use error::{QueryError, QueryResult};
 pub use identity::Identity;
-pub use limits::{parse_bytes, RuntimeLimits};
+pub use limits::{parse_bytes, parse_duration, RuntimeLimits};
 pub use plan_cache::PlanCache;
+pub use products::descriptor::{ColumnContract, Owner, ProductTable, QualityRule, Slo};
+pub use products::freshness::Measurement;
+pub use products::{
+    DataProducts, DescriptorFile, Problem, Product, ProductDescriptor, ProductStatus,
+    ProductsError, VisibleProduct,
+};
 pub use runtime::{QueryInfo, QueryRegistry, QueryState};
 pub use service::{QueryService, SessionOptions};
-pub use session::settings::{parse_duration, SessionSettings, SERVER_VERSION};
+pub use session::settings::{SessionSettings, SERVER_VERSION};
 pub use session::{
     CopyFormat, CopyOptions, Notice, Prepared, QueryOutput, QuerySession, Script, StatementResult,
     TableInfo, TransactionState,

@@ -82,6 +82,29 @@ fn default_memory_bytes() -> usize {
     }
 }
 
+/// A PostgreSQL-style duration: a bare number is milliseconds; units `ms`,
+/// `s`, `min`, `h` and `d` (`1500`, `2s`, `5min`, `1h`, `7d`).
+pub fn parse_duration(value: &str) -> Result<Duration, String> {
+    let v = value.trim().trim_matches('\'').to_ascii_lowercase();
+    let split = v
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(v.len());
+    let (num, unit) = v.split_at(split);
+    let num: f64 = num.parse().map_err(|_| "not a number".to_string())?;
+    let ms = match unit.trim() {
+        "" | "ms" => num,
+        "s" => num * 1_000.0,
+        "min" => num * 60_000.0,
+        "h" => num * 3_600_000.0,
+        "d" => num * 86_400_000.0,
+        other => return Err(format!("unknown unit `{other}`")),
+    };
+    if ms < 0.0 {
+        return Err("must not be negative".into());
+    }
+    Ok(Duration::from_micros((ms * 1000.0) as u64))
+}
+
 /// Parse a byte size such as `4GiB`, `512MiB`, `100MB` or `1048576`.
 pub fn parse_bytes(text: &str) -> Result<u64, String> {
     let text = text.trim();

@@ -12,7 +12,7 @@ use datafusion::catalog::CatalogProviderList;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
-use meshgate_policy::Policy;
+use meshgate_policy::{Policy, TableAccess, TableName};
 
 use crate::access::admin::PolicyAdmin;
 use crate::access::catalog_view::{SessionCatalog, SessionCatalogList};
@@ -228,14 +228,27 @@ impl QueryService {
         guard: Option<Arc<AccessGuard>>,
         current: &str,
     ) -> Arc<dyn CatalogProviderList> {
-        let catalogs = self.registry.catalogs().iter().map(|(name, catalog)| {
-            Arc::new(SessionCatalog::new(
-                name.clone(),
-                catalog.clone(),
-                guard.clone(),
-            ))
-        });
+        let catalogs = self
+            .registry
+            .served_catalogs()
+            .iter()
+            .map(|(name, catalog)| {
+                Arc::new(SessionCatalog::new(
+                    name.clone(),
+                    catalog.clone(),
+                    guard.clone(),
+                ))
+            });
         Arc::new(SessionCatalogList::new(catalogs, current))
+    }
+
+    /// The policy's decision on one table, with the tags data product
+    /// descriptors put on it (`None` without a policy: everything is
+    /// readable). For front ends that explain a hidden object.
+    pub fn table_access(&self, identity: &Identity, table: &TableName) -> Option<TableAccess> {
+        let policy = self.policy()?;
+        let tags = self.registry.products().tags(table);
+        Some(policy.evaluate_tagged(&identity.principal(&policy), table, &tags))
     }
 
     /// `catalogs` with the `system` catalog in front: `system.runtime.queries`
@@ -246,6 +259,7 @@ impl QueryService {
         catalogs: Arc<dyn CatalogProviderList>,
         identity: &Identity,
         admin: crate::runtime::table::AdminCheck,
+        discovery: SystemSchema,
     ) -> QueryResult<Arc<dyn CatalogProviderList>> {
         let audit = match self.audit.as_ref().filter(|log| log.path().is_some()) {
             Some(log) if admin() => Some(crate::audit::audit_catalog(log)?),
@@ -258,8 +272,24 @@ impl QueryService {
             identity.user.clone(),
             admin,
         )?;
+        let products = crate::products::tables::discovery_schema(
+            crate::products::tables::DiscoverySources {
+                products: self.registry.products(),
+                freshness: self.registry.freshness(),
+                quality: self.registry.quality(),
+                lineage: self.registry.lineage(),
+            },
+            crate::products::tables::Reader {
+                visible: discovery.visible,
+                user: identity.user.clone(),
+                admin: discovery.admin,
+            },
+        )?;
         Ok(Arc::new(crate::runtime::catalog::WithSystemCatalog::new(
-            catalogs, system, listed,
+            catalogs,
+            system,
+            listed,
+            (discovery.catalog, products),
         )))
     }
 
@@ -292,6 +322,7 @@ impl QueryService {
                 policy,
                 &identity,
                 parse_state,
+                self.registry.products(),
             ))
         });
         // The one admin rule, asked when a system table is read.
@@ -306,6 +337,16 @@ impl QueryService {
                 self.session_catalogs(guard.clone(), &catalog),
                 &identity,
                 admin_check.clone(),
+                SystemSchema {
+                    catalog: catalog.clone(),
+                    admin: admin_check.clone(),
+                    visible: {
+                        let guard = guard.clone();
+                        Arc::new(move |table: &TableName| {
+                            guard.as_ref().is_none_or(|g| g.access(table).allowed)
+                        })
+                    },
+                },
             )?)
             .with_default_features()
             // Federation: the largest sub-plan that touches one SQL source
@@ -365,9 +406,19 @@ impl QueryService {
             runtime: self.runtime.clone(),
             backend: None,
             own_pid,
+            last_notices: Vec::new(),
             query_id: None,
         };
         session.apply_search_path();
         Ok(session)
     }
+}
+
+/// Where a session finds the data product discovery tables: the `system`
+/// schema of its default catalog (`system.data_products`), showing what
+/// `visible` lets it read.
+struct SystemSchema {
+    catalog: String,
+    visible: crate::products::tables::Visible,
+    admin: crate::runtime::table::AdminCheck,
 }

@@ -15,7 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::attacks::{attack_mesh_with, password, simple_rows, AttackMesh, ATTACK_POLICY};
 
-const HTTP: &str = "\n[listeners.http]\naddress = \"127.0.0.1:0\"\n";
+pub(crate) const HTTP: &str = "\n[listeners.http]\naddress = \"127.0.0.1:0\"\n";
 
 /// Text of the statement the page kills (it runs for hours otherwise).
 const MARKER: &str = "admin_page_kill_me";
@@ -28,7 +28,7 @@ async fn admin_mesh() -> (AttackMesh, SocketAddr) {
 
 /// Where test artifacts are kept: `$CARGO_TARGET_DIR/artifacts`, or
 /// `target/artifacts` in the workspace.
-fn artifacts_dir() -> PathBuf {
+pub(crate) fn artifacts_dir() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
@@ -161,7 +161,7 @@ async fn the_admin_page_kills_changes_the_policy_and_searches_the_audit_log() {
 }
 
 /// One HTTP/1.1 request: status, headers (lower-case names) and body.
-async fn request(
+pub(crate) async fn request(
     addr: SocketAddr,
     method: &str,
     path: &str,
@@ -206,13 +206,13 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-fn basic(user: &str, password: &str) -> String {
+pub(crate) fn basic(user: &str, password: &str) -> String {
     let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
     format!("Basic {encoded}")
 }
 
 /// The JSON error of an answer; fails if the body is not `{"error": ...}`.
-fn error_of(body: &str) -> String {
+pub(crate) fn error_of(body: &str) -> String {
     let value: Value = serde_json::from_str(body).unwrap_or_else(|_| panic!("not JSON: {body}"));
     value["error"]
         .as_str()

@@ -14,6 +14,7 @@ mod pgwire_queries;
 mod pgwire_session;
 mod pgwire_types;
 mod policy;
+mod products;
 mod python_clients;
 mod replay;
 mod sql_sources;

@@ -316,6 +316,8 @@ async fn json_logs_are_one_object_per_line() {
         data_dir: dir.path().to_path_buf(),
         pgwire_address: "127.0.0.1:0".into(),
         flight_sql_address: None,
+        http_address: None,
+        with_policy: false,
     })
     .await
     .unwrap();
@@ -409,6 +411,8 @@ async fn docker_config_serves_the_demo_and_both_sources() {
         data_dir: dir.path().to_path_buf(),
         pgwire_address: "127.0.0.1:0".into(),
         flight_sql_address: None,
+        http_address: None,
+        with_policy: false,
     })
     .await
     .unwrap();

@@ -113,7 +113,9 @@ def test_sqlalchemy_inspect_and_pandas():
     assert isinstance(columns["state"]["type"], sa.Text)
     assert isinstance(columns["birth_date"]["type"], sa.Date)
     assert columns["state"]["comment"] == "US state of residence (two letters)."
-    assert columns["plan"]["comment"] is None
+    # From the data product descriptor (see the demo's members/products.yaml).
+    assert columns["plan"]["comment"] == "bronze, silver or gold."
+    assert columns["first_name"]["comment"] is None
     assert inspector.get_table_comment("members", schema="public")["text"] == "One row per insured member."
     assert inspector.get_pk_constraint("members", schema="public")["constrained_columns"] == []
     frame = pd.read_sql("SELECT state, count(*) AS n FROM members GROUP BY state ORDER BY state", engine)

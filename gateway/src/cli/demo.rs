@@ -14,12 +14,15 @@ pub(super) async fn run(
     data_dir: PathBuf,
     pgwire: String,
     flight_sql: String,
+    http: String,
     write_only: bool,
 ) -> Result<(), CliError> {
     let options = DemoOptions {
         data_dir,
         pgwire_address: pgwire,
         flight_sql_address: Some(flight_sql),
+        http_address: Some(http),
+        with_policy: true,
     };
     let path = demo::write_demo(&options).await?;
     eprintln!("demo mesh written to {}", options.data_dir.display());
@@ -41,6 +44,10 @@ pub(super) async fn run(
     }
     if let Some(addr) = running.flight_sql_addr {
         println!("Arrow Flight SQL: grpc://{addr} (user {DEMO_USER}, password {DEMO_PASSWORD})");
+    }
+    if let Some(addr) = running.http_addr {
+        println!("Data products: http://{addr}/products (API: http://{addr}/v1/products, http://{addr}/openapi.json)");
+        println!("Health and metrics: http://{addr}/readyz, http://{addr}/metrics");
     }
     running.run_until_signal().await;
     Ok(())

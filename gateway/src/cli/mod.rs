@@ -78,6 +78,9 @@ enum Command {
         /// Flight SQL address.
         #[arg(long, default_value = "127.0.0.1:50051")]
         flight_sql: String,
+        /// HTTP address (health, metrics, the data products page and API).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        http: String,
         /// Write the data and config, then exit without serving.
         #[arg(long)]
         write_only: bool,
@@ -96,8 +99,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             data_dir,
             pgwire,
             flight_sql,
+            http,
             write_only,
-        } => demo::run(data_dir, pgwire, flight_sql, write_only).await,
+        } => demo::run(data_dir, pgwire, flight_sql, http, write_only).await,
     }
 }
 

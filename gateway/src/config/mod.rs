@@ -29,11 +29,13 @@
 //! [catalogs.members]
 //! connector = "files"
 //! root = "data/members"
+//! products_file = "members.products.yaml"   # data product descriptors
 //! [catalogs.members.tables.members]
 //! path = "members.csv"
 //! ```
 
 mod env;
+mod products;
 mod sections;
 
 use std::collections::BTreeMap;
@@ -41,7 +43,7 @@ use std::path::{Path, PathBuf};
 
 use meshgate_connectors::ConnectorRegistry;
 use meshgate_planner::policy::{Policy, PolicyError};
-use meshgate_planner::{CatalogRegistry, CatalogSpec, RegistryError};
+use meshgate_planner::{CatalogRegistry, CatalogSpec, DataProducts, RegistryError};
 use serde::Deserialize;
 use thiserror::Error;
 
@@ -229,7 +231,7 @@ impl Config {
                 ));
             }
         }
-        CatalogRegistry::validate(&self.catalog_specs(), &ConnectorRegistry::builtin())
+        CatalogRegistry::validate(&self.catalog_specs()?, &ConnectorRegistry::builtin())
             .map_err(|e| self.registry_error(e))?;
         self.load_policy()?;
         Ok(())
@@ -277,19 +279,34 @@ impl Config {
                 other => self.invalid(format!("catalogs.{catalog}"), other.to_string()),
             },
             RegistryError::Runtime(msg) => self.invalid("(runtime)", msg),
+            RegistryError::Products(e) => self.invalid("catalogs", e.to_string()),
         }
     }
 
-    pub fn catalog_specs(&self) -> Vec<CatalogSpec> {
-        self.catalogs
+    /// Every catalog as the planner builds it, with its data products
+    /// (descriptor files read and checked here).
+    pub fn catalog_specs(&self) -> Result<Vec<CatalogSpec>, ConfigError> {
+        let mut products = self.load_products()?;
+        DataProducts::new(
+            products
+                .iter()
+                .map(|(name, p)| (name.clone(), p.products.clone())),
+        )
+        .map_err(|e| self.products_error(&products, e))?;
+        Ok(self
+            .catalogs
             .iter()
             .map(|(name, c)| CatalogSpec {
                 name: name.clone(),
                 connector: c.connector.clone(),
                 description: c.description.clone(),
                 options: c.options.clone(),
+                products: products
+                    .remove(name)
+                    .map(|p| p.products)
+                    .unwrap_or_default(),
             })
-            .collect()
+            .collect())
     }
 
     pub fn resolve_path(&self, path: &Path) -> PathBuf {

@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use meshgate_planner::ProductDescriptor;
 use serde::Deserialize;
 
 /// `[server]`.
@@ -119,6 +120,12 @@ pub struct AuditConfig {
 pub struct CatalogConfig {
     pub connector: String,
     pub description: Option<String>,
+    /// A YAML descriptor file of the catalog's data products (relative to
+    /// this file), see `meshgate_planner::DescriptorFile`.
+    pub products_file: Option<PathBuf>,
+    /// Data products declared inline (`[[catalogs.NAME.products]]`).
+    #[serde(default)]
+    pub products: Vec<ProductDescriptor>,
     /// Everything else belongs to the connector.
     #[serde(flatten)]
     pub options: toml::Table,
@@ -130,6 +137,8 @@ impl std::fmt::Debug for CatalogConfig {
         f.debug_struct("CatalogConfig")
             .field("connector", &self.connector)
             .field("description", &self.description)
+            .field("products_file", &self.products_file)
+            .field("products", &self.products.len())
             .field(
                 "options",
                 &meshgate_connectors::secrets::RedactedOptions::new(&self.connector, &self.options),

@@ -74,8 +74,7 @@ impl FlightSqlFrontend {
 
     /// Why the policy hides `table` from `identity`, if it does.
     pub(super) fn hidden_table(&self, identity: &Identity, table: &TableName) -> Option<String> {
-        let policy = self.service.policy()?;
-        let access = policy.evaluate(&identity.principal(&policy), table);
+        let access = self.service.table_access(identity, table)?;
         if access.allowed {
             None
         } else if access.explanation.is_empty() {

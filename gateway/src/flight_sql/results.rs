@@ -4,7 +4,9 @@
 //! A statement's rows are streamed as the plan produces them; an error while
 //! streaming reaches the client as a gRPC status carrying the SQLSTATE (see
 //! [`crate::status`]), like an error before the first row. The response
-//! names the statement's query id in the `x-meshgate-query-id` header.
+//! names the statement's query id in the `x-meshgate-query-id` header, and
+//! each warning about its data (a product past its freshness SLO) in an
+//! `x-meshgate-warning` header.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -63,6 +65,10 @@ pub(super) async fn execute(
 /// (the id `system.runtime.queries` and the audit record know it by).
 pub const QUERY_ID_HEADER: &str = "x-meshgate-query-id";
 
+/// A response header per warning about the statement's data (a data
+/// product read past its freshness SLO), as pgwire sends a NOTICE.
+pub const WARNING_HEADER: &str = "x-meshgate-warning";
+
 /// The DoGet response for `stream`, the output of the statement `session`
 /// just ran, with its query id in [`QUERY_ID_HEADER`].
 pub(super) fn response(
@@ -72,6 +78,23 @@ pub(super) fn response(
     let mut response = tonic::Response::new(stream);
     if let Some(id) = session.last_query_id().and_then(|id| id.parse().ok()) {
         response.metadata_mut().insert(QUERY_ID_HEADER, id);
+    }
+    for notice in session.last_notices() {
+        // Header values are visible ASCII: anything else becomes `?`.
+        let text: String = notice
+            .message
+            .chars()
+            .map(|c| {
+                if c == ' ' || c.is_ascii_graphic() {
+                    c
+                } else {
+                    '?'
+                }
+            })
+            .collect();
+        if let Ok(value) = text.parse() {
+            response.metadata_mut().append(WARNING_HEADER, value);
+        }
     }
     response
 }

@@ -2,7 +2,10 @@
 //!
 //! It serves the operations endpoints ([`ops`]): `/healthz`, `/readyz`,
 //! `/metrics` ([`metrics`]) and `/v1/info`, all without sign-in and meant
-//! for the operator network; and the admin page (`/admin`, `admin_page`).
+//! for the operator network; the data product discovery API
+//! (`/v1/products`, `/openapi.json`, [`products`]) and its page
+//! (`/products`, `products_page`); and the admin page (`/admin`,
+//! `admin_page`).
 //! Other HTTP endpoints join the one [`router`] here; any that shows data
 //! signs its caller in with [`sign_in::SignedIn`], answers errors as
 //! [`json_error::JsonError`] and runs statements through the planner like
@@ -14,10 +17,13 @@
 //! configured.
 
 mod admin_page;
+mod assets;
 pub mod health;
 pub mod json_error;
 pub mod metrics;
 mod ops;
+pub mod products;
+mod products_page;
 pub mod sign_in;
 
 use std::collections::BTreeMap;
@@ -50,6 +56,9 @@ pub struct HttpState {
     pub signer: Arc<TokenSigner>,
     /// `[auth] allow_cleartext`: this listener has no TLS.
     pub allow_cleartext: bool,
+    /// The ports of the SQL listeners, for connection strings (`/v1/info`).
+    pub pgwire_port: Option<u16>,
+    pub flight_sql_port: Option<u16>,
 }
 
 /// The routes of the HTTP listener.
@@ -59,7 +68,11 @@ pub fn router(state: HttpState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route("/v1/info", get(ops::info))
+        .route("/v1/products", get(products::list))
+        .route("/v1/products/{name}", get(products::detail))
+        .route("/openapi.json", get(products::openapi))
         .merge(admin_page::routes())
+        .merge(products_page::routes())
         .with_state(state)
 }
 

@@ -80,6 +80,7 @@ pub async fn info(State(state): State<HttpState>) -> Response {
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_secs": state.started.elapsed().as_secs(),
         "default_catalog": state.service.default_catalog(),
+        "listeners": { "pgwire": state.pgwire_port, "flight_sql": state.flight_sql_port },
         "catalogs": catalogs,
     }))
     .into_response()

@@ -233,6 +233,7 @@ mod tests {
             Arc::new(policy),
             &crate::Identity::new(user),
             datafusion::execution::SessionStateBuilder::new().build(),
+            Default::default(),
         ));
         let c = SessionCatalog::new(
             "c",

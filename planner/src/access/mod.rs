@@ -46,6 +46,7 @@ use datafusion::sql::sqlparser::parser::Parser;
 use meshgate_policy::{Policy, Principal, TableAccess, TableName};
 
 use crate::access::barrier::PolicyTable;
+use crate::products::DataProducts;
 use crate::{Identity, QueryError};
 
 /// Whether `identity` administers `policy`: the one admin rule
@@ -74,6 +75,8 @@ pub(crate) struct AccessGuard {
     identity: Identity,
     /// Parses filter and mask expressions (default functions only).
     state: SessionState,
+    /// The tags data product descriptors put on tables and columns.
+    products: Arc<DataProducts>,
     /// The policy version the current statement uses, and its decisions.
     current: Mutex<Snapshot>,
 }
@@ -91,11 +94,13 @@ impl AccessGuard {
         policy: Arc<Policy>,
         identity: &Identity,
         state: SessionState,
+        products: Arc<DataProducts>,
     ) -> Self {
         Self {
             source,
             identity: identity.clone(),
             state,
+            products,
             current: Mutex::new(Snapshot {
                 principal: identity.principal(&policy),
                 policy,
@@ -134,7 +139,10 @@ impl AccessGuard {
         } = &mut *current;
         decisions
             .entry(table.clone())
-            .or_insert_with(|| Arc::new(policy.evaluate(principal, table)))
+            .or_insert_with(|| {
+                let tags = self.products.tags(table);
+                Arc::new(policy.evaluate_tagged(principal, table, &tags))
+            })
             .clone()
     }
 

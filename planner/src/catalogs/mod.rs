@@ -18,6 +18,11 @@ use datafusion::execution::SessionStateBuilder;
 use meshgate_connectors::{ConnectorContext, ConnectorError, ConnectorRegistry, Description};
 use thiserror::Error;
 
+use crate::products::contract::ContractCatalog;
+use crate::products::freshness::Freshness;
+use crate::products::lineage::Lineage;
+use crate::products::quality::QualityResults;
+use crate::products::{DataProducts, ProductDescriptor, ProductsError};
 use crate::read_only::ReadOnlyStoreRegistry;
 use crate::{QueryError, QueryResult, RuntimeLimits};
 
@@ -28,6 +33,8 @@ pub struct CatalogSpec {
     pub connector: String,
     pub description: Option<String>,
     pub options: toml::Table,
+    /// The data products the catalog's domain declares.
+    pub products: Vec<ProductDescriptor>,
 }
 
 /// Secrets in the options are shown redacted (the connector's secret keys).
@@ -37,6 +44,7 @@ impl std::fmt::Debug for CatalogSpec {
             .field("name", &self.name)
             .field("connector", &self.connector)
             .field("description", &self.description)
+            .field("products", &self.products.len())
             .field(
                 "options",
                 &meshgate_connectors::secrets::RedactedOptions::new(&self.connector, &self.options),
@@ -61,17 +69,31 @@ pub enum RegistryError {
     },
     #[error("runtime: {0}")]
     Runtime(String),
+    #[error(transparent)]
+    Products(#[from] ProductsError),
 }
 
 /// The built catalogs, by name.
 pub struct CatalogRegistry {
+    /// The catalogs as their connectors built them (probes, refresh).
     catalogs: BTreeMap<String, Arc<dyn CatalogProvider>>,
+    /// The catalogs queries see: product tables checked against their
+    /// contracts.
+    served: BTreeMap<String, Arc<dyn CatalogProvider>>,
     descriptions: BTreeMap<String, String>,
     /// Table and column descriptions from each catalog's options.
     object_descriptions: BTreeMap<String, Arc<Vec<Description>>>,
     runtime: Arc<RuntimeEnv>,
     /// `[limits] query_memory`, in bytes.
     query_memory: Option<usize>,
+    /// The data products every catalog declares.
+    products: Arc<DataProducts>,
+    /// How fresh each product table is.
+    freshness: Arc<Freshness>,
+    /// The latest result of each product's quality rules.
+    quality: Arc<QualityResults>,
+    /// Who read which product.
+    lineage: Arc<Lineage>,
 }
 
 impl std::fmt::Debug for CatalogRegistry {
@@ -97,6 +119,7 @@ impl CatalogRegistry {
                     source,
                 })?;
         }
+        products_of(specs)?;
         Ok(())
     }
 
@@ -123,6 +146,7 @@ impl CatalogRegistry {
             .with_default_features()
             .build();
         let ctx = ConnectorContext { session, base_dir };
+        let products = Arc::new(products_of(specs)?);
         let mut catalogs = BTreeMap::new();
         let mut descriptions = BTreeMap::new();
         let mut object_descriptions = BTreeMap::new();
@@ -137,21 +161,67 @@ impl CatalogRegistry {
                 })?;
             tracing::info!(catalog = %spec.name, connector = %spec.connector, schemas = ?catalog.schema_names(), "catalog ready");
             catalogs.insert(spec.name.clone(), catalog);
-            object_descriptions.insert(
-                spec.name.clone(),
-                Arc::new(connector.descriptions(&spec.options)),
-            );
+            // A description in the catalog's options wins over a descriptor's.
+            let mut described = connector.descriptions(&spec.options);
+            for d in products.descriptions(&spec.name) {
+                if !described
+                    .iter()
+                    .any(|o| (&o.schema, &o.table, &o.column) == (&d.schema, &d.table, &d.column))
+                {
+                    described.push(d);
+                }
+            }
+            object_descriptions.insert(spec.name.clone(), Arc::new(described));
             if let Some(d) = &spec.description {
                 descriptions.insert(spec.name.clone(), d.clone());
             }
         }
+        // Freshness reads the stores as they are; queries see product
+        // tables checked against their contracts.
+        let freshness = Arc::new(Freshness::new(
+            catalogs.clone(),
+            runtime.clone(),
+            products.clone(),
+        ));
+        let served = catalogs
+            .iter()
+            .map(|(name, catalog)| {
+                let checked = ContractCatalog::wrap(name, catalog.clone(), &products);
+                (name.clone(), checked)
+            })
+            .collect();
         Ok(Self {
+            freshness,
+            quality: Arc::default(),
+            lineage: Arc::default(),
+            served,
             catalogs,
             descriptions,
             object_descriptions,
             runtime,
             query_memory: limits.query_memory_bytes,
+            products,
         })
+    }
+
+    /// The data products the catalogs' descriptors declare.
+    pub fn products(&self) -> Arc<DataProducts> {
+        self.products.clone()
+    }
+
+    /// How fresh the product tables are.
+    pub fn freshness(&self) -> Arc<Freshness> {
+        self.freshness.clone()
+    }
+
+    /// The latest results of the products' quality rules.
+    pub fn quality(&self) -> Arc<QualityResults> {
+        self.quality.clone()
+    }
+
+    /// Who read which product, since the process started.
+    pub fn lineage(&self) -> Arc<Lineage> {
+        self.lineage.clone()
     }
 
     pub fn catalog_names(&self) -> impl Iterator<Item = &str> {
@@ -162,8 +232,15 @@ impl CatalogRegistry {
         self.catalogs.contains_key(name)
     }
 
+    /// The catalogs as their connectors built them (for probes and refresh).
     pub fn catalogs(&self) -> &BTreeMap<String, Arc<dyn CatalogProvider>> {
         &self.catalogs
+    }
+
+    /// The catalogs as queries see them (product tables checked against
+    /// their contracts).
+    pub fn served_catalogs(&self) -> &BTreeMap<String, Arc<dyn CatalogProvider>> {
+        &self.served
     }
 
     pub fn description(&self, catalog: &str) -> Option<&str> {
@@ -191,6 +268,15 @@ impl CatalogRegistry {
         crate::query_memory::query_runtime(&self.runtime, self.query_memory)
             .map_err(QueryError::from)
     }
+}
+
+/// Every catalog's products, checked together (names unique across catalogs).
+fn products_of(specs: &[CatalogSpec]) -> Result<DataProducts, ProductsError> {
+    DataProducts::new(
+        specs
+            .iter()
+            .map(|spec| (spec.name.clone(), spec.products.clone())),
+    )
 }
 
 fn lookup<'a>(

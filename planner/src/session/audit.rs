@@ -22,11 +22,9 @@ impl QuerySession {
         out
     }
 
-    /// Tables a statement names, fully qualified (for the audit log).
+    /// Tables a statement names, fully qualified (for the audit log and
+    /// the freshness of the data products it reads).
     pub(super) fn objects(&self, statement: &DfStatement) -> Vec<String> {
-        if self.audit.is_none() {
-            return vec![];
-        }
         let schema = self.current_schema();
         let mut out: Vec<String> = self
             .ctx
@@ -72,6 +70,18 @@ impl QuerySession {
             .join("; ");
         // A denied table reads as absent to the user; the log says why.
         let denied = decisions.iter().any(|d| !d.allowed);
+        let products = self.registry.products();
+        let mut read: Vec<String> = objects
+            .iter()
+            .filter_map(|o| {
+                let mut parts = o.splitn(3, '.');
+                let name =
+                    meshgate_policy::TableName::new(parts.next()?, parts.next()?, parts.next()?);
+                products.product_of(&name).map(|p| p.name().to_owned())
+            })
+            .collect();
+        read.sort();
+        read.dedup();
         AuditRecord {
             time: chrono_now(),
             user: self.identity.user.clone(),
@@ -79,6 +89,7 @@ impl QuerySession {
             protocol: self.protocol.clone(),
             sql: sql.to_owned(),
             objects,
+            products: read,
             decision: match error {
                 None => "allowed".into(),
                 Some(QueryError::PermissionDenied(_)) => "denied".into(),

@@ -129,6 +129,10 @@ impl QuerySession {
                     .cancel(id, &self.identity.user, self.is_policy_admin())?;
                 TxEffect::None
             }
+            SessionCommand::CheckProduct(name) => {
+                self.check_product(name).await?;
+                TxEffect::None
+            }
             SessionCommand::Declare { name, query } => {
                 let cursors = self.cursors.get_mut().expect("cursor lock");
                 if cursors.contains_key(name) {

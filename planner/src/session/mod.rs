@@ -20,6 +20,7 @@ mod parse;
 mod pipeline;
 mod plan;
 mod prepared;
+mod products;
 mod running;
 pub(crate) mod settings;
 mod statements;
@@ -93,6 +94,8 @@ pub struct QuerySession {
     pub(crate) backend: Option<crate::runtime::BackendHandle>,
     /// What `pg_backend_pid()` answers: set with [`Self::attach_backend`].
     pub(crate) own_pid: Arc<std::sync::OnceLock<i32>>,
+    /// The notices of the statement run last.
+    pub(crate) last_notices: Vec<transaction::Notice>,
     /// The query id of the statement running, or of the last one run.
     pub(crate) query_id: Option<String>,
     /// How many queries may run at once (`[limits]` concurrency limits).

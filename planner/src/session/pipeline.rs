@@ -141,6 +141,9 @@ impl QuerySession {
         let result = tracked(query, result);
         let (output, effect) = self.audited(prepared, result, started, query_id)?;
         let (after, notice) = transaction.after(effect);
+        let mut notices: Vec<Notice> = notice.into_iter().collect();
+        notices.extend(self.freshness_notices(prepared).await);
+        self.last_notices.clone_from(&notices);
         let output = match output {
             // COMMIT of a failed block rolls back, and says so.
             QueryOutput::Command { .. }
@@ -154,9 +157,45 @@ impl QuerySession {
         };
         Ok(StatementResult {
             output,
-            notices: notice.into_iter().collect(),
+            notices,
             transaction: after,
         })
+    }
+
+    /// A warning for each data product `prepared` reads past its freshness
+    /// SLO (measured at most [`Freshness::TTL`] ago): the query runs, and
+    /// its client is told.
+    ///
+    /// [`Freshness::TTL`]: crate::products::freshness::Freshness::TTL
+    /// Each product read is also counted in the read lineage.
+    async fn freshness_notices(&self, prepared: &Prepared) -> Vec<Notice> {
+        let freshness = self.registry.freshness();
+        let products = self.registry.products();
+        let lineage = self.registry.lineage();
+        let mut notices = Vec::new();
+        for table in prepared.tables() {
+            let mut parts = table.splitn(3, '.');
+            let (Some(c), Some(s), Some(t)) = (parts.next(), parts.next(), parts.next()) else {
+                continue;
+            };
+            let name = meshgate_policy::TableName::new(c, s, t);
+            if let Some(product) = products.product_of(&name) {
+                lineage.record(product.name(), &self.identity.user, &self.protocol);
+            }
+            if let Some(warning) = freshness.cached(&name).await.and_then(|m| m.warning()) {
+                notices.push(Notice {
+                    sqlstate: "01000",
+                    message: warning,
+                });
+            }
+        }
+        notices
+    }
+
+    /// The notices of the statement run last (freshness warnings, ...), for
+    /// front ends that send them apart from the result (Flight SQL headers).
+    pub fn last_notices(&self) -> &[Notice] {
+        &self.last_notices
     }
 
     /// Write the statement's audit record: now for errors and results

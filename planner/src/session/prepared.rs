@@ -72,6 +72,8 @@ pub enum SessionCommand {
     RefreshCatalog(String),
     /// `CALL system.kill_query('id')`: stop a running statement.
     KillQuery(String),
+    /// `CALL system.check_product('name')`: run the product's quality rules.
+    CheckProduct(String),
     /// `CREATE ROLE`, `DROP ROLE`, `GRANT`, `REVOKE`: a policy change.
     Policy(PolicyStatement),
     /// `COPY (query) TO STDOUT` / `COPY table TO STDOUT`
@@ -249,7 +251,9 @@ impl Prepared {
                 SessionCommand::Close(_) => "CLOSE CURSOR".into(),
                 SessionCommand::CopyOut { .. } => "COPY".into(),
                 SessionCommand::Noop(tag) => tag.clone(),
-                SessionCommand::RefreshCatalog(_) | SessionCommand::KillQuery(_) => "CALL".into(),
+                SessionCommand::RefreshCatalog(_)
+                | SessionCommand::KillQuery(_)
+                | SessionCommand::CheckProduct(_) => "CALL".into(),
                 SessionCommand::Policy(p) => p.tag().into(),
             },
             Prepared::Empty => String::new(),

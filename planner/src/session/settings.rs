@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::limits::parse_duration;
 use crate::{QueryError, QueryResult};
 
 /// The PostgreSQL server version meshgate reports to clients.
@@ -248,28 +249,6 @@ pub(crate) fn split_list(value: &str) -> Vec<String> {
         .map(|s| s.trim().trim_matches('"').to_string())
         .filter(|s| !s.is_empty())
         .collect()
-}
-
-/// PostgreSQL durations: a bare number is milliseconds; units ms, s, min, h.
-/// A PostgreSQL-style duration: `1500` (ms), `2s`, `5min`, `1h`.
-pub fn parse_duration(value: &str) -> Result<Duration, String> {
-    let v = value.trim().trim_matches('\'').to_ascii_lowercase();
-    let split = v
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(v.len());
-    let (num, unit) = v.split_at(split);
-    let num: f64 = num.parse().map_err(|_| "not a number".to_string())?;
-    let ms = match unit.trim() {
-        "" | "ms" => num,
-        "s" => num * 1_000.0,
-        "min" => num * 60_000.0,
-        "h" => num * 3_600_000.0,
-        other => return Err(format!("unknown unit `{other}`")),
-    };
-    if ms < 0.0 {
-        return Err("must not be negative".into());
-    }
-    Ok(Duration::from_micros((ms * 1000.0) as u64))
 }
 
 #[cfg(test)]

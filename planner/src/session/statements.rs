@@ -183,19 +183,20 @@ fn procedure_call(function: &ast::Function) -> QueryResult<SessionCommand> {
             ("refresh_catalog", SessionCommand::RefreshCatalog)
         }
         "system.kill_query" | "kill_query" => ("kill_query", SessionCommand::KillQuery),
+        "system.check_product" | "check_product" => ("check_product", SessionCommand::CheckProduct),
         _ => {
             return Err(QueryError::UndefinedFunction(format!(
-                "procedure {} does not exist (meshgate has system.refresh_catalog('catalog') \
-                 and system.kill_query('query id'))",
+                "procedure {} does not exist (meshgate has system.refresh_catalog('catalog'), \
+                 system.kill_query('query id') and system.check_product('product'))",
                 function.name
             )))
         }
     };
     let usage = || {
-        let argument = if procedure == "kill_query" {
-            "the query id"
-        } else {
-            "the catalog name"
+        let argument = match procedure {
+            "kill_query" => "the query id",
+            "check_product" => "the data product's name",
+            _ => "the catalog name",
         };
         QueryError::InvalidParameter(format!(
             "system.{procedure} takes one argument: {argument} as a string"

@@ -25,6 +25,7 @@ async fn service(dir: &std::path::Path) -> QueryService {
         connector: "files".into(),
         description: None,
         options,
+        products: Vec::new(),
     };
     let registry = CatalogRegistry::build(
         &[spec],

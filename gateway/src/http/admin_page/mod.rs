@@ -25,14 +25,13 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{header, HeaderValue};
-use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use meshgate_planner::{AuditRecord, QueryError, QueryService};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use super::assets::{security_headers, static_page};
 use super::json_error::JsonError;
 use super::sign_in::SignedIn;
 use super::HttpState;
@@ -46,19 +45,7 @@ const PAGE_CSS: &str = include_str!("page.css");
 
 /// The page, its assets and its API.
 pub fn routes() -> Router<HttpState> {
-    Router::new()
-        .route(
-            "/admin",
-            get(|| asset("text/html; charset=utf-8", PAGE_HTML)),
-        )
-        .route(
-            "/admin/page.js",
-            get(|| asset("text/javascript; charset=utf-8", PAGE_JS)),
-        )
-        .route(
-            "/admin/page.css",
-            get(|| asset("text/css; charset=utf-8", PAGE_CSS)),
-        )
+    let api = Router::new()
         .route("/admin/api/me", get(policy::me))
         .route("/admin/api/queries", get(statements::queries))
         .route("/admin/api/queries/kill", post(statements::kill))
@@ -66,29 +53,8 @@ pub fn routes() -> Router<HttpState> {
         .route("/admin/api/policy/preview", post(policy::preview))
         .route("/admin/api/policy/apply", post(policy::apply))
         .route("/admin/api/audit", post(statements::audit))
-        .layer(axum::middleware::map_response(security_headers))
-}
-
-async fn asset(content_type: &'static str, body: &'static str) -> Response {
-    ([(header::CONTENT_TYPE, content_type)], body).into_response()
-}
-
-/// Headers on every answer under `/admin`, errors included.
-async fn security_headers(mut response: Response) -> Response {
-    let headers = response.headers_mut();
-    for (name, value) in [
-        (
-            header::CONTENT_SECURITY_POLICY,
-            "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
-        ),
-        (header::X_FRAME_OPTIONS, "DENY"),
-        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        (header::REFERRER_POLICY, "no-referrer"),
-        (header::CACHE_CONTROL, "no-store"),
-    ] {
-        headers.insert(name, HeaderValue::from_static(value));
-    }
-    response
+        .layer(axum::middleware::map_response(security_headers));
+    static_page("/admin", PAGE_HTML, PAGE_JS, PAGE_CSS).merge(api)
 }
 
 /// A signed-in policy admin. Anyone else signed in is refused with 403, and
