@@ -257,3 +257,68 @@ async fn the_demo_checks_and_policy_explain_names_the_tag_that_masked() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn product_init_drafts_a_descriptor_that_validate_accepts() {
+    let (dir, config_path) = demo(false).await;
+    let output = Command::new(MESHGATE)
+        .args(["product", "init", "--config"])
+        .arg(&config_path)
+        .args([
+            "providers.public.providers",
+            "--owner",
+            "network",
+            "--name",
+            "clinics",
+        ])
+        .output()
+        .unwrap();
+    let yaml = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(yaml.contains("name: clinics"), "{yaml}");
+    assert!(
+        yaml.contains("name: provider_id") && yaml.contains("type: integer"),
+        "{yaml}"
+    );
+    assert!(yaml.contains("status: proposed"), "{yaml}");
+
+    // Every demo product keeps its contract.
+    let validate = |config: &std::path::Path| {
+        Command::new(MESHGATE)
+            .args(["product", "validate", "--config"])
+            .arg(config)
+            .output()
+            .unwrap()
+    };
+    let output = validate(&config_path);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("ok ")).count(),
+        3,
+        "{stdout}"
+    );
+
+    // A promise the source does not keep is reported, and the command fails.
+    let descriptor = dir.path().join("providers/products.yaml");
+    let text = std::fs::read_to_string(&descriptor).unwrap();
+    std::fs::write(
+        &descriptor,
+        text.replace(
+            "{ name: specialty, type: varchar",
+            "{ name: specialty, type: bigint",
+        ),
+    )
+    .unwrap();
+    let output = validate(&config_path);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!output.status.success());
+    assert!(
+        stdout.contains("BROKEN  providers providers.public.providers: data product `providers` breaks its contract: column `specialty`"),
+        "{stdout}"
+    );
+}

@@ -50,7 +50,7 @@ mod session;
 pub use access::admin::PolicyAdmin;
 pub use admission::{Admission, AdmissionLimits, Admitted, ConcurrencyLimit};
 pub use audit::{audit_text, AuditLog, AuditObserver, AuditRecord};
-pub use catalogs::{CatalogRegistry, CatalogSpec, RegistryError};
+pub use catalogs::{sql_type, CatalogRegistry, CatalogSpec, ProductCheck, RegistryError};
 pub use error::{QueryError, QueryResult};
 pub use identity::Identity;
 pub use limits::{parse_bytes, parse_duration, RuntimeLimits};

@@ -55,6 +55,12 @@ pub enum CliError {
     /// printed).
     #[error("{} would be refused: {count} problem(s)", file.display())]
     WouldBeRefused { file: PathBuf, count: usize },
+    /// A command-line argument that cannot be used.
+    #[error("{0}")]
+    Usage(String),
+    /// Products whose sources break their contracts (each has been printed).
+    #[error("{count} product table(s) break their contract")]
+    ProductProblems { count: usize },
 }
 
 impl From<tonic::Status> for CliError {

@@ -10,6 +10,7 @@ mod demo;
 mod error;
 mod healthcheck;
 mod policy;
+mod product;
 mod setup;
 
 use std::path::PathBuf;
@@ -60,6 +61,11 @@ enum Command {
         #[command(subcommand)]
         action: PolicyCommand,
     },
+    /// Draft and check data product descriptors.
+    Product {
+        #[command(subcommand)]
+        action: product::ProductCommand,
+    },
     /// Ask a running gateway's `/readyz`: exit 0 when it is ready (the
     /// container health check; the image has no curl).
     Healthcheck {
@@ -94,6 +100,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::CheckConfig { file } => setup::check_config(&file),
         Command::HashPassword { password } => setup::hash_password(password),
         Command::Policy { action } => policy::run(action).await,
+        Command::Product { action } => product::run(action).await,
         Command::Healthcheck { url } => healthcheck::run(&url).await,
         Command::Demo {
             data_dir,

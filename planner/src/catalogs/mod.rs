@@ -6,6 +6,10 @@
 //! query under `[limits] query_memory` runs with a runtime of its own that
 //! shares all of it but the pool (see `query_memory`).
 
+mod product_checks;
+
+pub use product_checks::{sql_type, ProductCheck};
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;

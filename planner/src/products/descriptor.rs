@@ -30,6 +30,11 @@ pub struct DescriptorFile {
 }
 
 impl DescriptorFile {
+    /// The file as YAML text.
+    pub fn to_yaml(&self) -> String {
+        yaml_serde::to_string(self).expect("descriptors serialise")
+    }
+
     /// Parse a descriptor file's YAML text. The error names the key where
     /// parsing stopped (`products[0].owner.team`) and the problem.
     pub fn from_yaml(text: &str) -> Result<Self, Problem> {
