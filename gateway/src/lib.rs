@@ -27,6 +27,7 @@ pub mod http;
 pub mod limits;
 pub mod log_redaction;
 pub mod pgwire;
+pub mod quality;
 pub mod request_limits;
 pub mod server;
 pub mod status;

@@ -270,6 +270,14 @@ impl Gateway {
             let path = self.config.resolve_path(&policy.file);
             tasks.spawn(watch_policy(self.service.clone(), path, shutdown.clone()));
         }
+        if let Some((every, user)) = self.config.quality_schedule()? {
+            tasks.spawn(crate::quality::run_on_schedule(
+                self.service.clone(),
+                user,
+                every,
+                shutdown.clone(),
+            ));
+        }
         running.tasks = tasks;
         if let Some(health) = &running.health {
             health.set_ready(true);

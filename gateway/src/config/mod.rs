@@ -52,7 +52,7 @@ use crate::auth::{JwtVerifier, PasswordHash};
 use env::substitute_env;
 pub use sections::{
     AuditConfig, CatalogConfig, HttpListenerConfig, ListenerConfig, Listeners, PolicyConfig,
-    ServerConfig, TlsConfig,
+    ProductsConfig, ServerConfig, TlsConfig,
 };
 
 /// A configuration that cannot be used: every variant names the file, and
@@ -97,6 +97,9 @@ pub struct Config {
     /// Memory, spill and time limits (see [`crate::limits`]).
     #[serde(default)]
     pub limits: crate::limits::LimitsConfig,
+    /// Scheduled quality checks of the data products.
+    #[serde(default)]
+    pub products: ProductsConfig,
     /// Directory relative paths resolve against (the file's own directory).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -231,10 +234,35 @@ impl Config {
                 ));
             }
         }
+        self.quality_schedule()?;
         CatalogRegistry::validate(&self.catalog_specs()?, &ConnectorRegistry::builtin())
             .map_err(|e| self.registry_error(e))?;
         self.load_policy()?;
         Ok(())
+    }
+
+    /// `[products]`: how often the quality rules run, and as whom (`None`:
+    /// not on a schedule).
+    pub fn quality_schedule(&self) -> Result<Option<(std::time::Duration, String)>, ConfigError> {
+        let Some(every) = &self.products.quality_interval else {
+            return Ok(None);
+        };
+        let every = meshgate_planner::parse_duration(every)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                self.invalid(
+                    "products.quality_interval",
+                    format!("`{every}` is not a duration above zero such as `15min` or `1h`"),
+                )
+            })?;
+        let user = self.products.quality_user.clone().ok_or_else(|| {
+            self.invalid(
+                "products.quality_user",
+                "a quality_interval needs the user the scheduled checks act as",
+            )
+        })?;
+        Ok(Some((every, user)))
     }
 
     /// Read and validate the policy file, if one is configured. Errors name
@@ -329,6 +357,29 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(text, "meshgate.toml", PathBuf::from("/tmp"))
+    }
+
+    #[test]
+    fn a_quality_schedule_needs_a_duration_and_a_user() {
+        let err = parse("[products]\nquality_interval = \"soon\"\nquality_user = \"q\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("meshgate.toml: products.quality_interval:"),
+            "{err}"
+        );
+        let err = parse("[products]\nquality_interval = \"1h\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("meshgate.toml: products.quality_user:"),
+            "{err}"
+        );
+        let ok = parse("[products]\nquality_interval = \"90min\"\nquality_user = \"q\"\n").unwrap();
+        assert_eq!(
+            ok.quality_schedule().unwrap(),
+            Some((std::time::Duration::from_secs(5400), "q".to_owned()))
+        );
     }
 
     #[test]

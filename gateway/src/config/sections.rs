@@ -17,6 +17,17 @@ pub struct ServerConfig {
     pub default_catalog: Option<String>,
 }
 
+/// `[products]`: the data products' quality rules on a schedule.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProductsConfig {
+    /// How often every product's quality rules run (`"1h"`); never when unset.
+    pub quality_interval: Option<String>,
+    /// The user the scheduled runs act as: the policy decides what their
+    /// queries read, as for any user, and results name them.
+    pub quality_user: Option<String>,
+}
+
 /// `[listeners]`: without the section, pgwire on `127.0.0.1:5433` only.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

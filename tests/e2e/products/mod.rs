@@ -345,3 +345,40 @@ async fn the_audit_record_of_a_join_lists_both_products() {
         "{all:?}"
     );
 }
+
+#[tokio::test]
+async fn quality_rules_also_run_on_a_schedule_as_the_configured_user() {
+    let mesh = attack_mesh_with(PRODUCTS_POLICY, |config| {
+        config.push_str(&extra_user("priya", "priya-pw"));
+        config.push_str("\n[products]\nquality_interval = \"300ms\"\nquality_user = \"priya\"\n");
+    })
+    .await;
+    let analyst = mesh.pg("analyst").await;
+    let sql =
+        "SELECT product, rule, passed, checked_by FROM system.quality_results ORDER BY product";
+    let mut rows = Vec::new();
+    for _ in 0..100 {
+        rows = simple_rows(&analyst, sql).await.unwrap();
+        if rows.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        rows,
+        [
+            ["claims", "positive_amounts", "t", "priya"].map(|s| Some(s.to_owned())),
+            ["members", "known_plans", "t", "priya"].map(|s| Some(s.to_owned())),
+        ]
+    );
+    // The scheduled runs are statements like any other: audited as theirs.
+    let audit = mesh.audit_text();
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains("\"protocol\":\"scheduler\"")
+                && l.contains("\"user\":\"priya\"")
+                && l.contains("check_product")),
+        "{audit}"
+    );
+}
