@@ -64,6 +64,25 @@ async fn postgres_drivers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_over_http_with_pyarrow_and_polars() {
+    let mesh = crate::attacks::attack_mesh_with(crate::attacks::ATTACK_POLICY, |config| {
+        config.push_str(crate::admin_page::HTTP)
+    })
+    .await;
+    let http = mesh.mesh.gateway.http_addr.expect("http listener");
+    let pg = mesh.mesh.pgwire_addr();
+    let env = vec![
+        ("MESHGATE_HTTP_URL", format!("http://{http}")),
+        ("MESHGATE_PG_HOST", pg.ip().to_string()),
+        ("MESHGATE_PG_PORT", pg.port().to_string()),
+    ];
+    tokio::task::spawn_blocking(move || pytest("test_http_sql.py", &env))
+        .await
+        .unwrap();
+    mesh.assert_serving().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_postgres() {
     let mesh = TestMesh::start().await;
     let addr = mesh.pgwire_addr();

@@ -2,7 +2,8 @@
 //!
 //! It serves the operations endpoints ([`ops`]): `/healthz`, `/readyz`,
 //! `/metrics` ([`metrics`]) and `/v1/info`, all without sign-in and meant
-//! for the operator network; the data product discovery API
+//! for the operator network; SQL over HTTP (`POST /v1/sql`, `sql`); the
+//! data product discovery API
 //! (`/v1/products`, `/openapi.json`, [`products`]) and its page
 //! (`/products`, `products_page`); and the admin page (`/admin`,
 //! `admin_page`).
@@ -21,17 +22,19 @@ mod assets;
 pub mod health;
 pub mod json_error;
 pub mod metrics;
+mod openapi;
 mod ops;
 pub mod products;
 mod products_page;
 pub mod sign_in;
+mod sql;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use meshgate_planner::QueryService;
 use tokio::net::TcpListener;
@@ -70,7 +73,8 @@ pub fn router(state: HttpState) -> Router {
         .route("/v1/info", get(ops::info))
         .route("/v1/products", get(products::list))
         .route("/v1/products/{name}", get(products::detail))
-        .route("/openapi.json", get(products::openapi))
+        .route("/openapi.json", get(openapi::openapi))
+        .route("/v1/sql", post(sql::run))
         .merge(admin_page::routes())
         .merge(products_page::routes())
         .with_state(state)

@@ -1,8 +1,8 @@
 //! The HTTP discovery API of data products: `GET /v1/products` (search by
 //! text, domain, owner, tag), `GET /v1/products/{name}` (the descriptor as
-//! the caller may see it, with freshness and a sample query), and its
-//! OpenAPI 3 document at `/openapi.json`, generated from these handlers
-//! and types.
+//! the caller may see it, with freshness and a sample query); their
+//! OpenAPI description is generated from these handlers and types (see
+//! `openapi`).
 //!
 //! The caller signs in as on every data endpoint ([`SignedIn`]); what they
 //! discover is the planner's decision, the same as `system.data_products`
@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use meshgate_planner::policy::TableName;
 use meshgate_planner::{AuditRecord, Product, QueryError, QuerySession, SessionOptions};
 use serde::Serialize;
-use utoipa::{IntoParams, OpenApi, ToSchema};
+use utoipa::{IntoParams, ToSchema};
 
 use super::json_error::JsonError;
 use super::sign_in::SignedIn;
@@ -329,54 +329,9 @@ pub(super) async fn detail(
     call.finish(&state, 1, Ok(detail))
 }
 
-/// The OpenAPI document of the HTTP listener's data endpoints.
-#[derive(OpenApi)]
-#[openapi(
-    info(
-        title = "meshgate",
-        description = "Discovery of the data products meshgate serves. Sign in with HTTP Basic (user and password, or a JWT as the password) or a Bearer token."
-    ),
-    paths(list, detail),
-    components(schemas(ProductList, ProductSummary, ProductDetail, ColumnView, FreshnessView, QualityRuleView, ErrorBody)),
-    modifiers(&Security)
-)]
-pub struct ApiDoc;
-
-/// The sign-in schemes the document's `security` names.
-struct Security;
-
-impl utoipa::Modify for Security {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "basic",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Basic).build()),
-        );
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
-        );
-    }
-}
-
-/// `GET /openapi.json`.
-pub(super) async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_document_describes_both_endpoints() {
-        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
-        assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
-        assert!(doc["paths"]["/v1/products"]["get"].is_object());
-        assert!(doc["paths"]["/v1/products/{name}"]["get"].is_object());
-        assert!(doc["components"]["schemas"]["ProductSummary"].is_object());
-    }
 
     #[test]
     fn search_matches_text_domain_owner_and_tag() {
