@@ -4,7 +4,7 @@
 //! ([`CatalogRegistry::check_products`], behind `meshgate product
 //! validate`).
 
-use datafusion::arrow::datatypes::{DataType, Schema};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use meshgate_policy::TableName;
 
 use super::CatalogRegistry;
@@ -37,6 +37,18 @@ pub fn sql_type(data_type: &DataType) -> Option<String> {
         }
         .to_owned(),
     )
+}
+
+/// What a drafted contract promises of a column as it is now.
+fn promised(field: &Field) -> ColumnContract {
+    ColumnContract {
+        name: field.name().clone(),
+        data_type: sql_type(field.data_type()),
+        nullable: field.is_nullable(),
+        unique: false,
+        description: None,
+        tags: vec![],
+    }
 }
 
 /// One product table checked against its source.
@@ -72,18 +84,7 @@ impl CatalogRegistry {
         team: &str,
     ) -> Result<ProductDescriptor, String> {
         let schema = self.source_schema(table).await?;
-        let columns = schema
-            .fields()
-            .iter()
-            .map(|f| ColumnContract {
-                name: f.name().clone(),
-                data_type: sql_type(f.data_type()),
-                nullable: f.is_nullable(),
-                unique: false,
-                description: None,
-                tags: vec![],
-            })
-            .collect();
+        let columns = schema.fields().iter().map(|f| promised(f)).collect();
         Ok(ProductDescriptor {
             name: name.to_owned(),
             domain: None,
@@ -136,7 +137,7 @@ impl CatalogRegistry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::arrow::datatypes::{Field, TimeUnit};
+    use datafusion::arrow::datatypes::TimeUnit;
 
     #[test]
     fn a_drafted_contract_holds_for_the_schema_it_came_from() {
@@ -159,18 +160,7 @@ mod tests {
             description: None,
             tags: vec![],
             freshness_column: None,
-            columns: schema
-                .fields()
-                .iter()
-                .map(|f| ColumnContract {
-                    name: f.name().clone(),
-                    data_type: sql_type(f.data_type()),
-                    nullable: f.is_nullable(),
-                    unique: false,
-                    description: None,
-                    tags: vec![],
-                })
-                .collect(),
+            columns: schema.fields().iter().map(|f| promised(f)).collect(),
         };
         assert_eq!(
             promised.columns[1].data_type.as_deref(),

@@ -10,12 +10,12 @@
 //! connection is terminated). Permission — own statements, or an admin —
 //! is checked by the registry from what the caller's session says.
 
+mod backends;
 pub(crate) mod catalog;
 mod registry;
 pub(crate) mod sql_text;
 pub(crate) mod table;
 pub(crate) mod tracked;
 
-pub use registry::{
-    BackendHandle, BackendInfo, QueryHandle, QueryInfo, QueryRegistry, QueryStart, QueryState,
-};
+pub use backends::{BackendHandle, BackendInfo};
+pub use registry::{QueryHandle, QueryInfo, QueryRegistry, QueryStart, QueryState};

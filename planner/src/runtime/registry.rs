@@ -1,6 +1,6 @@
 //! [`QueryRegistry`]: every statement that runs, from registration to its
-//! end, and the last finished ones; and the pgwire backends (connections)
-//! `pg_stat_activity` lists.
+//! end, and the last finished ones. The pgwire backends it also holds are
+//! in `backends`.
 //!
 //! A statement's entry is held by a [`QueryHandle`] that travels with the
 //! statement (through planning, then inside its result stream). The handle
@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
+use super::backends::Backend;
 use crate::QueryError;
 
 /// How many finished statements [`QueryRegistry::default`] keeps.
@@ -97,10 +98,10 @@ pub struct QueryInfo {
 
 /// Why a query was stopped.
 const STOP_NONE: u8 = 0;
-const STOP_CANCEL: u8 = 1;
-const STOP_TERMINATE: u8 = 2;
+pub(super) const STOP_CANCEL: u8 = 1;
+pub(super) const STOP_TERMINATE: u8 = 2;
 
-struct Entry {
+pub(super) struct Entry {
     info: Mutex<QueryInfo>,
     begun: Instant,
     rows: AtomicU64,
@@ -125,7 +126,7 @@ impl Entry {
         info
     }
 
-    fn stop(&self, reason: u8) {
+    pub(super) fn stop(&self, reason: u8) {
         let _ = self
             .reason
             .compare_exchange(STOP_NONE, reason, Ordering::SeqCst, Ordering::SeqCst);
@@ -133,33 +134,12 @@ impl Entry {
     }
 }
 
-/// A pgwire connection as `pg_stat_activity` shows it.
-#[derive(Debug, Clone)]
-pub struct BackendInfo {
-    pub pid: i32,
-    pub user: String,
-    pub application_name: String,
-    pub client: String,
-    pub backend_start: DateTime<Utc>,
-    /// `active` while a statement runs, else `idle`.
-    pub state: &'static str,
-    /// The running statement, or the last one.
-    pub query: String,
-    pub query_start: Option<DateTime<Utc>>,
-}
-
-struct Backend {
-    info: BackendInfo,
-    running: Option<String>,
-    terminated: CancellationToken,
-}
-
 #[derive(Default)]
-struct Inner {
-    running: Mutex<HashMap<String, Arc<Entry>>>,
+pub(super) struct Inner {
+    pub(super) running: Mutex<HashMap<String, Arc<Entry>>>,
     history: Mutex<VecDeque<QueryInfo>>,
     capacity: usize,
-    backends: Mutex<HashMap<i32, Backend>>,
+    pub(super) backends: Mutex<HashMap<i32, Backend>>,
     /// Bytes of result batches handed to front ends since start.
     bytes_sent: AtomicU64,
 }
@@ -168,7 +148,7 @@ struct Inner {
 /// every session (cheap to clone).
 #[derive(Clone)]
 pub struct QueryRegistry {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
 }
 
 impl Default for QueryRegistry {
@@ -336,105 +316,6 @@ impl QueryRegistry {
         self.inner.bytes_sent.load(Ordering::Relaxed)
     }
 
-    /// List a pgwire connection under `pid` until the handle is dropped.
-    pub fn register_backend(
-        &self,
-        pid: i32,
-        user: &str,
-        application_name: &str,
-        client: &str,
-    ) -> BackendHandle {
-        let terminated = CancellationToken::new();
-        self.inner.backends.lock().expect("backends lock").insert(
-            pid,
-            Backend {
-                info: BackendInfo {
-                    pid,
-                    user: user.to_owned(),
-                    application_name: application_name.to_owned(),
-                    client: client.to_owned(),
-                    backend_start: Utc::now(),
-                    state: "idle",
-                    query: String::new(),
-                    query_start: None,
-                },
-                running: None,
-                terminated: terminated.clone(),
-            },
-        );
-        BackendHandle {
-            registry: self.clone(),
-            pid,
-            terminated,
-        }
-    }
-
-    /// The pgwire connections `viewer` may see (`None`: all), by pid.
-    pub fn backends(&self, viewer: Option<&str>) -> Vec<BackendInfo> {
-        let mut out: Vec<BackendInfo> = self
-            .inner
-            .backends
-            .lock()
-            .expect("backends lock")
-            .values()
-            .filter(|b| viewer.is_none_or(|v| v == b.info.user))
-            .map(|b| b.info.clone())
-            .collect();
-        out.sort_by_key(|b| b.pid);
-        out
-    }
-
-    /// `pg_cancel_backend` (`terminate` false) or `pg_terminate_backend`:
-    /// stop the statement of connection `pid` (and, terminating, end the
-    /// connection). `Ok(false)` when an admin names no connection (or, to
-    /// cancel, an idle one), as PostgreSQL answers.
-    pub fn signal_backend(
-        &self,
-        pid: i32,
-        caller: &str,
-        admin: bool,
-        terminate: bool,
-    ) -> Result<bool, QueryError> {
-        let (running, terminated) = {
-            let backends = self.inner.backends.lock().expect("backends lock");
-            match backends.get(&pid) {
-                Some(b) if admin || b.info.user == caller => {
-                    (b.running.clone(), b.terminated.clone())
-                }
-                _ if !admin => {
-                    let action = if terminate { "terminate" } else { "cancel" };
-                    return Err(QueryError::PermissionDenied(format!(
-                        "permission denied to {action} backend {pid}: \
-                         it is not a connection of {caller}"
-                    )));
-                }
-                _ => return Ok(false),
-            }
-        };
-        if terminate {
-            terminated.cancel();
-        }
-        let entry = running.and_then(|id| {
-            self.inner
-                .running
-                .lock()
-                .expect("running lock")
-                .get(&id)
-                .cloned()
-        });
-        match entry {
-            Some(entry) => {
-                entry.stop(if terminate {
-                    STOP_TERMINATE
-                } else {
-                    STOP_CANCEL
-                });
-                Ok(true)
-            }
-            None => Ok(terminate),
-        }
-    }
-
     fn finish(&self, entry: &Entry, id: &str, state: QueryState) {
         let info = {
             let mut info = entry.info.lock().expect("query lock");
@@ -519,35 +400,6 @@ impl Drop for QueryHandle {
             self.registry
                 .finish(&self.entry, &self.id, QueryState::Cancelled);
         }
-    }
-}
-
-/// A pgwire connection's listing in `pg_stat_activity`, removed on drop.
-pub struct BackendHandle {
-    registry: QueryRegistry,
-    pid: i32,
-    terminated: CancellationToken,
-}
-
-impl BackendHandle {
-    pub fn pid(&self) -> i32 {
-        self.pid
-    }
-
-    /// `pg_terminate_backend` named this connection.
-    pub fn is_terminated(&self) -> bool {
-        self.terminated.is_cancelled()
-    }
-}
-
-impl Drop for BackendHandle {
-    fn drop(&mut self) {
-        self.registry
-            .inner
-            .backends
-            .lock()
-            .expect("backends lock")
-            .remove(&self.pid);
     }
 }
 
@@ -637,25 +489,5 @@ mod tests {
                 .sqlstate(),
             "42704"
         );
-    }
-
-    #[test]
-    fn backends_are_signalled_by_pid() {
-        let registry = QueryRegistry::default();
-        let backend = registry.register_backend(7, "alice", "psql", "127.0.0.1:1");
-        assert_eq!(registry.backends(Some("bob")).len(), 0);
-        assert_eq!(registry.backends(None)[0].state, "idle");
-        let query = registry.register(start("alice", Some(7)));
-        assert_eq!(registry.backends(None)[0].state, "active");
-        assert!(registry.signal_backend(7, "bob", false, false).is_err());
-        assert!(registry.signal_backend(7, "alice", false, false).unwrap());
-        assert!(query.stop_token().is_cancelled());
-        query.finish(Some(&QueryError::Cancelled));
-        assert_eq!(registry.backends(None)[0].state, "idle");
-        assert!(!registry.signal_backend(8, "admin", true, false).unwrap());
-        assert!(registry.signal_backend(7, "admin", true, true).unwrap());
-        assert!(backend.is_terminated());
-        drop(backend);
-        assert!(registry.backends(None).is_empty());
     }
 }
