@@ -26,6 +26,7 @@ pub mod flight_sql;
 pub mod http;
 pub mod limits;
 pub mod log_redaction;
+pub mod openlineage;
 pub mod pgwire;
 pub mod quality;
 pub mod request_limits;

@@ -104,7 +104,11 @@ impl Gateway {
         };
         // Metrics count from audit records, kept in a file or not.
         let metrics = Arc::new(Metrics::new());
-        service = service.with_audit(log.with_observer(metrics.observer()));
+        let mut log = log.with_observer(metrics.observer());
+        if let Some((target, namespace)) = config.openlineage()? {
+            log = log.with_observer(crate::openlineage::start(target, namespace));
+        }
+        service = service.with_audit(log);
         let service = Arc::new(service);
         let users = Arc::new(UserStore::new(
             &config.users,
@@ -208,13 +212,19 @@ impl Gateway {
                 self.users.clone(),
                 frontend.signer(),
             );
+            let products = crate::admin::ProductAdminService::new(
+                self.service.clone(),
+                self.users.clone(),
+                frontend.signer(),
+            );
             let router = builder
                 .layer(crate::auth::SignInLayer::new(
                     self.users.clone(),
                     self.service.clone(),
                 ))
                 .add_service(flight_sql::service(frontend, &requests))
-                .add_service(admin);
+                .add_service(admin)
+                .add_service(products);
             let incoming = TcpIncoming::from(socket).with_nodelay(Some(true));
             let stop = shutdown.clone();
             tasks.spawn(async move {

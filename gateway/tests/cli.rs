@@ -285,6 +285,18 @@ async fn product_init_drafts_a_descriptor_that_validate_accepts() {
         "{yaml}"
     );
     assert!(yaml.contains("status: proposed"), "{yaml}");
+    // The key the data holds is inferred; a repeated column is not a key.
+    let drafted = meshgate_planner::DescriptorFile::from_yaml(&yaml).unwrap();
+    let column = |name: &str| {
+        drafted.products[0].tables[0]
+            .columns
+            .iter()
+            .find(|c| c.name == name)
+            .unwrap()
+            .clone()
+    };
+    assert!(column("provider_id").unique && !column("provider_id").nullable);
+    assert!(!column("specialty").unique, "{yaml}");
 
     // Every demo product keeps its contract.
     let validate = |config: &std::path::Path| {

@@ -50,6 +50,10 @@ pub struct AuditRecord {
     /// The data products those tables belong to (read lineage).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub products: Vec<String>,
+    /// The columns the statement read, `catalog.schema.table.column`, as
+    /// the plan that ran scanned them (after the policy's rewrite).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub columns: Vec<String>,
     /// `allowed`, `denied` or `error`.
     pub decision: String,
     /// The policy rules behind the decision (empty without a policy).
@@ -93,6 +97,7 @@ impl AuditRecord {
             sql: what.into(),
             objects: vec![],
             products: vec![],
+            columns: vec![],
             decision: Self::ALLOWED.into(),
             rule: String::new(),
             rows: 0,
@@ -187,14 +192,14 @@ pub type AuditObserver = Arc<dyn Fn(&AuditRecord) + Send + Sync>;
 /// log is configured) and an observer (when one is attached).
 pub struct AuditLog {
     file: Option<(PathBuf, Mutex<BufWriter<File>>)>,
-    observer: Option<AuditObserver>,
+    observers: Vec<AuditObserver>,
 }
 
 impl std::fmt::Debug for AuditLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuditLog")
             .field("path", &self.path())
-            .field("observed", &self.observer.is_some())
+            .field("observers", &self.observers.len())
             .finish()
     }
 }
@@ -207,7 +212,7 @@ impl AuditLog {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
         Ok(Self {
             file: Some((path.to_path_buf(), Mutex::new(BufWriter::new(file)))),
-            observer: None,
+            observers: Vec::new(),
         })
     }
 
@@ -216,13 +221,13 @@ impl AuditLog {
     pub fn without_file() -> Self {
         Self {
             file: None,
-            observer: None,
+            observers: Vec::new(),
         }
     }
 
     /// Also hand every record to `observer` (before it is written).
     pub fn with_observer(mut self, observer: AuditObserver) -> Self {
-        self.observer = Some(observer);
+        self.observers.push(observer);
         self
     }
 
@@ -234,7 +239,7 @@ impl AuditLog {
     /// Hand one record to the observer, then append and flush it to the
     /// file. A failure to write is logged, never turned into a query error.
     pub fn write(&self, record: &AuditRecord) {
-        if let Some(observer) = &self.observer {
+        for observer in &self.observers {
             observer(record);
         }
         let Some((path, file)) = &self.file else {
@@ -329,17 +334,22 @@ impl Drop for Audited {
 pub(crate) fn audit_schema() -> SchemaRef {
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
     let text = |name: &str, nullable: bool| Field::new(name, DataType::Utf8, nullable);
+    let list = |name: &str| {
+        Field::new(
+            name,
+            DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true))),
+            true,
+        )
+    };
     Arc::new(Schema::new(vec![
         text("time", false),
         text("user", false),
         text("client", false),
         text("protocol", false),
         text("sql", false),
-        Field::new(
-            "objects",
-            DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true))),
-            true,
-        ),
+        list("objects"),
+        list("products"),
+        list("columns"),
         text("decision", false),
         text("rule", false),
         Field::new("rows", DataType::Int64, false),

@@ -48,6 +48,7 @@ mod service;
 mod session;
 
 pub use access::admin::PolicyAdmin;
+pub use access::product_admin::ProductAdmin;
 pub use admission::{Admission, AdmissionLimits, Admitted, ConcurrencyLimit};
 pub use audit::{audit_text, AuditLog, AuditObserver, AuditRecord};
 pub use catalogs::{sql_type, CatalogRegistry, CatalogSpec, ProductCheck, RegistryError};
@@ -57,6 +58,7 @@ pub use limits::{parse_bytes, parse_duration, RuntimeLimits};
 pub use plan_cache::PlanCache;
 pub use products::descriptor::{ColumnContract, Owner, ProductTable, QualityRule, Slo};
 pub use products::freshness::Measurement;
+pub use products::live::{DescriptorSource, LiveProducts};
 pub use products::{
     DataProducts, DescriptorFile, Problem, Product, ProductDescriptor, ProductStatus,
     ProductsError, VisibleProduct,

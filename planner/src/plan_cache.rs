@@ -42,14 +42,14 @@ enum State {
 
 impl PlanCache {
     /// The physical plan for `plan` with `params`, from the kept optimised
-    /// plan; `None` when this statement's plan is not kept (the caller plans
-    /// it in full).
+    /// plan, and that optimised plan with the values bound; `None` when this
+    /// statement's plan is not kept (the caller plans it in full).
     pub(crate) async fn physical_plan(
         &self,
         state: &SessionState,
         plan: &LogicalPlan,
         params: Option<&ParamValues>,
-    ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+    ) -> Result<Option<(Arc<dyn ExecutionPlan>, LogicalPlan)>> {
         let time_zone = state.config().options().execution.time_zone.clone();
         let kept = {
             let mut cached = self.0.lock().expect("plan cache lock");
@@ -87,11 +87,11 @@ impl PlanCache {
             Some(params) => bind(optimized, params)?,
             None => optimized,
         };
-        state
+        let physical = state
             .query_planner()
             .create_physical_plan(&bound, state)
-            .await
-            .map(Some)
+            .await?;
+        Ok(Some((physical, bound)))
     }
 }
 

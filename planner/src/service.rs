@@ -16,6 +16,7 @@ use meshgate_policy::{Policy, TableAccess, TableName};
 
 use crate::access::admin::PolicyAdmin;
 use crate::access::catalog_view::{SessionCatalog, SessionCatalogList};
+use crate::access::product_admin::ProductAdmin;
 use crate::access::{AccessGuard, PolicySource, RoleDirectory};
 use crate::audit::AuditLog;
 use crate::catalogs::CatalogRegistry;
@@ -42,6 +43,8 @@ pub struct SessionOptions {
 /// Plans and runs SQL for authenticated identities over the configured catalogs.
 pub struct QueryService {
     registry: Arc<CatalogRegistry>,
+    /// Descriptor edits (shares the policy and the catalogs).
+    product_admin: Arc<ProductAdmin>,
     default_catalog: String,
     roles: RoleDirectory,
     parser: Arc<PostgresCompatibilityParser>,
@@ -71,7 +74,9 @@ impl QueryService {
             RoleDirectory::default(),
             None,
         ));
+        let product_admin = Arc::new(ProductAdmin::new(policy.clone(), registry.clone()));
         Self {
+            product_admin,
             registry,
             default_catalog,
             roles: RoleDirectory::default(),
@@ -154,6 +159,11 @@ impl QueryService {
     /// gRPC admin service).
     pub fn policy_admin(&self) -> Arc<PolicyAdmin> {
         self.admin.clone()
+    }
+
+    /// Descriptor edits by the products' owners (the gRPC admin service).
+    pub fn product_admin(&self) -> Arc<ProductAdmin> {
+        self.product_admin.clone()
     }
 
     /// Persist policy changes made through meshgate (SQL, admin API) to
@@ -274,7 +284,7 @@ impl QueryService {
         )?;
         let products = crate::products::tables::discovery_schema(
             crate::products::tables::DiscoverySources {
-                products: self.registry.products(),
+                products: self.registry.live_products(),
                 freshness: self.registry.freshness(),
                 quality: self.registry.quality(),
                 lineage: self.registry.lineage(),
@@ -322,7 +332,7 @@ impl QueryService {
                 policy,
                 &identity,
                 parse_state,
-                self.registry.products(),
+                self.registry.live_products(),
             ))
         });
         // The one admin rule, asked when a system table is read.
@@ -407,6 +417,7 @@ impl QueryService {
             backend: None,
             own_pid,
             last_notices: Vec::new(),
+            columns_read: Vec::new(),
             query_id: None,
         };
         session.apply_search_path();

@@ -106,6 +106,7 @@ impl PolicyDocument {
     pub fn grant_select(&mut self, principal: &str, table: &str, columns: &[String]) {
         let same = |g: &Grant| {
             g.effect == Effect::Allow
+                && g.privilege.eq_ignore_ascii_case("select")
                 && g.principals == [principal]
                 && g.tables == [table]
                 && g.except.is_empty()
@@ -147,6 +148,7 @@ impl PolicyDocument {
         let mut split = Vec::new();
         self.grants.retain_mut(|g| {
             if g.effect != Effect::Allow
+                || !g.privilege.eq_ignore_ascii_case("select")
                 || !g.principals.iter().any(|p| p == principal)
                 || !g.tables.iter().any(|t| t == table)
             {

@@ -112,7 +112,9 @@ impl Policy {
         let mut columns: Option<BTreeSet<String>> = Some(BTreeSet::new());
         for i in self.grants.candidates(principal, &name) {
             let grant = &self.doc.grants[i];
-            if !applies(principal, &grant.principals, &grant.except) {
+            if !grant.privilege.eq_ignore_ascii_case("select")
+                || !applies(principal, &grant.principals, &grant.except)
+            {
                 continue;
             }
             let Some(how) = targets(&grant.tables, &grant.tags) else {

@@ -6,7 +6,8 @@
 //! - `[[grants]]` allow or deny `select` on tables (optionally only some
 //!   columns; the others read as NULL); deny by default, deny beats allow.
 //!   A grant with `privilege = "impersonate"` instead says whom a principal
-//!   may act as;
+//!   may act as; one with `privilege = "edit_product"` whose data product
+//!   descriptors a principal may edit;
 //! - `[[row_filters]]` are SQL boolean expressions; several that apply to one
 //!   user and table combine with AND;
 //! - `[[masks]]` are SQL expressions that replace a column's value.
@@ -22,6 +23,7 @@
 //! - `index`: which rules can concern a principal and a table;
 //! - `evaluate`: [`Policy::evaluate`] and [`TableAccess`];
 //! - `impersonation`: [`Policy::may_impersonate`];
+//! - `product_editing`: [`Policy::may_edit_product`];
 //! - `model`: principals, table names and how rules match them;
 //! - `edit`: changes admins make with SQL (`CREATE ROLE`, `GRANT`, ...);
 //! - `summary`: one line per rule, for listings.
@@ -59,6 +61,7 @@ mod load;
 mod model;
 #[cfg(test)]
 mod parser_props;
+mod product_editing;
 mod summary;
 
 pub use document::{Effect, Grant, MaskRule, PolicyDocument, RowFilterRule, UserEntry};
@@ -67,4 +70,5 @@ pub use evaluate::TableAccess;
 pub use impersonation::ImpersonationDecision;
 pub use load::{Policy, PolicyError};
 pub use model::{glob_match, Principal, ResourceTags, TableName};
+pub use product_editing::EditDecision;
 pub use summary::RuleSummary;

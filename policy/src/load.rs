@@ -11,6 +11,7 @@ use thiserror::Error;
 use crate::document::PolicyDocument;
 use crate::impersonation;
 use crate::index::RuleIndex;
+use crate::product_editing;
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum PolicyError {
@@ -89,10 +90,16 @@ impl Policy {
                 impersonation::validate(i, g, &doc)?;
                 continue;
             }
+            if g.privilege
+                .eq_ignore_ascii_case(product_editing::EDIT_PRODUCT)
+            {
+                product_editing::validate(i, g)?;
+                continue;
+            }
             if !g.privilege.eq_ignore_ascii_case("select") {
                 return Err(invalid(
                     format!("grants[{i}].privilege"),
-                    "only `select` and `impersonate` are supported",
+                    "only `select`, `impersonate` and `edit_product` are supported",
                 ));
             }
             if !g.targets.is_empty() {

@@ -39,6 +39,18 @@ impl PolicyDocument {
                 Effect::Allow => "allow",
                 Effect::Deny => "deny",
             };
+            if g.privilege.eq_ignore_ascii_case("edit_product") {
+                out.push(RuleSummary {
+                    kind: "grants",
+                    index: i,
+                    summary: format!(
+                        "{effect} editing the products of {} to {}",
+                        g.tables.join(", "),
+                        who(&g.principals, &g.except)
+                    ),
+                });
+                continue;
+            }
             if g.privilege.eq_ignore_ascii_case("impersonate") {
                 out.push(RuleSummary {
                     kind: "grants",

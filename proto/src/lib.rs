@@ -1,7 +1,9 @@
 //! meshgate's own gRPC service definitions, generated from `proto/meshgate`.
 //!
 //! - [`admin::v1`]: `PolicyAdmin`, to read, diff and replace the access
-//!   policy (served by the gateway, called by `meshgate policy ...`).
+//!   policy (served by the gateway, called by `meshgate policy ...`);
+//!   `ProductAdmin`, for owners to read and replace their data products'
+//!   descriptors.
 
 pub mod admin {
     pub mod v1 {

@@ -1,4 +1,6 @@
-//! The client of the policy admin API, for `meshgate policy get|list|diff|apply`.
+//! The client of the admin APIs: the policy (`meshgate policy
+//! get|list|diff|apply`) and data product descriptors (`meshgate product
+//! get|apply`).
 //!
 //! It signs every call in with what the user gave: basic credentials, or a
 //! bearer token (an identity provider's JWT). An `https://` server needs the
@@ -59,9 +61,10 @@ pub struct AdminTarget {
     pub ca_cert: Option<PathBuf>,
 }
 
-/// A client of the policy admin service, signed in as its target says.
+/// A client of the admin services, signed in as its target says.
 pub struct AdminClient {
     inner: pb::policy_admin_client::PolicyAdminClient<Channel>,
+    products: pb::product_admin_client::ProductAdminClient<Channel>,
     authorization: MetadataValue<Ascii>,
 }
 
@@ -101,6 +104,7 @@ impl AdminClient {
                 source,
             })?;
         Ok(Self {
+            products: pb::product_admin_client::ProductAdminClient::new(channel.clone()),
             inner: pb::policy_admin_client::PolicyAdminClient::new(channel),
             authorization: authorization
                 .parse()
@@ -143,5 +147,30 @@ impl AdminClient {
             expected_version,
         });
         Ok(self.inner.apply_policy(r).await?.into_inner().version)
+    }
+
+    /// The descriptor of product `name` as YAML, with the products' version.
+    pub async fn get_product(&mut self, name: &str) -> Result<pb::ProductDescriptor, Status> {
+        let r = self.request(pb::GetProductRequest {
+            name: name.to_owned(),
+        });
+        Ok(self.products.get_product(r).await?.into_inner())
+    }
+
+    /// Replace product `name`'s descriptor with `yaml` if the products'
+    /// version in force is `expected_version` (0: whatever it is); returns
+    /// the new version.
+    pub async fn apply_product(
+        &mut self,
+        name: &str,
+        yaml: String,
+        expected_version: u64,
+    ) -> Result<u64, Status> {
+        let r = self.request(pb::ApplyProductRequest {
+            name: name.to_owned(),
+            yaml,
+            expected_version,
+        });
+        Ok(self.products.apply_product(r).await?.into_inner().version)
     }
 }

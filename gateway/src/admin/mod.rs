@@ -7,11 +7,16 @@
 //!   the policy's `admins`); nothing here decides it again. Every call by a
 //!   signed-in user — allowed, refused or failed — is audited like any other
 //!   access, through the planner's `AuditRecord::access`.
+//! - [`ProductAdminService`] serves the product admin API beside it: data
+//!   product owners read and replace their descriptors, as the planner's
+//!   `ProductAdmin` allows.
 //! - [`AdminClient`] is its client, behind `meshgate policy get|list|diff|apply`.
 
 mod client;
+mod products;
 mod service;
 
 pub use client::{AdminClient, AdminClientError, AdminTarget};
+pub use products::ProductAdminService;
 pub(crate) use service::policy_diff;
 pub use service::PolicyAdminService;

@@ -51,16 +51,7 @@ impl PolicyAdminService {
     /// `what` is then recorded when it ends ([`Call::finish`]). A signed-in
     /// caller who is not an admin is refused, and the refusal recorded.
     fn admin<T>(&self, request: &Request<T>, what: impl Into<String>) -> Result<Call, Status> {
-        let identity = authenticate(request.metadata(), &self.users, &self.signer)?;
-        let call = Call {
-            record: AuditRecord::access(
-                identity.user.clone(),
-                request.remote_addr().map(|a| a.to_string()),
-                PROTOCOL,
-                what,
-            ),
-            started: Instant::now(),
-        };
+        let (identity, call) = signed_in(request, &self.users, &self.signer, what)?;
         if self.service.policy_admin().is_admin(&identity) {
             Ok(call)
         } else {
@@ -77,9 +68,30 @@ impl PolicyAdminService {
     }
 }
 
+/// Sign the caller of an admin call in; the call `what` is then recorded
+/// when it ends ([`Call::finish`]).
+pub(super) fn signed_in<T>(
+    request: &Request<T>,
+    users: &UserStore,
+    signer: &TokenSigner,
+    what: impl Into<String>,
+) -> Result<(meshgate_planner::Identity, Call), Status> {
+    let identity = authenticate(request.metadata(), users, signer)?;
+    let call = Call {
+        record: AuditRecord::access(
+            identity.user.clone(),
+            request.remote_addr().map(|a| a.to_string()),
+            PROTOCOL,
+            what,
+        ),
+        started: Instant::now(),
+    };
+    Ok((identity, call))
+}
+
 /// An admin call being served, and its audit record.
-struct Call {
-    record: AuditRecord,
+pub(super) struct Call {
+    pub(super) record: AuditRecord,
     started: Instant,
 }
 
@@ -93,7 +105,7 @@ impl Call {
     }
 
     /// Record the outcome of the call and answer it.
-    fn finish<T>(
+    pub(super) fn finish<T>(
         self,
         service: &QueryService,
         result: Result<T, QueryError>,

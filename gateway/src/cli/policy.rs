@@ -60,7 +60,7 @@ pub(super) enum PolicyCommand {
 
 /// Where the gateway's admin API is (its Flight SQL listener) and who signs in.
 #[derive(clap::Args)]
-pub(super) struct TargetArgs {
+pub(crate) struct TargetArgs {
     #[arg(
         long,
         env = "MESHGATE_SERVER",
@@ -81,7 +81,7 @@ pub(super) struct TargetArgs {
 }
 
 impl TargetArgs {
-    async fn connect(self) -> Result<AdminClient, CliError> {
+    pub(super) async fn connect(self) -> Result<AdminClient, CliError> {
         Ok(AdminClient::connect(&AdminTarget {
             server: self.server,
             user: self.user,
@@ -94,7 +94,7 @@ impl TargetArgs {
 }
 
 /// The text of `file`.
-fn read(file: &Path) -> Result<String, CliError> {
+pub(super) fn read(file: &Path) -> Result<String, CliError> {
     std::fs::read_to_string(file).map_err(|source| CliError::Read {
         path: file.to_path_buf(),
         source,

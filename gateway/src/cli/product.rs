@@ -1,6 +1,8 @@
-//! `meshgate product ...`: self-serve for domain teams, on a gateway built
-//! here without serving it. `init` drafts a descriptor from an existing
-//! table; `validate` checks every product (or one) against its source.
+//! `meshgate product ...`: self-serve for domain teams. On a gateway built
+//! here without serving it, `init` drafts a descriptor from an existing
+//! table and `validate` checks every product (or one) against its source;
+//! on a running gateway, through its admin API, `get` prints a product's
+//! descriptor and `apply` replaces it (as the policy lets the caller).
 
 use std::path::PathBuf;
 
@@ -9,6 +11,7 @@ use meshgate_gateway::{Config, Gateway};
 use meshgate_planner::policy::TableName;
 use meshgate_planner::DescriptorFile;
 
+use super::policy::{read, TargetArgs};
 use super::CliError;
 
 #[derive(Subcommand)]
@@ -37,10 +40,49 @@ pub(super) enum ProductCommand {
         #[arg(long)]
         product: Option<String>,
     },
+    /// Print the descriptor of a product on a running gateway (YAML), with
+    /// the version of the products as a comment.
+    Get {
+        name: String,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Replace a product's descriptor on a running gateway with FILE (one
+    /// product, YAML), as the policy's `edit_product` grants allow.
+    Apply {
+        name: String,
+        file: PathBuf,
+        /// Refuse if the products changed since this version (see `get`).
+        #[arg(long)]
+        expected_version: Option<u64>,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
 }
 
 pub(super) async fn run(action: ProductCommand) -> Result<(), CliError> {
     match action {
+        ProductCommand::Get { name, target } => {
+            let product = target.connect().await?.get_product(&name).await?;
+            println!("# data products version {}", product.version);
+            print!("{}", product.yaml);
+            Ok(())
+        }
+        ProductCommand::Apply {
+            name,
+            file,
+            expected_version,
+            target,
+        } => {
+            let yaml = read(&file)?;
+            let version = target
+                .connect()
+                .await?
+                .apply_product(&name, yaml, expected_version.unwrap_or(0))
+                .await?;
+            println!("product `{name}` replaced: data products version {version}");
+            Ok(())
+        }
         ProductCommand::Init {
             config,
             table,

@@ -235,6 +235,7 @@ impl Config {
             }
         }
         self.quality_schedule()?;
+        self.openlineage()?;
         CatalogRegistry::validate(&self.catalog_specs()?, &ConnectorRegistry::builtin())
             .map_err(|e| self.registry_error(e))?;
         self.load_policy()?;
@@ -263,6 +264,41 @@ impl Config {
             )
         })?;
         Ok(Some((every, user)))
+    }
+
+    /// `[products.openlineage]`: where run events go and their namespace
+    /// (`None`: no events).
+    pub fn openlineage(&self) -> Result<Option<(crate::openlineage::Target, String)>, ConfigError> {
+        use crate::openlineage::Target;
+        let Some(ol) = &self.products.openlineage else {
+            return Ok(None);
+        };
+        let target = match (&ol.url, &ol.file) {
+            (Some(url), None) => {
+                let parsed = url::Url::parse(url)
+                    .ok()
+                    .filter(|u| matches!(u.scheme(), "http" | "https"))
+                    .ok_or_else(|| {
+                        self.invalid(
+                            "products.openlineage.url",
+                            format!("`{url}` is not an http:// or https:// URL"),
+                        )
+                    })?;
+                Target::Http(parsed)
+            }
+            (None, Some(file)) => Target::File(self.resolve_path(file)),
+            _ => {
+                return Err(self.invalid(
+                    "products.openlineage",
+                    "name exactly one of `url` (an HTTP endpoint) and `file`",
+                ))
+            }
+        };
+        let namespace = ol.namespace.clone().unwrap_or_else(|| "meshgate".into());
+        if namespace.trim().is_empty() {
+            return Err(self.invalid("products.openlineage.namespace", "is empty"));
+        }
+        Ok(Some((target, namespace)))
     }
 
     /// Read and validate the policy file, if one is configured. Errors name
@@ -324,15 +360,16 @@ impl Config {
         Ok(self
             .catalogs
             .iter()
-            .map(|(name, c)| CatalogSpec {
-                name: name.clone(),
-                connector: c.connector.clone(),
-                description: c.description.clone(),
-                options: c.options.clone(),
-                products: products
-                    .remove(name)
-                    .map(|p| p.products)
-                    .unwrap_or_default(),
+            .map(|(name, c)| {
+                let declared = products.remove(name);
+                CatalogSpec {
+                    name: name.clone(),
+                    connector: c.connector.clone(),
+                    description: c.description.clone(),
+                    options: c.options.clone(),
+                    products_file: declared.as_ref().and_then(|p| p.source()),
+                    products: declared.map(|p| p.products).unwrap_or_default(),
+                }
             })
             .collect())
     }
@@ -379,6 +416,30 @@ mod tests {
         assert_eq!(
             ok.quality_schedule().unwrap(),
             Some((std::time::Duration::from_secs(5400), "q".to_owned()))
+        );
+    }
+
+    #[test]
+    fn openlineage_needs_one_target() {
+        for (text, key) in [
+            ("url = \"ftp://x/y\"", "products.openlineage.url:"),
+            ("", "products.openlineage:"),
+            ("url = \"http://x\"\nfile = \"f\"", "products.openlineage:"),
+        ] {
+            let err = parse(&format!("[products.openlineage]\n{text}\n"))
+                .map(|c| c.openlineage().map(|_| ()))
+                .and_then(|r| r)
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with(&format!("meshgate.toml: {key}")), "{err}");
+        }
+        let ok = parse("[products.openlineage]\nfile = \"ol.jsonl\"\n").unwrap();
+        assert_eq!(
+            ok.openlineage().unwrap(),
+            Some((
+                crate::openlineage::Target::File(PathBuf::from("/tmp/ol.jsonl")),
+                "meshgate".to_owned()
+            ))
         );
     }
 

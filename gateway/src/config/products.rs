@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use meshgate_planner::{DescriptorFile, ProductDescriptor, ProductsError};
+use meshgate_planner::{DescriptorFile, DescriptorSource, ProductDescriptor, ProductsError};
 
 use super::{Config, ConfigError};
 
@@ -17,6 +17,16 @@ pub(super) struct CatalogProducts {
     pub(super) products: Vec<ProductDescriptor>,
     inline: usize,
     file: Option<PathBuf>,
+}
+
+impl CatalogProducts {
+    /// The descriptor file, where owners' edits are written.
+    pub(super) fn source(&self) -> Option<DescriptorSource> {
+        self.file.clone().map(|file| DescriptorSource {
+            file,
+            inline: self.inline,
+        })
+    }
 }
 
 impl Config {

@@ -17,7 +17,8 @@ pub struct ServerConfig {
     pub default_catalog: Option<String>,
 }
 
-/// `[products]`: the data products' quality rules on a schedule.
+/// `[products]`: the data products' quality rules on a schedule, and
+/// where read lineage goes besides `system.lineage`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProductsConfig {
@@ -26,6 +27,21 @@ pub struct ProductsConfig {
     /// The user the scheduled runs act as: the policy decides what their
     /// queries read, as for any user, and results name them.
     pub quality_user: Option<String>,
+    /// Read lineage also sent as OpenLineage run events.
+    pub openlineage: Option<OpenLineageConfig>,
+}
+
+/// `[products.openlineage]`: where run events go (`url` or `file`, one of
+/// them) and the namespace their datasets and jobs are named in.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenLineageConfig {
+    /// An HTTP(S) endpoint events are POSTed to (Marquez: `/api/v1/lineage`).
+    pub url: Option<String>,
+    /// A JSON-lines file events are appended to (relative to the config file).
+    pub file: Option<PathBuf>,
+    /// Default `meshgate`.
+    pub namespace: Option<String>,
 }
 
 /// `[listeners]`: without the section, pgwire on `127.0.0.1:5433` only.

@@ -29,6 +29,7 @@ pub(crate) mod admin_statements;
 pub(crate) mod barrier;
 pub(crate) mod catalog_view;
 pub(crate) mod explain;
+pub(crate) mod product_admin;
 
 use std::collections::HashMap;
 use std::ops::ControlFlow;
@@ -46,7 +47,7 @@ use datafusion::sql::sqlparser::parser::Parser;
 use meshgate_policy::{Policy, Principal, TableAccess, TableName};
 
 use crate::access::barrier::PolicyTable;
-use crate::products::DataProducts;
+use crate::products::live::LiveProducts;
 use crate::{Identity, QueryError};
 
 /// Whether `identity` administers `policy`: the one admin rule
@@ -76,7 +77,7 @@ pub(crate) struct AccessGuard {
     /// Parses filter and mask expressions (default functions only).
     state: SessionState,
     /// The tags data product descriptors put on tables and columns.
-    products: Arc<DataProducts>,
+    products: Arc<LiveProducts>,
     /// The policy version the current statement uses, and its decisions.
     current: Mutex<Snapshot>,
 }
@@ -94,7 +95,7 @@ impl AccessGuard {
         policy: Arc<Policy>,
         identity: &Identity,
         state: SessionState,
-        products: Arc<DataProducts>,
+        products: Arc<LiveProducts>,
     ) -> Self {
         Self {
             source,
@@ -140,7 +141,7 @@ impl AccessGuard {
         decisions
             .entry(table.clone())
             .or_insert_with(|| {
-                let tags = self.products.tags(table);
+                let tags = self.products.current().tags(table);
                 Arc::new(policy.evaluate_tagged(principal, table, &tags))
             })
             .clone()

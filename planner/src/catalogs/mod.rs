@@ -25,6 +25,7 @@ use thiserror::Error;
 use crate::products::contract::ContractCatalog;
 use crate::products::freshness::Freshness;
 use crate::products::lineage::Lineage;
+use crate::products::live::{DescriptorSource, LiveProducts};
 use crate::products::quality::QualityResults;
 use crate::products::{DataProducts, ProductDescriptor, ProductsError};
 use crate::read_only::ReadOnlyStoreRegistry;
@@ -37,8 +38,11 @@ pub struct CatalogSpec {
     pub connector: String,
     pub description: Option<String>,
     pub options: toml::Table,
-    /// The data products the catalog's domain declares.
+    /// The data products the catalog's domain declares: those inline in
+    /// the configuration first, then those of its descriptor file.
     pub products: Vec<ProductDescriptor>,
+    /// The descriptor file, where edits to its products are written.
+    pub products_file: Option<DescriptorSource>,
 }
 
 /// Secrets in the options are shown redacted (the connector's secret keys).
@@ -86,12 +90,12 @@ pub struct CatalogRegistry {
     served: BTreeMap<String, Arc<dyn CatalogProvider>>,
     descriptions: BTreeMap<String, String>,
     /// Table and column descriptions from each catalog's options.
-    object_descriptions: BTreeMap<String, Arc<Vec<Description>>>,
+    option_descriptions: BTreeMap<String, Vec<Description>>,
     runtime: Arc<RuntimeEnv>,
     /// `[limits] query_memory`, in bytes.
     query_memory: Option<usize>,
     /// The data products every catalog declares.
-    products: Arc<DataProducts>,
+    products: Arc<LiveProducts>,
     /// How fresh each product table is.
     freshness: Arc<Freshness>,
     /// The latest result of each product's quality rules.
@@ -150,10 +154,14 @@ impl CatalogRegistry {
             .with_default_features()
             .build();
         let ctx = ConnectorContext { session, base_dir };
-        let products = Arc::new(products_of(specs)?);
+        let files = specs
+            .iter()
+            .filter_map(|s| Some((s.name.clone(), s.products_file.clone()?)))
+            .collect();
+        let products = Arc::new(LiveProducts::new(products_of(specs)?, files));
         let mut catalogs = BTreeMap::new();
         let mut descriptions = BTreeMap::new();
-        let mut object_descriptions = BTreeMap::new();
+        let mut option_descriptions = BTreeMap::new();
         for spec in specs {
             let connector = lookup(spec, connectors)?;
             let catalog = connector
@@ -165,17 +173,7 @@ impl CatalogRegistry {
                 })?;
             tracing::info!(catalog = %spec.name, connector = %spec.connector, schemas = ?catalog.schema_names(), "catalog ready");
             catalogs.insert(spec.name.clone(), catalog);
-            // A description in the catalog's options wins over a descriptor's.
-            let mut described = connector.descriptions(&spec.options);
-            for d in products.descriptions(&spec.name) {
-                if !described
-                    .iter()
-                    .any(|o| (&o.schema, &o.table, &o.column) == (&d.schema, &d.table, &d.column))
-                {
-                    described.push(d);
-                }
-            }
-            object_descriptions.insert(spec.name.clone(), Arc::new(described));
+            option_descriptions.insert(spec.name.clone(), connector.descriptions(&spec.options));
             if let Some(d) = &spec.description {
                 descriptions.insert(spec.name.clone(), d.clone());
             }
@@ -201,15 +199,20 @@ impl CatalogRegistry {
             served,
             catalogs,
             descriptions,
-            object_descriptions,
+            option_descriptions,
             runtime,
             query_memory: limits.query_memory_bytes,
             products,
         })
     }
 
-    /// The data products the catalogs' descriptors declare.
+    /// The data products the catalogs' descriptors declare, as in force now.
     pub fn products(&self) -> Arc<DataProducts> {
+        self.products.current()
+    }
+
+    /// The data products, as they change when owners edit descriptors.
+    pub fn live_products(&self) -> Arc<LiveProducts> {
         self.products.clone()
     }
 
@@ -251,12 +254,23 @@ impl CatalogRegistry {
         self.descriptions.get(catalog).map(String::as_str)
     }
 
-    /// The table and column descriptions of `catalog`'s configuration.
+    /// The table and column descriptions of `catalog`: its options' and
+    /// its data products' (an option's wins over a descriptor's).
     pub fn object_descriptions(&self, catalog: &str) -> Arc<Vec<Description>> {
-        self.object_descriptions
+        let mut described = self
+            .option_descriptions
             .get(catalog)
             .cloned()
-            .unwrap_or_default()
+            .unwrap_or_default();
+        for d in self.products.current().descriptions(catalog) {
+            if !described
+                .iter()
+                .any(|o| (&o.schema, &o.table, &o.column) == (&d.schema, &d.table, &d.column))
+            {
+                described.push(d);
+            }
+        }
+        Arc::new(described)
     }
 
     pub fn runtime(&self) -> Arc<RuntimeEnv> {

@@ -1,6 +1,6 @@
 //! Self-serve for domain teams, without serving: a descriptor drafted from
-//! an existing table ([`CatalogRegistry::draft_product`], behind `meshgate
-//! product init`), and every product checked against its source
+//! an existing table, with the keys its data holds inferred
+//! ([`CatalogRegistry::draft_product`], behind `meshgate product init`), and every product checked against its source
 //! ([`CatalogRegistry::check_products`], behind `meshgate product
 //! validate`).
 
@@ -37,6 +37,20 @@ pub fn sql_type(data_type: &DataType) -> Option<String> {
         }
         .to_owned(),
     )
+}
+
+/// Whether a column of this type can be a key worth inferring.
+fn key_type(data_type: &DataType) -> bool {
+    use DataType as A;
+    match data_type {
+        A::Int8 | A::Int16 | A::Int32 | A::Int64 | A::UInt8 | A::UInt16 | A::UInt32 | A::UInt64 => {
+            true
+        }
+        A::Utf8 | A::LargeUtf8 | A::Utf8View | A::Date32 | A::Date64 | A::Timestamp(..) => true,
+        A::Decimal128(..) | A::Decimal256(..) => true,
+        A::Dictionary(_, values) => key_type(values),
+        _ => false,
+    }
 }
 
 /// What a drafted contract promises of a column as it is now.
@@ -84,7 +98,9 @@ impl CatalogRegistry {
         team: &str,
     ) -> Result<ProductDescriptor, String> {
         let schema = self.source_schema(table).await?;
-        let columns = schema.fields().iter().map(|f| promised(f)).collect();
+        let mut columns: Vec<ColumnContract> =
+            schema.fields().iter().map(|f| promised(f)).collect();
+        self.infer_keys(table, &schema, &mut columns).await?;
         Ok(ProductDescriptor {
             name: name.to_owned(),
             domain: None,
@@ -105,6 +121,100 @@ impl CatalogRegistry {
             quality: vec![],
             slo: Slo::default(),
         })
+    }
+
+    /// Mark the columns of `table` that hold a key now — no NULL, no value
+    /// twice, in a table with rows — as unique and not nullable. One scan
+    /// of the table, counting each candidate's values and distinct values
+    /// (integers, decimals, strings, dates and timestamps; not floats,
+    /// booleans or binary data).
+    async fn infer_keys(
+        &self,
+        table: &TableName,
+        schema: &Schema,
+        columns: &mut [ColumnContract],
+    ) -> Result<(), String> {
+        let candidates: Vec<usize> = schema
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| key_type(f.data_type()))
+            .map(|(i, _)| i)
+            .collect();
+        if candidates.is_empty() {
+            return Ok(());
+        }
+        let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+        let counts: Vec<String> = candidates
+            .iter()
+            .map(|&i| {
+                let c = quote(schema.field(i).name());
+                format!("count({c}), count(DISTINCT {c})")
+            })
+            .collect();
+        let sql = format!(
+            "SELECT count(*), {} FROM {}.{}.{}",
+            counts.join(", "),
+            quote(&table.catalog),
+            quote(&table.schema),
+            quote(&table.table)
+        );
+        let ctx = datafusion::prelude::SessionContext::new_with_config_rt(
+            datafusion::prelude::SessionConfig::new(),
+            self.runtime(),
+        );
+        for (name, catalog) in self.catalogs() {
+            ctx.register_catalog(name, catalog.clone());
+        }
+        let failed =
+            |e: datafusion::error::DataFusionError| format!("inferring the keys of {table}: {e}");
+        let batches = ctx
+            .sql(&sql)
+            .await
+            .map_err(failed)?
+            .collect()
+            .await
+            .map_err(failed)?;
+        let Some(row) = batches.iter().find(|b| b.num_rows() > 0) else {
+            return Ok(());
+        };
+        let value = |column: usize| {
+            datafusion::arrow::array::AsArray::as_primitive::<datafusion::arrow::datatypes::Int64Type>(
+                row.column(column).as_ref(),
+            )
+            .value(0)
+        };
+        let rows = value(0);
+        for (n, &i) in candidates.iter().enumerate() {
+            let (values, distinct) = (value(1 + 2 * n), value(2 + 2 * n));
+            if rows > 0 && values == rows && distinct == rows {
+                columns[i].unique = true;
+                columns[i].nullable = false;
+            }
+        }
+        Ok(())
+    }
+
+    /// What keeps `descriptor`, a product of `catalog`, from holding on its
+    /// sources now (empty: the sources keep every promise).
+    pub async fn check_descriptor(
+        &self,
+        catalog: &str,
+        descriptor: &ProductDescriptor,
+    ) -> Vec<String> {
+        let product = crate::products::Product {
+            catalog: catalog.to_owned(),
+            descriptor: descriptor.clone(),
+        };
+        let mut problems = Vec::new();
+        for (table, promised) in product.tables() {
+            let problem = match self.source_schema(&table).await {
+                Ok(schema) => violation(product.name(), &table, promised, &schema),
+                Err(e) => Some(e),
+            };
+            problems.extend(problem);
+        }
+        problems
     }
 
     /// Every table of every product (or of `only`), checked against its

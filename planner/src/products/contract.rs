@@ -21,7 +21,7 @@ use datafusion::sql::sqlparser::ast::{DataType as SqlType, ExactNumberInfo};
 use meshgate_policy::TableName;
 
 use super::descriptor::{parse_sql_type, ProductTable};
-use super::DataProducts;
+use super::live::LiveProducts;
 use crate::QueryError;
 
 /// Whether an Arrow type is of the kind a promised SQL type names (`None`:
@@ -120,7 +120,7 @@ pub(crate) fn violation(
 pub(crate) struct ContractCatalog {
     name: String,
     inner: Arc<dyn CatalogProvider>,
-    products: Arc<DataProducts>,
+    products: Arc<LiveProducts>,
 }
 
 impl ContractCatalog {
@@ -128,9 +128,14 @@ impl ContractCatalog {
     pub(crate) fn wrap(
         name: &str,
         inner: Arc<dyn CatalogProvider>,
-        products: &Arc<DataProducts>,
+        products: &Arc<LiveProducts>,
     ) -> Arc<dyn CatalogProvider> {
-        if !products.products().iter().any(|p| p.catalog == name) {
+        if !products
+            .current()
+            .products()
+            .iter()
+            .any(|p| p.catalog == name)
+        {
             return inner;
         }
         Arc::new(Self {
@@ -171,7 +176,7 @@ struct ContractSchema {
     catalog: String,
     schema: String,
     inner: Arc<dyn SchemaProvider>,
-    products: Arc<DataProducts>,
+    products: Arc<LiveProducts>,
     /// Schemas already found to keep their promise, by table.
     checked: std::sync::Mutex<HashMap<String, Arc<Schema>>>,
 }
@@ -187,7 +192,8 @@ impl SchemaProvider for ContractSchema {
             return Ok(None);
         };
         let table = TableName::new(&self.catalog, &self.schema, name);
-        let Some(product) = self.products.product_of(&table) else {
+        let products = self.products.current();
+        let Some(product) = products.product_of(&table) else {
             return Ok(Some(provider));
         };
         let schema = provider.schema();

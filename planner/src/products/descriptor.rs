@@ -38,21 +38,38 @@ impl DescriptorFile {
     /// Parse a descriptor file's YAML text. The error names the key where
     /// parsing stopped (`products[0].owner.team`) and the problem.
     pub fn from_yaml(text: &str) -> Result<Self, Problem> {
-        let deserializer = yaml_serde::Deserializer::from_str(text);
-        serde_path_to_error::deserialize(deserializer).map_err(|e| {
-            let key = e.path().to_string();
-            let problem = e.into_inner().to_string();
-            // The YAML error may lead with the path again: the key says it.
-            let problem = match problem.split_once(": ") {
-                Some((path, rest)) if !path.contains(' ') => rest.to_owned(),
-                _ => problem,
-            };
-            Problem {
-                key: if key == "." { String::new() } else { key },
-                problem,
-            }
-        })
+        from_yaml(text)
     }
+}
+
+impl ProductDescriptor {
+    /// Parse one product's descriptor from YAML, naming the key where
+    /// parsing stopped (`owner.team`) and the problem.
+    pub fn from_yaml(text: &str) -> Result<Self, Problem> {
+        from_yaml(text)
+    }
+
+    /// The descriptor as YAML text.
+    pub fn to_yaml(&self) -> String {
+        yaml_serde::to_string(self).expect("descriptors serialise")
+    }
+}
+
+fn from_yaml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, Problem> {
+    let deserializer = yaml_serde::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let key = e.path().to_string();
+        let problem = e.into_inner().to_string();
+        // The YAML error may lead with the path again: the key says it.
+        let problem = match problem.split_once(": ") {
+            Some((path, rest)) if !path.contains(' ') => rest.to_owned(),
+            _ => problem,
+        };
+        Problem {
+            key: if key == "." { String::new() } else { key },
+            problem,
+        }
+    })
 }
 
 /// One data product.

@@ -19,7 +19,8 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use meshgate_policy::TableName;
 
 use super::descriptor::ProductTable;
-use super::{DataProducts, Product};
+use super::live::LiveProducts;
+use super::Product;
 
 /// One table's freshness, as measured.
 #[derive(Debug, Clone)]
@@ -86,7 +87,7 @@ pub fn human(d: Duration) -> String {
 pub struct Freshness {
     catalogs: BTreeMap<String, Arc<dyn CatalogProvider>>,
     runtime: Arc<RuntimeEnv>,
-    products: Arc<DataProducts>,
+    products: Arc<LiveProducts>,
     cache: moka::future::Cache<TableName, Arc<Measurement>>,
 }
 
@@ -103,7 +104,7 @@ impl Freshness {
     pub fn new(
         catalogs: BTreeMap<String, Arc<dyn CatalogProvider>>,
         runtime: Arc<RuntimeEnv>,
-        products: Arc<DataProducts>,
+        products: Arc<LiveProducts>,
     ) -> Self {
         Self {
             catalogs,
@@ -119,7 +120,8 @@ impl Freshness {
     /// `table`'s freshness, from the cache when recent (`None`: the table
     /// is no product's).
     pub async fn cached(&self, table: &TableName) -> Option<Arc<Measurement>> {
-        let product = self.products.product_of(table)?;
+        let products = self.products.current();
+        let product = products.product_of(table)?;
         let (_, entry) = product.tables().find(|(name, _)| name == table)?;
         let measure = self.measure(product, table, entry);
         Some(self.cache.get_with(table.clone(), measure).await)
@@ -128,7 +130,8 @@ impl Freshness {
     /// Measure every product table `keep` keeps, now (and refresh the cache).
     pub async fn measure_all(&self, keep: impl Fn(&TableName) -> bool) -> Vec<Arc<Measurement>> {
         let mut out = Vec::new();
-        for product in self.products.products() {
+        let products = self.products.current();
+        for product in products.products() {
             for (table, entry) in product.tables().filter(|(t, _)| keep(t)) {
                 let m = self.measure(product, &table, entry).await;
                 self.cache.insert(table, m.clone()).await;

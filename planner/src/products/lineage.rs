@@ -12,8 +12,8 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
+use super::live::LiveProducts;
 use super::tables::Visible;
-use super::DataProducts;
 use crate::runtime::table::{timestamp, AdminCheck, RowSource, SnapshotTable};
 
 #[derive(Debug, Clone)]
@@ -66,7 +66,7 @@ fn schema() -> SchemaRef {
 /// `system.lineage` for a session of `user`.
 pub(crate) fn lineage_table(
     lineage: Arc<Lineage>,
-    products: Arc<DataProducts>,
+    products: Arc<LiveProducts>,
     visible: Visible,
     user: String,
     admin: AdminCheck,
@@ -74,6 +74,7 @@ pub(crate) fn lineage_table(
     let rows: RowSource = Arc::new(move || {
         let all = admin();
         let shown: Vec<String> = products
+            .current()
             .visible(visible.as_ref())
             .iter()
             .map(|p| p.product.name().to_owned())

@@ -11,6 +11,7 @@ pub mod descriptor;
 pub mod freshness;
 pub(crate) mod freshness_table;
 pub mod lineage;
+pub mod live;
 pub mod quality;
 pub(crate) mod tables;
 

@@ -13,8 +13,8 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::Result;
 
+use super::live::LiveProducts;
 use super::tables::Visible;
-use super::DataProducts;
 use crate::runtime::table::{timestamp, RowSource, SnapshotTable};
 
 /// One run of one rule.
@@ -109,11 +109,12 @@ fn batch(rows: &[QualityResult]) -> Result<RecordBatch> {
 /// it may discover.
 pub(crate) fn quality_table(
     results: Arc<QualityResults>,
-    products: Arc<DataProducts>,
+    products: Arc<LiveProducts>,
     visible: Visible,
 ) -> SnapshotTable {
     let rows: RowSource = Arc::new(move || {
         let shown: Vec<String> = products
+            .current()
             .visible(visible.as_ref())
             .iter()
             .map(|p| p.product.name().to_owned())

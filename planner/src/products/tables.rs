@@ -21,6 +21,7 @@ use meshgate_policy::TableName;
 use super::freshness::Freshness;
 use super::freshness_table::FreshnessTable;
 use super::lineage::{lineage_table, Lineage};
+use super::live::LiveProducts;
 use super::quality::{quality_table, QualityResults};
 use super::DataProducts;
 use crate::runtime::table::{AdminCheck, RowSource, SnapshotTable};
@@ -176,7 +177,7 @@ fn columns_batch(products: &DataProducts, visible: &Visible) -> Result<RecordBat
 /// What the discovery tables show, shared by every session.
 #[derive(Clone)]
 pub(crate) struct DiscoverySources {
-    pub(crate) products: Arc<DataProducts>,
+    pub(crate) products: Arc<LiveProducts>,
     pub(crate) freshness: Arc<Freshness>,
     pub(crate) quality: Arc<QualityResults>,
     pub(crate) lineage: Arc<Lineage>,
@@ -224,12 +225,12 @@ pub(crate) fn discovery_schema(
         Arc::new(FreshnessTable::new(freshness, visible.clone())),
     )?;
     let (p, v) = (products.clone(), visible.clone());
-    let rows: RowSource = Arc::new(move || products_batch(&p, &v));
+    let rows: RowSource = Arc::new(move || products_batch(&p.current(), &v));
     schema.register_table(
         "data_products".into(),
         Arc::new(SnapshotTable::new(products_schema(), rows)),
     )?;
-    let rows: RowSource = Arc::new(move || columns_batch(&products, &visible));
+    let rows: RowSource = Arc::new(move || columns_batch(&products.current(), &visible));
     schema.register_table(
         "data_product_columns".into(),
         Arc::new(SnapshotTable::new(columns_schema(), rows)),
@@ -256,7 +257,7 @@ mod tests {
         .unwrap()
     }
 
-    fn freshness(products: Arc<DataProducts>) -> Arc<Freshness> {
+    fn freshness(products: Arc<LiveProducts>) -> Arc<Freshness> {
         Arc::new(Freshness::new(
             Default::default(),
             Arc::new(datafusion::execution::runtime_env::RuntimeEnv::default()),
@@ -266,7 +267,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_session_discovers_only_what_it_may_read() {
-        let products = Arc::new(
+        let products = Arc::new(LiveProducts::new(
             DataProducts::new([(
                 "c".to_owned(),
                 vec![
@@ -275,7 +276,8 @@ mod tests {
                 ],
             )])
             .unwrap(),
-        );
+            Default::default(),
+        ));
         let visible: Visible = Arc::new(|t: &TableName| t.table != "x" && t.table != "b");
         let ctx = SessionContext::new();
         ctx.register_catalog_list(Arc::new(

@@ -90,6 +90,7 @@ impl QuerySession {
             sql: sql.to_owned(),
             objects,
             products: read,
+            columns: vec![],
             decision: match error {
                 None => "allowed".into(),
                 Some(QueryError::PermissionDenied(_)) => "denied".into(),

@@ -13,6 +13,7 @@
 
 mod audit;
 mod column_names;
+mod columns_read;
 mod commands;
 mod cursors;
 mod deadline;
@@ -31,10 +32,11 @@ mod transaction;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
+use meshgate_connectors::Description;
 use meshgate_policy::Policy;
 
 use crate::access::admin::PolicyAdmin;
@@ -61,6 +63,49 @@ pub struct TableInfo {
     /// `TABLE` or `VIEW`.
     pub table_type: &'static str,
     pub columns: SchemaRef,
+}
+
+/// The Flight SQL column metadata key for a description (`REMARKS` in
+/// JDBC's `getColumns`).
+pub const REMARKS_KEY: &str = "ARROW:FLIGHT:SQL:REMARKS";
+
+/// `schema` with the descriptions of `schema_name.table_name` attached as
+/// Flight SQL remarks: a column's on its field, the table's on the schema.
+fn with_remarks(
+    schema: SchemaRef,
+    descriptions: &[Description],
+    schema_name: &str,
+    table_name: &str,
+) -> SchemaRef {
+    let mine: Vec<&Description> = descriptions
+        .iter()
+        .filter(|d| d.schema == schema_name && d.table == table_name)
+        .collect();
+    if mine.is_empty() {
+        return schema;
+    }
+    let remark = |column: Option<&str>| {
+        mine.iter()
+            .find(|d| d.column.as_deref() == column)
+            .map(|d| d.text.clone())
+    };
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match remark(Some(f.name())) {
+            Some(text) => {
+                let mut metadata = f.metadata().clone();
+                metadata.insert(REMARKS_KEY.to_owned(), text);
+                f.as_ref().clone().with_metadata(metadata)
+            }
+            None => f.as_ref().clone(),
+        })
+        .collect();
+    let mut metadata = schema.metadata().clone();
+    if let Some(text) = remark(None) {
+        metadata.insert(REMARKS_KEY.to_owned(), text);
+    }
+    Arc::new(Schema::new_with_metadata(fields, metadata))
 }
 
 /// One client's session: its identity, default catalog and schema, and settings.
@@ -94,6 +139,8 @@ pub struct QuerySession {
     pub(crate) backend: Option<crate::runtime::BackendHandle>,
     /// What `pg_backend_pid()` answers: set with [`Self::attach_backend`].
     pub(crate) own_pid: Arc<std::sync::OnceLock<i32>>,
+    /// The columns the statement run last read (`catalog.schema.table.column`).
+    pub(crate) columns_read: Vec<String>,
     /// The notices of the statement run last.
     pub(crate) last_notices: Vec<transaction::Notice>,
     /// The query id of the statement running, or of the last one run.
@@ -190,6 +237,7 @@ impl QuerySession {
             let Some(catalog) = self.ctx.catalog(&catalog_name) else {
                 continue;
             };
+            let descriptions = self.registry.object_descriptions(&catalog_name);
             for schema_name in self.schema_names(&catalog_name) {
                 let Some(schema) = catalog.schema(&schema_name) else {
                     continue;
@@ -205,9 +253,14 @@ impl QuerySession {
                         out.push(TableInfo {
                             catalog: catalog_name.clone(),
                             schema: schema_name.clone(),
-                            table: table_name,
                             table_type,
-                            columns: table.schema(),
+                            columns: with_remarks(
+                                table.schema(),
+                                &descriptions,
+                                &schema_name,
+                                &table_name,
+                            ),
+                            table: table_name,
                         });
                     }
                 }

@@ -14,11 +14,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use datafusion::common::ParamValues;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::parser::Statement as DfStatement;
 use tracing::Instrument;
 
 use datafusion::execution::{SessionState, TaskContext};
 
+use super::columns_read::columns_read;
 use super::deadline::Deadline;
 use super::prepared::{returns_rows, Prepared, QueryOutput, TxEffect};
 use super::running::tracked;
@@ -222,6 +224,7 @@ impl QuerySession {
             Ok((QueryOutput::Rows(stream), effect)) => {
                 let mut record = self.audit_record(prepared.sql(), tables, None);
                 record.query_id = query_id;
+                record.columns = self.columns_read.clone();
                 Ok((
                     QueryOutput::Rows(Box::pin(Audited::new(stream, log, record, started))),
                     effect,
@@ -250,6 +253,7 @@ impl QuerySession {
         prepared: &Prepared,
         params: Option<ParamValues>,
     ) -> QueryResult<(QueryOutput, TxEffect)> {
+        self.columns_read.clear();
         // A plan made under an older policy never runs: plan it again.
         let replanned = self.replan_if_stale(prepared).await?;
         let prepared = replanned.as_ref().unwrap_or(prepared);
@@ -279,16 +283,20 @@ impl QuerySession {
                 let started = tokio::time::Instant::now();
                 let run = async {
                     let state = self.ctx.state();
+                    let schema = state.config().options().catalog.default_schema.clone();
                     let task = |state: &SessionState| {
                         Arc::new(TaskContext::from(state).with_runtime(runtime.clone()))
                     };
+                    let read = |optimized: &LogicalPlan| {
+                        columns_read(optimized, prepared.tables(), &self.catalog, &schema)
+                    };
                     if returns_rows {
-                        if let Some(physical) =
+                        if let Some((physical, optimized)) =
                             cache.physical_plan(&state, plan, params.as_ref()).await?
                         {
                             let stream =
                                 datafusion::physical_plan::execute_stream(physical, task(&state))?;
-                            return Ok::<_, QueryError>(Some(stream));
+                            return Ok::<_, QueryError>(Some((stream, read(&optimized))));
                         }
                     }
                     let plan = match params {
@@ -298,11 +306,14 @@ impl QuerySession {
                     let df = self.ctx.execute_logical_plan(plan).await?;
                     if returns_rows {
                         let (state, plan) = df.into_parts();
-                        let physical = state.create_physical_plan(&plan).await?;
-                        Ok::<_, QueryError>(Some(datafusion::physical_plan::execute_stream(
-                            physical,
-                            task(&state),
-                        )?))
+                        let optimized = state.optimize(&plan)?;
+                        let physical = state
+                            .query_planner()
+                            .create_physical_plan(&optimized, &state)
+                            .await?;
+                        let stream =
+                            datafusion::physical_plan::execute_stream(physical, task(&state))?;
+                        Ok::<_, QueryError>(Some((stream, read(&optimized))))
                     } else {
                         Ok(None)
                     }
@@ -313,7 +324,8 @@ impl QuerySession {
                         .map_err(|_| QueryError::Timeout)??,
                     None => run.await?,
                 };
-                if let Some(stream) = stream {
+                if let Some((stream, columns)) = stream {
+                    self.columns_read = columns;
                     // EXPLAIN output as this user may read it (see `explain`).
                     let stream = if crate::access::explain::is_explain_output(&stream.schema()) {
                         crate::access::explain::redact_stream(stream, self.is_policy_admin())

@@ -26,6 +26,7 @@ async fn service(dir: &std::path::Path) -> QueryService {
         description: None,
         options,
         products: Vec::new(),
+        products_file: None,
     };
     let registry = CatalogRegistry::build(
         &[spec],

@@ -10,12 +10,14 @@ use crate::attacks::{attack_mesh_with, flight, flight_query, simple_rows, Attack
 use meshgate_tests::extra_user;
 
 mod contracts;
+mod editing;
 mod http;
+mod openlineage;
 
 /// `analyst` reads members and claims, not providers; `priya` (group
 /// `privacy`) the same without the `pii` mask; `admin` everything;
 /// `intruder` nothing.
-const PRODUCTS_POLICY: &str = r#"
+pub(super) const PRODUCTS_POLICY: &str = r#"
 version = 1
 admins = ["user:admin"]
 
@@ -47,7 +49,7 @@ pub(super) async fn products_mesh() -> AttackMesh {
     .await
 }
 
-fn texts(batches: &[RecordBatch], column: usize) -> Vec<Option<String>> {
+pub(super) fn texts(batches: &[RecordBatch], column: usize) -> Vec<Option<String>> {
     let mut out = Vec::new();
     for batch in batches {
         let array = datafusion::arrow::compute::cast(
@@ -156,6 +158,31 @@ async fn consumers_discover_exactly_the_products_their_grants_allow() {
     assert_eq!(
         texts(&batches, 0),
         ["claims", "members"].map(|s| Some(s.to_owned()))
+    );
+    // ... and read descriptions in GetTables' schemas (Flight SQL remarks).
+    let info = client
+        .get_tables(arrow_flight::sql::CommandGetTables {
+            catalog: Some("members".into()),
+            db_schema_filter_pattern: Some("public".into()),
+            table_name_filter_pattern: Some("members".into()),
+            table_types: vec![],
+            include_schema: true,
+        })
+        .await
+        .unwrap();
+    let ticket = info.endpoint[0].ticket.clone().unwrap();
+    let batches: Vec<RecordBatch> =
+        futures::TryStreamExt::try_collect(client.do_get(ticket).await.unwrap())
+            .await
+            .unwrap();
+    let bytes = batches[0].column(4).as_binary::<i32>().value(0).to_vec();
+    let schema =
+        datafusion::arrow::datatypes::Schema::try_from(arrow_flight::IpcMessage(bytes.into()))
+            .unwrap();
+    let remark = schema.field_with_name("last_name").unwrap().metadata();
+    assert_eq!(
+        remark.get("ARROW:FLIGHT:SQL:REMARKS").map(String::as_str),
+        Some("Family name.")
     );
     // Descriptions from the descriptors reach pg_catalog.
     let described = simple_rows(
@@ -325,6 +352,15 @@ async fn the_audit_record_of_a_join_lists_both_products() {
         .unwrap_or_else(|| panic!("no audit record of the join: {audit}"));
     assert_eq!(record["products"], serde_json::json!(["claims", "members"]));
     assert_eq!(record["user"], "analyst");
+    // ... and the columns it read (a masked table's too): no other.
+    assert_eq!(
+        record["columns"],
+        serde_json::json!([
+            "claims.public.claims.member_id",
+            "members.public.members.member_id",
+            "members.public.members.state"
+        ])
+    );
     // system.lineage: the analyst sees their own reads; an admin everyone's.
     let lineage =
         "SELECT product, \"user\", protocol, reads >= 1 FROM system.lineage ORDER BY product";
