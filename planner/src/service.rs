@@ -38,6 +38,10 @@ pub struct SessionOptions {
     pub protocol: String,
     /// For the audit log: the client's address.
     pub client: Option<String>,
+    /// Settings to start from (a Flight SQL session's options, kept
+    /// between calls); `search_path` and `application_name` above apply
+    /// on top of them.
+    pub settings: Option<SessionSettings>,
 }
 
 /// Plans and runs SQL for authenticated identities over the configured catalogs.
@@ -310,7 +314,7 @@ impl QueryService {
         options: SessionOptions,
     ) -> QueryResult<QuerySession> {
         let catalog = self.resolve_database(&identity, options.database.as_deref())?;
-        let mut settings = SessionSettings::default();
+        let mut settings = options.settings.clone().unwrap_or_default();
         if let Some(path) = &options.search_path {
             settings.set("search_path", Some(path))?;
         }

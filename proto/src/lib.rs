@@ -5,6 +5,12 @@
 //!   `ProductAdmin`, for owners to read and replace their data products'
 //!   descriptors.
 
+/// Arrow Flight's session messages (SetSessionOptions, GetSessionOptions,
+/// CloseSession), which the arrow-flight crate does not generate.
+pub mod flight_session {
+    tonic::include_proto!("arrow.flight.protocol");
+}
+
 pub mod admin {
     pub mod v1 {
         tonic::include_proto!("meshgate.admin.v1");

@@ -5,6 +5,7 @@
 mod admin_page;
 mod attacks;
 mod cli;
+mod flight_sessions;
 mod flight_sql;
 mod limits;
 mod operations;

@@ -101,3 +101,30 @@ def test_wrong_password_is_refused():
             with c.cursor() as cur:
                 cur.execute("SELECT 1")
                 cur.fetch_arrow_table()
+
+
+def test_question_mark_parameters_bind_in_order(conn):
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT claim_id, status FROM claims.public.claims WHERE claim_id = ? AND status <> ?",
+            (500000, "no such status"),
+        )
+        table = cur.fetch_arrow_table()
+    assert table.num_rows == 1
+    assert table.column("claim_id").to_pylist() == [500000]
+
+
+def test_current_catalog_and_schema_are_session_options(conn):
+    assert conn.adbc_current_catalog == "members"
+    conn.adbc_current_catalog = "claims"
+    conn.adbc_current_db_schema = "public"
+    assert conn.adbc_current_catalog == "claims"
+    assert conn.adbc_current_db_schema == "public"
+    with conn.cursor() as cur:
+        # Unqualified names now resolve in claims.public.
+        cur.execute("SELECT count(*) AS n FROM claims")
+        assert cur.fetchone()[0] > 0
+        # A SET statement persists for the connection's later statements.
+        cur.execute("SET TimeZone = 'Asia/Tokyo'")
+        cur.execute("SHOW TimeZone")
+        assert cur.fetchone()[0] == "Asia/Tokyo"

@@ -83,6 +83,15 @@ def test_a_json_body_binds_parameters():
         ("CA", 1050),
     )[0]
     assert n == expected
+    # `?` placeholders bind in order, as JDBC-style clients write them.
+    body = json.dumps(
+        {
+            "sql": "SELECT count(*) AS n FROM members.public.members WHERE state = ? AND member_id > ?",
+            "params": ["CA", 1050],
+        }
+    )
+    with post(body, content_type="application/json", accept="application/x-ndjson") as response:
+        assert json.loads(response.read().decode().splitlines()[0])["n"] == expected
 
 
 def error_of(body, auth=ANALYST):

@@ -9,7 +9,11 @@
 //! - [`statements`]: ad-hoc SQL (CommandStatementQuery), with [`tickets`];
 //! - [`prepared`]: prepared statements, their parameters and executions;
 //! - [`metadata`]: catalogs, schemas, tables, table types, SQL info, XDBC
-//!   types and keys, all through one generic GetFlightInfo/DoGet path.
+//!   types and keys, all through one generic GetFlightInfo/DoGet path;
+//! - [`sessions`] and [`session_actions`]: options a session sets
+//!   (SetSessionOptions, GetSessionOptions, CloseSession, `SET`) and every
+//!   later call of it runs with;
+//! - [`cancel`]: CancelFlightInfo.
 //!
 //! Decisions a newcomer must know:
 //! - A statement is planned once per FlightInfo: GetFlightInfo keeps the
@@ -26,10 +30,13 @@
 //!   here (see [`audit`]).
 
 mod audit;
+mod cancel;
 mod metadata;
 mod plans;
 mod prepared;
 mod results;
+mod session_actions;
+mod sessions;
 mod statements;
 mod tickets;
 
@@ -73,6 +80,10 @@ pub struct FlightSqlFrontend {
     tickets: Tickets,
     prepared: PreparedStatements,
     limits: RequestLimits,
+    /// Options each Flight SQL session set (see [`sessions`]).
+    sessions: sessions::FlightSessions,
+    /// Which DoGet runs which ticket, for CancelFlightInfo.
+    cancels: cancel::Cancels,
 }
 
 impl FlightSqlFrontend {
@@ -92,6 +103,8 @@ impl FlightSqlFrontend {
             ttl,
             prepared: PreparedStatements::new(limits, ttl),
             limits,
+            sessions: sessions::FlightSessions::new(ttl),
+            cancels: cancel::Cancels::new(ttl),
         }
     }
 
@@ -108,28 +121,50 @@ impl FlightSqlFrontend {
         self.signer.clone()
     }
 
-    /// A planner session for `identity`, calling from `client`.
+    /// A planner session for `identity`, calling from `client`, with the
+    /// options Flight SQL session `key` set (see [`sessions`]).
     fn open_session(
         &self,
         identity: Identity,
         client: Option<std::net::SocketAddr>,
+        key: Option<&str>,
     ) -> QueryResult<QuerySession> {
+        let state = key.and_then(|k| self.sessions.get(k, &identity.user));
         let options = SessionOptions {
             protocol: "flight_sql".into(),
             client: client.map(|a| a.to_string()),
+            database: state.as_ref().and_then(|s| s.catalog.clone()),
+            settings: state.map(|s| s.settings),
             ..SessionOptions::default()
         };
         self.service.open_session(identity, options)
     }
 
-    /// [`Self::open_session`], failing as a gRPC status.
+    /// [`Self::open_session`] for a call with `metadata`, failing as a gRPC status.
     fn session(
         &self,
         identity: Identity,
         client: Option<std::net::SocketAddr>,
+        metadata: &MetadataMap,
     ) -> Result<QuerySession, Status> {
-        self.open_session(identity, client)
+        let key = sessions::FlightSessions::key(metadata);
+        self.open_session(identity, client, key.as_deref())
             .map_err(|e| to_status(&e))
+    }
+
+    /// A DoGet of `request` started its statement in `session`: its
+    /// settings persist for the Flight SQL session (a `SET`), and
+    /// CancelFlightInfo of its ticket finds it.
+    async fn started(&self, request: &Request<Ticket>, session: &QuerySession) {
+        let key = sessions::FlightSessions::key(request.metadata());
+        self.sessions.remember(key.as_deref(), session);
+        self.cancels
+            .started(
+                &request.get_ref().ticket,
+                &session.identity().user,
+                session.last_query_id(),
+            )
+            .await;
     }
 }
 
@@ -140,10 +175,34 @@ fn flight_info(
     descriptor: FlightDescriptor,
 ) -> Result<FlightInfo, Status> {
     Ok(FlightInfo::new()
-        .try_with_schema(schema)
+        .try_with_schema(&as_sent(schema))
         .map_err(|e| Status::internal(format!("cannot encode schema: {e}")))?
         .with_endpoint(FlightEndpoint::new().with_ticket(Ticket::new(ticket)))
         .with_descriptor(descriptor))
+}
+
+/// `schema` as DoGet streams it: the Flight encoder sends dictionary
+/// columns as their values, so the schema a FlightInfo or a prepared
+/// statement announces says so too (ADBC refuses a stream whose schema
+/// differs from the one announced).
+pub(crate) fn as_sent(schema: &Schema) -> Schema {
+    use meshgate_planner::datafusion::arrow::datatypes::{DataType, Field};
+    fn field(f: &Field) -> Field {
+        let data_type = match f.data_type() {
+            DataType::Dictionary(_, values) => values.as_ref().clone(),
+            DataType::List(inner) => DataType::List(Arc::new(field(inner))),
+            DataType::LargeList(inner) => DataType::LargeList(Arc::new(field(inner))),
+            DataType::Struct(fields) => {
+                DataType::Struct(fields.iter().map(|f| Arc::new(field(f))).collect())
+            }
+            other => other.clone(),
+        };
+        f.clone().with_data_type(data_type)
+    }
+    Schema::new_with_metadata(
+        schema.fields().iter().map(|f| field(f)).collect::<Vec<_>>(),
+        schema.metadata().clone(),
+    )
 }
 
 /// The refusal of any update: meshgate only reads.
@@ -170,9 +229,14 @@ impl FlightSqlService for FlightSqlFrontend {
         // groups and attributes a session token of ours would drop.
         let token = match presented_jwt(request.metadata()) {
             Some(jwt) => jwt,
-            None => self
-                .signer
-                .issue(&identity.user, SESSION_TOKEN, None, self.ttl),
+            // Each Handshake is its own session (see `sessions`): the
+            // token carries a nonce, so two connections never share one.
+            None => self.signer.issue(
+                &identity.user,
+                SESSION_TOKEN,
+                Some(sessions::new_session_id()),
+                self.ttl,
+            ),
         };
         let bearer = format!("Bearer {token}");
         let response = HandshakeResponse {
@@ -443,6 +507,31 @@ impl FlightSqlService for FlightSqlFrontend {
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
+
+    // ---- actions beyond Flight SQL's own: sessions, cancel ----
+
+    async fn do_action_fallback(
+        &self,
+        request: Request<arrow_flight::Action>,
+    ) -> Result<Response<session_actions::ActionStream>, Status> {
+        if request.get_ref().r#type == cancel::CANCEL_FLIGHT_INFO {
+            return self.cancel_flight_info(request).await;
+        }
+        let kind = request.get_ref().r#type.clone();
+        match self.session_action(request).await {
+            Some(result) => result,
+            None => Err(Status::invalid_argument(format!("unknown action `{kind}`"))),
+        }
+    }
+
+    async fn list_custom_actions(&self) -> Option<Vec<Result<arrow_flight::ActionType, Status>>> {
+        let mut actions = session_actions::action_types();
+        actions.push(arrow_flight::ActionType {
+            r#type: cancel::CANCEL_FLIGHT_INFO.into(),
+            description: "Cancel the query behind a FlightInfo".into(),
+        });
+        Some(actions.into_iter().map(Ok).collect())
+    }
 }
 
 /// The tonic service for a frontend. No gRPC message may be larger than a

@@ -9,8 +9,9 @@
 
 use arrow_flight::sql::{CommandStatementQuery, ProstMessageExt, TicketStatementQuery};
 use arrow_flight::{FlightDescriptor, FlightInfo, Ticket};
-use meshgate_planner::{AuditRecord, Identity};
+use meshgate_planner::{AuditRecord, Identity, Prepared, QuerySession, SessionCommand};
 use prost::Message;
+use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
 use super::audit::statement_text;
@@ -54,11 +55,13 @@ impl FlightSqlFrontend {
         let identity = self.authenticate(request.metadata())?;
         let client = request.remote_addr();
         self.check_statement(&identity, client, "GetFlightInfo", &query.query)?;
-        let session = self.session(identity.clone(), client)?;
+        let mut session = self.session(identity.clone(), client, request.metadata())?;
         let prepared = session
             .prepare(&query.query)
             .await
             .map_err(|e| to_status(&e))?;
+        self.apply_setting(&mut session, &prepared, request.metadata())
+            .await?;
         let schema = prepared.output_schema();
         let handle = self.tickets.issue(&identity, query.query, prepared).await;
         let ticket = TicketStatementQuery {
@@ -70,6 +73,30 @@ impl FlightSqlFrontend {
             request.into_inner(),
         )?;
         Ok(Response::new(info))
+    }
+
+    /// A setting (`SET`, `RESET`) takes effect when the client executes it
+    /// (GetFlightInfo), as with JDBC: later calls of the session see it
+    /// whether or not a DoGet follows (the DoGet sets it again).
+    pub(super) async fn apply_setting(
+        &self,
+        session: &mut QuerySession,
+        prepared: &Prepared,
+        metadata: &MetadataMap,
+    ) -> Result<(), Status> {
+        if let Prepared::Command {
+            command: SessionCommand::Set { .. } | SessionCommand::ResetAll,
+            ..
+        } = prepared
+        {
+            session
+                .execute(prepared, None)
+                .await
+                .map_err(|e| to_status(&e))?;
+            let key = super::sessions::FlightSessions::key(metadata);
+            self.sessions.remember(key.as_deref(), session);
+        }
+        Ok(())
     }
 
     /// DoGet of a statement ticket: run the plan GetFlightInfo made, or the
@@ -84,12 +111,16 @@ impl FlightSqlFrontend {
             .tickets
             .redeem(&ticket.statement_handle, &identity)
             .await?;
-        let mut session = self.session(identity, request.remote_addr())?;
+        self.cancels
+            .check(&request.get_ref().ticket, &identity)
+            .await?;
+        let mut session = self.session(identity, request.remote_addr(), request.metadata())?;
         let prepared = match redeemed {
             Redeemed::Planned(prepared) => *prepared,
             Redeemed::Sql(sql) => session.prepare(&sql).await.map_err(|e| to_status(&e))?,
         };
         let stream = results::execute(&mut session, &prepared, None).await?;
+        self.started(&request, &session).await;
         Ok(results::response(stream, &session))
     }
 }

@@ -88,6 +88,7 @@ impl SessionSlot {
                 postgres_catalog: true,
                 protocol: "pgwire".into(),
                 client: Some(client.socket_addr().to_string()),
+                settings: None,
             };
             let identity = client
                 .session_extensions()

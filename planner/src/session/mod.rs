@@ -19,6 +19,7 @@ mod cursors;
 mod deadline;
 mod parse;
 mod pipeline;
+mod placeholders;
 mod plan;
 mod prepared;
 mod products;

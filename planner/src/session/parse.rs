@@ -2,7 +2,8 @@
 //! dialect and checks each statement against the complexity limits before
 //! anything else walks it. Sessions that speak PostgreSQL (pgwire) also get
 //! the compatibility parser and rewrites of [`crate::postgres`]; Flight SQL
-//! sessions get DataFusion's parser alone.
+//! and HTTP sessions get DataFusion's parser alone, with `?` placeholders
+//! numbered (`placeholders`).
 
 use datafusion::sql::parser::{DFParserBuilder, Statement as DfStatement};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
@@ -47,7 +48,10 @@ fn parse_sql(
             }
             Err(pg_err) => checked(datafusion_parse(sql).map_err(|_| pg_err)?)?,
         },
-        None => checked(datafusion_parse(sql)?)?,
+        None => {
+            let sql = super::placeholders::number_question_marks(sql)?;
+            checked(datafusion_parse(&sql)?)?
+        }
     };
     for statement in statements.iter_mut() {
         if let DfStatement::Statement(s) = statement {

@@ -54,6 +54,8 @@ pub(super) struct Call<'a> {
     frontend: &'a FlightSqlFrontend,
     identity: Identity,
     client: Option<SocketAddr>,
+    /// The Flight SQL session the call belongs to.
+    key: Option<String>,
     /// Written when the call has its answer.
     pub(super) record: AuditRecord,
 }
@@ -63,7 +65,7 @@ impl Call<'_> {
     /// caller may see.
     pub(super) fn session(&self) -> QueryResult<QuerySession> {
         self.frontend
-            .open_session(self.identity.clone(), self.client)
+            .open_session(self.identity.clone(), self.client, self.key.as_deref())
     }
 
     pub(super) fn frontend(&self) -> &FlightSqlFrontend {
@@ -108,6 +110,7 @@ pub(super) async fn get<C: MetadataCommand>(
         frontend,
         identity,
         client,
+        key: super::sessions::FlightSessions::key(request.metadata()),
         record,
     };
     let schema = command.schema();

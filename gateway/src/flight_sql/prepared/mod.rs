@@ -66,7 +66,7 @@ impl FlightSqlFrontend {
         let identity = self.authenticate(request.metadata())?;
         let client = request.remote_addr();
         self.check_statement(&identity, client, "CreatePreparedStatement", &query.query)?;
-        let session = self.session(identity.clone(), client)?;
+        let session = self.session(identity.clone(), client, request.metadata())?;
         // The planner records the request (tables, the policy's decisions,
         // the outcome of planning); a refusal after planning is recorded here.
         let planned = async {
@@ -166,13 +166,14 @@ impl FlightSqlFrontend {
         let (_, entry) = self
             .prepared_entry(&identity, &command.prepared_statement_handle)
             .await?;
-        let prepared = match self.kept_plan(&identity, &entry) {
+        let kept = self.kept_plan(&identity, &entry);
+        let mut session = self.session(identity, request.remote_addr(), request.metadata())?;
+        let prepared = match kept {
             Some(prepared) => prepared,
-            None => {
-                let session = self.session(identity, request.remote_addr())?;
-                self.plan_again(&session, &entry).await?
-            }
+            None => self.plan_again(&session, &entry).await?,
         };
+        self.apply_setting(&mut session, &prepared, request.metadata())
+            .await?;
         let info = super::flight_info(
             &prepared.output_schema(),
             command.as_any().encode_to_vec(),
@@ -199,13 +200,17 @@ impl FlightSqlFrontend {
             )));
         }
         let kept = self.kept_plan(&identity, &entry);
-        let mut session = self.session(identity, request.remote_addr())?;
+        self.cancels
+            .check(&request.get_ref().ticket, &identity)
+            .await?;
+        let mut session = self.session(identity, request.remote_addr(), request.metadata())?;
         let prepared = match kept {
             Some(prepared) => prepared,
             None => self.plan_again(&session, &entry).await?,
         };
         let params = entry.params.clone().map(ParamValues::from);
         let stream = results::execute(&mut session, &prepared, params).await?;
+        self.started(&request, &session).await;
         Ok(results::response(stream, &session))
     }
 
@@ -289,7 +294,8 @@ impl FlightSqlFrontend {
 /// `schema` as the IPC message Flight SQL puts in a prepared statement's
 /// description.
 fn schema_bytes(schema: &Schema) -> Result<prost::bytes::Bytes, Status> {
-    let IpcMessage(bytes) = SchemaAsIpc::new(schema, &IpcWriteOptions::default())
+    let schema = super::as_sent(schema);
+    let IpcMessage(bytes) = SchemaAsIpc::new(&schema, &IpcWriteOptions::default())
         .try_into()
         .map_err(|e: ArrowError| Status::internal(format!("cannot encode schema: {e}")))?;
     Ok(bytes)
