@@ -22,6 +22,7 @@ use datafusion::execution::{SessionState, TaskContext};
 use super::deadline::Deadline;
 use super::prepared::{returns_rows, Prepared, QueryOutput, TxEffect};
 use super::running::tracked;
+use super::sql_prepared::PreparedChange;
 use super::transaction::{Notice, TransactionState};
 use super::QuerySession;
 use crate::admission::{Admitted, AdmittedStream};
@@ -295,7 +296,11 @@ impl QuerySession {
                         Some(params) => plan.clone().with_param_values(params)?,
                         None => plan.clone(),
                     };
+                    let change = PreparedChange::of(&plan);
                     let df = self.ctx.execute_logical_plan(plan).await?;
+                    if let Some(change) = change {
+                        self.sql_prepared_ran(change, prepared.sql());
+                    }
                     if returns_rows {
                         let (state, plan) = df.into_parts();
                         let physical = state.create_physical_plan(&plan).await?;
