@@ -162,8 +162,20 @@ fn bind(plan: LogicalPlan, params: &ParamValues) -> Result<LogicalPlan> {
             other => Ok(Transformed::no(other)),
         })?
         .data;
+    let params = typed_params(&plan, params)?;
+    let plan = plan.replace_params_with_values(&params)?;
+    // Rules that read literal values, now that the values are literals.
+    let context = OptimizerContext::new();
+    plan.transform_up_with_subqueries(|node| LikeEscapeRule.rewrite(node, &context))
+        .map(|t| t.data)
+}
+
+/// `params`, each value cast to the type `plan` gives its placeholder where
+/// that type is known (`$1` compared with an `int4` column takes an `int4`),
+/// as PostgreSQL types a parameter once, when the statement is prepared.
+pub(crate) fn typed_params(plan: &LogicalPlan, params: &ParamValues) -> Result<ParamValues> {
     let types = plan.get_parameter_types()?;
-    let params = match params {
+    Ok(match params {
         ParamValues::List(values) => ParamValues::List(
             values
                 .iter()
@@ -178,10 +190,5 @@ fn bind(plan: LogicalPlan, params: &ParamValues) -> Result<LogicalPlan> {
                 .collect::<Result<_>>()?,
         ),
         map => map.clone(),
-    };
-    let plan = plan.replace_params_with_values(&params)?;
-    // Rules that read literal values, now that the values are literals.
-    let context = OptimizerContext::new();
-    plan.transform_up_with_subqueries(|node| LikeEscapeRule.rewrite(node, &context))
-        .map(|t| t.data)
+    })
 }

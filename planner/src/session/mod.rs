@@ -8,7 +8,8 @@
 //! answers itself and `commands` runs them; `transaction` is the
 //! transaction-block state machine; `audit` builds each statement's audit
 //! record; `running` registers each statement with the server's running
-//! queries (its query id, kill); `parse`, `cursors`, `deadline` and
+//! queries (its query id, kill); `sql_prepared` keeps SQL `PREPARE`d
+//! statements and plans each `EXECUTE`; `parse`, `cursors`, `deadline` and
 //! `settings` are what they say.
 
 mod audit;
@@ -25,6 +26,7 @@ mod prepared;
 mod products;
 mod running;
 pub(crate) mod settings;
+mod sql_prepared;
 mod statements;
 #[cfg(test)]
 mod tests;
@@ -35,10 +37,8 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::prelude::SessionContext;
-use datafusion::sql::parser::Statement as DfStatement;
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 use meshgate_connectors::Description;
-use meshgate_policy::Policy;
 
 use crate::access::admin::PolicyAdmin;
 use crate::access::AccessGuard;
@@ -51,9 +51,6 @@ pub use pipeline::{Script, StatementResult};
 pub use prepared::{CopyFormat, CopyOptions, Prepared, QueryOutput, SessionCommand};
 use settings::SessionSettings;
 pub use transaction::{Notice, TransactionState};
-
-/// A SQL `PREPARE`: the statement, and the policy it was planned under.
-type SqlPrepared = (DfStatement, Option<Arc<Policy>>);
 
 /// A table as metadata listings (Flight SQL GetTables, catalogs) show it.
 #[derive(Debug, Clone)]
@@ -128,9 +125,9 @@ pub struct QuerySession {
     pub(crate) cursors: std::sync::Mutex<HashMap<String, Cursor>>,
     pub(crate) registry: Arc<CatalogRegistry>,
     pub(crate) admin: Arc<PolicyAdmin>,
-    /// SQL `PREPARE`d statements: their text and the policy they were
-    /// planned under, so `EXECUTE` plans them again after a policy change.
-    pub(crate) sql_prepared: std::sync::Mutex<HashMap<String, SqlPrepared>>,
+    /// SQL `PREPARE`d statements by name: their text, planned at each
+    /// `EXECUTE` (see `sql_prepared`).
+    pub(crate) sql_prepared: std::sync::Mutex<HashMap<String, String>>,
     /// The server's limit on any statement; `statement_timeout` may only
     /// shorten it.
     pub(crate) max_statement_time: Option<std::time::Duration>,

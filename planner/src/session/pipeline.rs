@@ -24,6 +24,7 @@ use super::columns_read::columns_read;
 use super::deadline::Deadline;
 use super::prepared::{returns_rows, Prepared, QueryOutput, TxEffect};
 use super::running::tracked;
+use super::sql_prepared::PreparedChange;
 use super::transaction::{Notice, TransactionState};
 use super::QuerySession;
 use crate::admission::{Admitted, AdmittedStream};
@@ -303,7 +304,11 @@ impl QuerySession {
                         Some(params) => plan.clone().with_param_values(params)?,
                         None => plan.clone(),
                     };
+                    let change = PreparedChange::of(&plan);
                     let df = self.ctx.execute_logical_plan(plan).await?;
+                    if let Some(change) = change {
+                        self.sql_prepared_ran(change, prepared.sql());
+                    }
                     if returns_rows {
                         let (state, plan) = df.into_parts();
                         let optimized = state.optimize(&plan)?;

@@ -81,19 +81,13 @@ impl QuerySession {
                 tables,
             });
         }
-        let plan = self.read_only_plan(statement.clone()).await?;
-        match &plan {
-            LogicalPlan::Statement(PlanStatement::Prepare(p)) => {
-                self.sql_prepared
-                    .lock()
-                    .expect("prepared lock")
-                    .insert(p.name.clone(), (statement, policy.clone()));
+        // An `EXECUTE` is planned as the query it names (see `sql_prepared`).
+        let (plan, tables) = match self.read_only_plan(statement).await? {
+            LogicalPlan::Statement(PlanStatement::Execute(execute)) => {
+                self.plan_execute(&execute).await?
             }
-            LogicalPlan::Statement(PlanStatement::Execute(e)) => {
-                self.replan_sql_prepared(&e.name, policy.as_ref()).await?;
-            }
-            _ => {}
-        }
+            plan => (plan, tables),
+        };
         Ok(Prepared::Query {
             sql,
             plan,
@@ -109,35 +103,6 @@ impl QuerySession {
         let plan = self.ctx.state().statement_to_plan(statement).await?;
         crate::read_only::check_plan(&plan)?;
         Ok(plan)
-    }
-
-    /// Before `EXECUTE name`: a statement `PREPARE`d under another policy
-    /// is planned (and stored) again under `policy`.
-    async fn replan_sql_prepared(
-        &self,
-        name: &str,
-        policy: Option<&Arc<Policy>>,
-    ) -> QueryResult<()> {
-        let stale = {
-            let prepared = self.sql_prepared.lock().expect("prepared lock");
-            match prepared.get(name) {
-                Some((statement, planned_under))
-                    if !same_policy(planned_under.as_ref(), policy) =>
-                {
-                    Some(statement.clone())
-                }
-                _ => None,
-            }
-        };
-        if let Some(statement) = stale {
-            let plan = self.read_only_plan(statement.clone()).await?;
-            self.ctx.execute_logical_plan(plan).await?;
-            self.sql_prepared
-                .lock()
-                .expect("prepared lock")
-                .insert(name.to_owned(), (statement, policy.cloned()));
-        }
-        Ok(())
     }
 
     /// `prepared` planned again when the policy changed since it was
