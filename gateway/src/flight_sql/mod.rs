@@ -13,7 +13,7 @@
 //! - [`sessions`] and [`session_actions`]: options a session sets
 //!   (SetSessionOptions, GetSessionOptions, CloseSession, `SET`) and every
 //!   later call of it runs with;
-//! - [`cancel`]: CancelFlightInfo.
+//! - [`cancel`] serves CancelFlightInfo.
 //!
 //! Decisions a newcomer must know:
 //! - A statement is planned once per FlightInfo: GetFlightInfo keeps the
