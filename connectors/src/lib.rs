@@ -38,7 +38,10 @@ pub use delta_write::{append_delta_table, create_delta_table};
 pub use error::ConnectorError;
 pub use files::FilesConnector;
 pub use freshness::{last_modified, ChangeSource};
-pub use sql::{probe_catalog, refresh_catalog, MySqlConnector, PostgresConnector, SqlCatalog};
+pub use sql::{
+    catalog_keys, probe_catalog, refresh_catalog, KeyColumn, MySqlConnector, PostgresConnector,
+    Referenced, SqlCatalog,
+};
 pub use storage::StorageOptions;
 
 /// A description a domain team wrote for one of its tables or columns

@@ -388,7 +388,10 @@ impl QueryService {
                     guard.clone(),
                 ),
                 settings.clone(),
-                self.registry.object_descriptions(&catalog),
+                crate::postgres::SourceMetadata {
+                    descriptions: self.registry.object_descriptions(&catalog),
+                    sources: self.registry.key_sources(),
+                },
                 crate::postgres::activity::Activity {
                     registry: self.runtime.clone(),
                     user: identity.user.clone(),

@@ -16,6 +16,7 @@
 //! (`CALL system.refresh_catalog('name')`) drops both.
 
 mod federation;
+mod keys;
 mod mysql;
 mod options;
 mod postgres;
@@ -29,6 +30,7 @@ use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
 use datafusion::error::{DataFusionError, Result as DfResult};
 
+pub use keys::{KeyColumn, Referenced};
 pub use mysql::MySqlConnector;
 pub use postgres::PostgresConnector;
 
@@ -53,6 +55,9 @@ pub(crate) trait SourcePool: Send + Sync {
 
     /// One cheap round trip to the source (a health probe).
     async fn ping(&self) -> Result<(), DataFusionError>;
+
+    /// The primary and foreign keys the source declares.
+    async fn keys(&self) -> Result<Vec<KeyColumn>, DataFusionError>;
 }
 
 pub(crate) struct SourceTable {
@@ -88,6 +93,8 @@ struct Inner {
     listing: RwLock<Listing>,
     refreshing: AtomicBool,
     tables: moka::future::Cache<(String, String), Arc<dyn TableProvider>>,
+    /// The source's keys, read at most once per `metadata_ttl_secs`.
+    keys: moka::future::Cache<(), Arc<Vec<KeyColumn>>>,
 }
 
 /// A catalog whose schemas and tables live in a SQL database.
@@ -110,6 +117,9 @@ impl SqlCatalog {
             .time_to_live(options.metadata_ttl())
             .max_capacity(10_000)
             .build();
+        let keys = moka::future::Cache::builder()
+            .time_to_live(options.metadata_ttl())
+            .build();
         Self {
             inner: Arc::new(Inner {
                 catalog: catalog.to_owned(),
@@ -120,6 +130,7 @@ impl SqlCatalog {
                 pool: tokio::sync::Mutex::new(None),
                 listing: RwLock::new(Listing::default()),
                 refreshing: AtomicBool::new(false),
+                keys,
                 tables,
             }),
         }
@@ -143,6 +154,7 @@ impl SqlCatalog {
     /// that fails also drops the connection pool).
     pub async fn refresh(&self) -> Result<(), ConnectorError> {
         self.inner.tables.invalidate_all();
+        self.inner.keys.invalidate_all();
         self.inner.refresh_listing().await
     }
 
@@ -413,6 +425,36 @@ pub async fn probe_catalog(catalog: &Arc<dyn CatalogProvider>) -> Result<(), Con
         Some(sql) => sql.probe().await,
         None => Ok(()),
     }
+}
+
+/// The keys `catalog`'s source declares: a SQL catalog's primary and
+/// foreign keys (cached like its listing); none for other kinds.
+pub async fn catalog_keys(
+    catalog: &Arc<dyn CatalogProvider>,
+) -> Result<Arc<Vec<KeyColumn>>, ConnectorError> {
+    let Some(sql) = catalog.as_ref().downcast_ref::<SqlCatalog>() else {
+        return Ok(Arc::default());
+    };
+    let inner = &sql.inner;
+    inner
+        .keys
+        .try_get_with((), async {
+            let pool = inner.pool().await?;
+            let timeout = inner.options.connect_timeout() * 2;
+            match tokio::time::timeout(timeout, pool.keys()).await {
+                Ok(Ok(keys)) => Ok(Arc::new(keys)),
+                Ok(Err(err)) => Err(inner.unavailable(&err)),
+                Err(_) => Err(ConnectorError::Source {
+                    catalog: inner.catalog.clone(),
+                    message: format!("no keys within {} s", timeout.as_secs()),
+                }),
+            }
+        })
+        .await
+        .map_err(|e: Arc<ConnectorError>| ConnectorError::Source {
+            catalog: inner.catalog.clone(),
+            message: e.to_string(),
+        })
 }
 
 /// Refresh `catalog` if it is a SQL catalog; `None` for other kinds, whose

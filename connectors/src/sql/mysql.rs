@@ -30,9 +30,11 @@ use datafusion_table_providers::sql::db_connection_pool::DbConnectionPool;
 use secrecy::SecretString;
 
 use super::federation::FunctionSet;
+use super::keys::{key_columns, rows_of, KeyColumn, MYSQL_KEYS_SQL};
 use super::options::{NameFilter, SqlOptions};
 use super::{SourceKind, SourcePool, SourceTable, SqlCatalog, SQL_SECRET_KEYS};
 use crate::{parse_options, Connector, ConnectorContext, ConnectorError};
+use futures::TryStreamExt;
 
 pub struct MySqlConnector;
 
@@ -145,6 +147,24 @@ impl SourcePool for MyPool {
             }
         }
         Ok(out)
+    }
+
+    async fn keys(&self) -> Result<Vec<KeyColumn>, DataFusionError> {
+        let conn = self
+            .pool
+            .connect()
+            .await
+            .map_err(DataFusionError::External)?;
+        let conn = conn
+            .as_async()
+            .ok_or_else(|| DataFusionError::Internal("unexpected connection type".into()))?;
+        let batches: Vec<_> = conn
+            .query_arrow(MYSQL_KEYS_SQL, &[], None)
+            .await
+            .map_err(DataFusionError::External)?
+            .try_collect()
+            .await?;
+        Ok(key_columns(rows_of(&batches)?))
     }
 
     /// `SHOW DATABASES` on a pooled connection: the one statement the

@@ -47,6 +47,7 @@ use secrecy::SecretString;
 use tokio_postgres::types::ToSql;
 
 use super::federation::FunctionSet;
+use super::keys::{key_columns, KeyColumn, POSTGRES_KEYS_SQL};
 use super::options::{NameFilter, SqlOptions};
 use super::{SourceKind, SourcePool, SourceTable, SqlCatalog, SQL_SECRET_KEYS};
 use crate::{parse_options, Connector, ConnectorContext, ConnectorError};
@@ -186,6 +187,23 @@ struct PgPool {
 }
 
 impl PgPool {
+    /// Run one catalog query on a pooled connection.
+    async fn query(&self, sql: &str) -> Result<Vec<tokio_postgres::Row>, DataFusionError> {
+        let conn = self
+            .strict
+            .connect()
+            .await
+            .map_err(DataFusionError::External)?;
+        let conn = conn
+            .as_any()
+            .downcast_ref::<PostgresConnection>()
+            .ok_or_else(|| DataFusionError::Internal("unexpected connection type".into()))?;
+        conn.conn
+            .query(sql, &[])
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))
+    }
+
     /// The schema of a table with columns of unmapped types: the mapped
     /// columns, jsonb as text, in the table's column order.
     async fn partial_schema(&self, reference: &TableReference) -> DfResult<SchemaRef> {
@@ -234,24 +252,24 @@ SELECT schemaname::text, matviewname::text FROM pg_matviews
 #[async_trait]
 impl SourcePool for PgPool {
     async fn list(&self, _: &NameFilter) -> Result<Vec<(String, String)>, DataFusionError> {
-        let conn = self
-            .strict
-            .connect()
-            .await
-            .map_err(DataFusionError::External)?;
-        let conn = conn
-            .as_any()
-            .downcast_ref::<PostgresConnection>()
-            .ok_or_else(|| DataFusionError::Internal("unexpected connection type".into()))?;
-        let rows = conn
-            .conn
-            .query(LIST_SQL, &[])
-            .await
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let rows = self.query(LIST_SQL).await?;
         Ok(rows
             .iter()
             .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))
             .collect())
+    }
+
+    async fn keys(&self) -> Result<Vec<KeyColumn>, DataFusionError> {
+        let rows = self.query(POSTGRES_KEYS_SQL).await?;
+        Ok(key_columns(rows.iter().map(|r| {
+            std::array::from_fn(|i| {
+                if i == 5 {
+                    r.get::<_, Option<i32>>(i).map(|n| n.to_string())
+                } else {
+                    r.get::<_, Option<String>>(i)
+                }
+            })
+        })))
     }
 
     async fn ping(&self) -> Result<(), DataFusionError> {

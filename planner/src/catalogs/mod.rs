@@ -88,6 +88,8 @@ pub struct CatalogRegistry {
     /// The catalogs queries see: product tables checked against their
     /// contracts.
     served: BTreeMap<String, Arc<dyn CatalogProvider>>,
+    /// `catalogs`, shared with every pgwire session's information_schema.
+    key_sources: Arc<BTreeMap<String, Arc<dyn CatalogProvider>>>,
     descriptions: BTreeMap<String, String>,
     /// Table and column descriptions from each catalog's options.
     option_descriptions: BTreeMap<String, Vec<Description>>,
@@ -197,6 +199,7 @@ impl CatalogRegistry {
             quality: Arc::default(),
             lineage: Arc::default(),
             served,
+            key_sources: Arc::new(catalogs.clone()),
             catalogs,
             descriptions,
             option_descriptions,
@@ -242,6 +245,12 @@ impl CatalogRegistry {
     /// The catalogs as their connectors built them (for probes and refresh).
     pub fn catalogs(&self) -> &BTreeMap<String, Arc<dyn CatalogProvider>> {
         &self.catalogs
+    }
+
+    /// The catalogs as their connectors built them, shared (for the keys
+    /// their sources declare).
+    pub(crate) fn key_sources(&self) -> Arc<BTreeMap<String, Arc<dyn CatalogProvider>>> {
+        self.key_sources.clone()
     }
 
     /// The catalogs as queries see them (product tables checked against

@@ -100,6 +100,7 @@ impl CatalogRegistry {
         let schema = self.source_schema(table).await?;
         let mut columns: Vec<ColumnContract> =
             schema.fields().iter().map(|f| promised(f)).collect();
+        self.declared_keys(table, &mut columns).await;
         self.infer_keys(table, &schema, &mut columns).await?;
         Ok(ProductDescriptor {
             name: name.to_owned(),
@@ -121,6 +122,32 @@ impl CatalogRegistry {
             quality: vec![],
             slo: Slo::default(),
         })
+    }
+
+    /// Mark the columns of the primary key `table`'s source declares (a
+    /// PostgreSQL or MySQL table): not nullable, and unique when the key
+    /// is that one column.
+    async fn declared_keys(&self, table: &TableName, columns: &mut [ColumnContract]) {
+        let Some(catalog) = self.catalogs().get(&table.catalog) else {
+            return;
+        };
+        let Ok(keys) = meshgate_connectors::catalog_keys(catalog).await else {
+            return;
+        };
+        let primary: Vec<&str> = keys
+            .iter()
+            .filter(|k| {
+                k.references.is_none() && k.schema == table.schema && k.table == table.table
+            })
+            .map(|k| k.column.as_str())
+            .collect();
+        for column in columns
+            .iter_mut()
+            .filter(|c| primary.contains(&c.name.as_str()))
+        {
+            column.nullable = false;
+            column.unique |= primary.len() == 1;
+        }
     }
 
     /// Mark the columns of `table` that hold a key now — no NULL, no value

@@ -5,8 +5,8 @@
 //! probes) expect SQL types (`bigint`, `text`) and `udt_name`. pgwire
 //! sessions therefore get this schema instead: `columns` is computed here
 //! with the types the session's result columns have on the wire, the
-//! constraint views PostgreSQL has are present (empty: meshgate tables
-//! declare no keys), and every other view is DataFusion's.
+//! constraint views PostgreSQL has hold the keys the sources declare (see
+//! `constraints`), and every other view is DataFusion's.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,14 +20,16 @@ use datafusion::catalog::{
 };
 use datafusion::common::Result;
 use datafusion::datasource::memory::MemorySourceConfig;
-use datafusion::datasource::{MemTable, TableType};
+use datafusion::datasource::TableType;
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 
+use super::constraints::{constraint_view, is_constraint_view, KeySources};
+
 pub(crate) const INFORMATION_SCHEMA: &str = "information_schema";
 
-/// Constraint views, with PostgreSQL's columns, that hold no rows.
-const EMPTY_VIEWS: &[(&str, &[&str])] = &[
+/// Constraint views, with PostgreSQL's columns.
+const CONSTRAINT_VIEWS: &[(&str, &[&str])] = &[
     (
         "table_constraints",
         &[
@@ -90,15 +92,18 @@ const EMPTY_VIEWS: &[(&str, &[&str])] = &[
 pub(crate) struct PgInformationSchema {
     catalogs: Arc<dyn CatalogProviderList>,
     datafusion: InformationSchemaProvider,
+    /// The sources, for the keys they declare.
+    sources: KeySources,
 }
 
 impl PgInformationSchema {
     /// The schema over the session's catalogs (as the session sees them).
-    pub(crate) fn new(catalogs: Arc<dyn CatalogProviderList>) -> Self {
+    pub(crate) fn new(catalogs: Arc<dyn CatalogProviderList>, sources: KeySources) -> Self {
         let visible = Arc::new(WithoutInformationSchema(catalogs.clone()));
         Self {
             catalogs: visible.clone(),
             datafusion: InformationSchemaProvider::new(visible),
+            sources,
         }
     }
 }
@@ -107,7 +112,7 @@ impl PgInformationSchema {
 impl SchemaProvider for PgInformationSchema {
     fn table_names(&self) -> Vec<String> {
         let mut names = self.datafusion.table_names();
-        names.extend(EMPTY_VIEWS.iter().map(|(name, _)| (*name).to_owned()));
+        names.extend(CONSTRAINT_VIEWS.iter().map(|(name, _)| (*name).to_owned()));
         names
     }
 
@@ -119,19 +124,11 @@ impl SchemaProvider for PgInformationSchema {
                 schema: columns_schema(),
             })));
         }
-        if let Some((_, columns)) = EMPTY_VIEWS.iter().find(|(n, _)| *n == name) {
-            let fields: Vec<Field> = columns
-                .iter()
-                .map(|c| {
-                    let ty = if c.ends_with("position") || *c == "position_in_unique_constraint" {
-                        DataType::Int32
-                    } else {
-                        DataType::Utf8
-                    };
-                    Field::new(*c, ty, true)
-                })
-                .collect();
-            let table = MemTable::try_new(Arc::new(Schema::new(fields)), vec![vec![]])?;
+        if let Some((_, columns)) = CONSTRAINT_VIEWS
+            .iter()
+            .find(|(n, _)| *n == name && is_constraint_view(n))
+        {
+            let table = constraint_view(&name, columns, &self.catalogs, &self.sources).await?;
             return Ok(Some(Arc::new(table)));
         }
         self.datafusion.table(&name).await

@@ -18,6 +18,7 @@
 pub(crate) mod activity;
 pub(crate) mod analyzer;
 mod arrays;
+mod constraints;
 mod descriptions;
 mod functions;
 pub(crate) mod information_schema;
@@ -43,18 +44,31 @@ use static_tables::static_tables;
 ///
 /// Like PostgreSQL, `pg_catalog` describes the connection's database (here:
 /// catalog) only; other catalogs stay reachable by three-part names.
+/// What the sources declare about their tables, for the PostgreSQL views.
+pub(crate) struct SourceMetadata {
+    /// Table and column descriptions of the session's catalog.
+    pub(crate) descriptions: Arc<Vec<meshgate_connectors::Description>>,
+    /// The catalogs as built, for the keys their sources declare.
+    pub(crate) sources: constraints::KeySources,
+}
+
 pub(crate) fn install(
     ctx: &SessionContext,
     catalog: &str,
     user: &str,
     roles: roles::SessionRoles,
     settings: Arc<std::sync::RwLock<SessionSettings>>,
-    descriptions: Arc<Vec<meshgate_connectors::Description>>,
+    metadata: SourceMetadata,
     activity: activity::Activity,
 ) -> QueryResult<()> {
+    let SourceMetadata {
+        descriptions,
+        sources,
+    } = metadata;
     let catalogs = ctx.state().catalog_list().clone();
     let schema = Arc::new(information_schema::PgInformationSchema::new(
         catalogs.clone(),
+        sources,
     ));
     // The session's own catalog too, even when it shows the user nothing.
     for name in catalogs

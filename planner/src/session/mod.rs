@@ -18,6 +18,7 @@ mod columns_read;
 mod commands;
 mod cursors;
 mod deadline;
+mod keys;
 mod parse;
 mod pipeline;
 mod placeholders;

@@ -11,7 +11,7 @@ use arrow_flight::sql::{
 use arrow_flight::FlightInfo;
 use datafusion::arrow::array::RecordBatch;
 use futures::TryStreamExt;
-use meshgate_gateway::admin::{AdminClient, AdminTarget};
+
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 
@@ -255,18 +255,6 @@ async fn prepared_statements_created_are_audited_over_flight_sql_and_pgwire() {
     }
     assert_no_secrets(&mesh);
     mesh.assert_serving().await;
-}
-
-async fn admin_client(mesh: &AttackMesh, user: &str) -> AdminClient {
-    AdminClient::connect(&AdminTarget {
-        server: format!("http://{}", mesh.mesh.flight_sql_addr()),
-        user: Some(user.to_owned()),
-        password: Some(password(user)),
-        token: None,
-        ca_cert: None,
-    })
-    .await
-    .unwrap()
 }
 
 #[tokio::test]

@@ -12,6 +12,7 @@
 
 use std::path::PathBuf;
 
+use meshgate_gateway::admin::{AdminClient, AdminTarget};
 use meshgate_tests::{extra_user, TestMesh};
 use tokio_postgres::{Client, SimpleQueryMessage};
 
@@ -165,6 +166,20 @@ pub async fn flight_anonymous(
             .await
             .expect("connect to Flight SQL");
     arrow_flight::sql::client::FlightSqlServiceClient::new(channel)
+}
+
+/// A client of the admin APIs (policy, product descriptors) signed in as
+/// a suite user.
+pub async fn admin_client(mesh: &AttackMesh, user: &str) -> AdminClient {
+    AdminClient::connect(&AdminTarget {
+        server: format!("http://{}", mesh.mesh.flight_sql_addr()),
+        user: Some(user.to_owned()),
+        password: Some(password(user)),
+        token: None,
+        ca_cert: None,
+    })
+    .await
+    .unwrap()
 }
 
 /// A Flight SQL client signed in as a suite user.

@@ -4,12 +4,11 @@
 //! tag masks its column at once); anyone else is refused and learns
 //! nothing of products they cannot read; the server keeps serving.
 
-use meshgate_gateway::admin::{AdminClient, AdminTarget};
 use meshgate_planner::ProductDescriptor;
 use meshgate_tests::extra_user;
 
 use super::{texts, PRODUCTS_POLICY};
-use crate::attacks::{attack_mesh_with, flight, flight_query, password, simple_rows, AttackMesh};
+use crate::attacks::{admin_client, attack_mesh_with, flight, flight_query, simple_rows};
 
 /// carol of the claims team may edit the claims product and read claims.
 const EDIT_GRANT: &str = r#"
@@ -30,18 +29,6 @@ fn with(descriptor: &ProductDescriptor, change: impl FnOnce(&mut ProductDescript
     let mut changed = descriptor.clone();
     change(&mut changed);
     changed.to_yaml()
-}
-
-async fn admin_client(mesh: &AttackMesh, user: &str) -> AdminClient {
-    AdminClient::connect(&AdminTarget {
-        server: format!("http://{}", mesh.mesh.flight_sql_addr()),
-        user: Some(user.to_owned()),
-        password: Some(password(user)),
-        token: None,
-        ca_cert: None,
-    })
-    .await
-    .unwrap()
 }
 
 #[tokio::test]

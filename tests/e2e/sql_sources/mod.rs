@@ -8,6 +8,7 @@ use meshgate_tests::{pg_port, simple_rows as rows, MariaDatabase, PgDatabase, Tc
 use tokio_postgres::SimpleQueryMessage;
 
 mod fixtures;
+mod keys;
 mod mariadb;
 mod shapes;
 use fixtures::*;

@@ -1,35 +1,43 @@
 //! The key listings (GetPrimaryKeys, GetExportedKeys, GetImportedKeys,
-//! GetCrossReference). They are always empty: federated sources expose no
-//! enforced keys. Each is recorded with the tables it names, `denied` when
-//! the policy hides one of them.
+//! GetCrossReference), answered from the keys the sources declare
+//! (PostgreSQL, MySQL) that the caller may see (see the planner's
+//! `QuerySession::keys`). Each is recorded with the tables it names,
+//! `denied` when the policy hides one of them.
 
 use std::sync::Arc;
 
 use arrow_flight::sql::{
     CommandGetCrossReference, CommandGetExportedKeys, CommandGetImportedKeys, CommandGetPrimaryKeys,
 };
-use meshgate_planner::datafusion::arrow::array::RecordBatch;
+use meshgate_connectors::KeyColumn;
+use meshgate_planner::datafusion::arrow::array::{
+    ArrayRef, Int32Array, RecordBatch, StringArray, UInt8Array,
+};
 use meshgate_planner::datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use meshgate_planner::policy::TableName;
-use meshgate_planner::{QueryResult, QuerySession};
+use meshgate_planner::{QueryError, QueryResult, QuerySession};
 
 use super::{Call, MetadataCommand};
 
 /// A key listing: which tables it concerns, resolved against the session's
-/// defaults.
+/// defaults, and which of the visible keys it answers with.
 trait KeyListing {
     fn tables(&self, session: &QuerySession) -> Vec<TableName>;
+
+    /// Whether `key` (a column of a key of a table of `catalog`) is one
+    /// the listing of `tables` answers with.
+    fn wants(&self, tables: &[TableName], catalog: &str, key: &KeyColumn) -> bool;
 }
 
-/// The empty answer of a key listing naming `tables`, recorded.
-async fn list_keys(
+/// The answer of a key listing naming `tables`, recorded.
+async fn list_keys<L: KeyListing>(
     call: &mut Call<'_>,
     name: &str,
-    tables: impl KeyListing,
+    listing: L,
     schema: SchemaRef,
 ) -> QueryResult<RecordBatch> {
     let session = call.session()?;
-    let tables = tables.tables(&session);
+    let tables = listing.tables(&session);
     let names: Vec<String> = tables.iter().map(ToString::to_string).collect();
     call.record.sql = format!("Flight SQL {name} {}", names.join(", "));
     call.record.objects = names;
@@ -39,8 +47,79 @@ async fn list_keys(
         .collect();
     if !hidden.is_empty() {
         call.deny(hidden.join("; "));
+        return Ok(RecordBatch::new_empty(schema));
     }
-    Ok(RecordBatch::new_empty(schema))
+    let catalog = tables[0].catalog.clone();
+    let keys: Vec<KeyColumn> = session
+        .keys(&catalog)
+        .await?
+        .into_iter()
+        .filter(|k| listing.wants(&tables, &catalog, k))
+        .collect();
+    key_batch(schema, &catalog, &keys)
+        .map_err(|e| QueryError::Internal(format!("cannot build the key listing: {e}")))
+}
+
+/// One row per key column, in `schema` (the primary or foreign key shape).
+fn key_batch(
+    schema: SchemaRef,
+    catalog: &str,
+    keys: &[KeyColumn],
+) -> Result<RecordBatch, meshgate_planner::datafusion::arrow::error::ArrowError> {
+    let text = |f: &dyn Fn(&KeyColumn) -> Option<String>| -> ArrayRef {
+        Arc::new(StringArray::from(keys.iter().map(f).collect::<Vec<_>>()))
+    };
+    let position: ArrayRef = Arc::new(Int32Array::from_iter_values(
+        keys.iter().map(|k| k.position),
+    ));
+    let columns: Vec<ArrayRef> = if schema.fields().len() == 6 {
+        vec![
+            text(&|_| Some(catalog.to_owned())),
+            text(&|k| Some(k.schema.clone())),
+            text(&|k| Some(k.table.clone())),
+            text(&|k| Some(k.column.clone())),
+            text(&|k| Some(k.name.clone())),
+            position,
+        ]
+    } else {
+        let referenced = |f: &dyn Fn(&meshgate_connectors::Referenced) -> String| {
+            text(&|k| k.references.as_ref().map(f))
+        };
+        let rule = |f: &dyn Fn(&meshgate_connectors::Referenced) -> u8| -> ArrayRef {
+            Arc::new(UInt8Array::from_iter_values(
+                keys.iter()
+                    .map(|k| k.references.as_ref().map(f).unwrap_or(3)),
+            ))
+        };
+        vec![
+            text(&|_| Some(catalog.to_owned())),
+            referenced(&|r| r.schema.clone()),
+            referenced(&|r| r.table.clone()),
+            referenced(&|r| r.column.clone()),
+            text(&|_| Some(catalog.to_owned())),
+            text(&|k| Some(k.schema.clone())),
+            text(&|k| Some(k.table.clone())),
+            text(&|k| Some(k.column.clone())),
+            position,
+            text(&|k| Some(k.name.clone())),
+            text(&|_| None),
+            rule(&|r| r.on_update),
+            rule(&|r| r.on_delete),
+        ]
+    };
+    RecordBatch::try_new(schema, columns)
+}
+
+/// Whether `key`'s own table is `table` (of `catalog`).
+fn on(key: &KeyColumn, catalog: &str, table: &TableName) -> bool {
+    table.catalog == catalog && key.schema == table.schema && key.table == table.table
+}
+
+/// Whether `key` references `table`.
+fn referencing(key: &KeyColumn, catalog: &str, table: &TableName) -> bool {
+    key.references.as_ref().is_some_and(|r| {
+        table.catalog == catalog && r.schema == table.schema && r.table == table.table
+    })
 }
 
 macro_rules! key_command {
@@ -90,6 +169,10 @@ impl KeyListing for CommandGetPrimaryKeys {
             &self.table,
         )]
     }
+
+    fn wants(&self, tables: &[TableName], catalog: &str, key: &KeyColumn) -> bool {
+        key.references.is_none() && on(key, catalog, &tables[0])
+    }
 }
 
 impl KeyListing for CommandGetExportedKeys {
@@ -101,6 +184,11 @@ impl KeyListing for CommandGetExportedKeys {
             &self.table,
         )]
     }
+
+    /// The foreign keys that reference the table.
+    fn wants(&self, tables: &[TableName], catalog: &str, key: &KeyColumn) -> bool {
+        referencing(key, catalog, &tables[0])
+    }
 }
 
 impl KeyListing for CommandGetImportedKeys {
@@ -111,6 +199,11 @@ impl KeyListing for CommandGetImportedKeys {
             &self.db_schema,
             &self.table,
         )]
+    }
+
+    /// The table's own foreign keys.
+    fn wants(&self, tables: &[TableName], catalog: &str, key: &KeyColumn) -> bool {
+        key.references.is_some() && on(key, catalog, &tables[0])
     }
 }
 
@@ -129,6 +222,11 @@ impl KeyListing for CommandGetCrossReference {
             &self.fk_table,
         );
         vec![pk, fk]
+    }
+
+    /// The foreign keys of the fk table that reference the pk table.
+    fn wants(&self, tables: &[TableName], catalog: &str, key: &KeyColumn) -> bool {
+        on(key, catalog, &tables[1]) && referencing(key, catalog, &tables[0])
     }
 }
 
