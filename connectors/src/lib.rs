@@ -39,8 +39,8 @@ pub use error::ConnectorError;
 pub use files::FilesConnector;
 pub use freshness::{last_modified, ChangeSource};
 pub use sql::{
-    catalog_keys, probe_catalog, refresh_catalog, KeyColumn, MySqlConnector, PostgresConnector,
-    Referenced, SqlCatalog,
+    catalog_comments, catalog_keys, probe_catalog, refresh_catalog, KeyColumn, MySqlConnector,
+    PostgresConnector, Referenced, SqlCatalog,
 };
 pub use storage::StorageOptions;
 

@@ -79,6 +79,8 @@ impl Gateway {
         )
         .await
         .map_err(|e| config.registry_error(e))?;
+        // Comments of SQL sources, read in the background.
+        registry.load_all_comments();
         let mut service =
             QueryService::new(Arc::new(registry), config.server.default_catalog.clone())
                 .with_statement_timeout(limits.statement_timeout)

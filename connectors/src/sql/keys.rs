@@ -107,8 +107,10 @@ fn rule(code: Option<&str>) -> u8 {
     }
 }
 
-/// The rows of query results as text, for [`key_columns`].
-pub(crate) fn rows_of(batches: &[RecordBatch]) -> Result<Vec<KeyRow>, DataFusionError> {
+/// The rows of query results as text, for [`key_columns`] (and comments).
+pub(crate) fn rows_of<const N: usize>(
+    batches: &[RecordBatch],
+) -> Result<Vec<[Option<String>; N]>, DataFusionError> {
     let mut out = Vec::new();
     for batch in batches {
         let columns = batch
@@ -116,9 +118,9 @@ pub(crate) fn rows_of(batches: &[RecordBatch]) -> Result<Vec<KeyRow>, DataFusion
             .iter()
             .map(|c| cast(c, &DataType::Utf8))
             .collect::<Result<Vec<_>, _>>()?;
-        if columns.len() < 11 {
+        if columns.len() < N {
             return Err(DataFusionError::Internal(
-                "key query returned too few columns".into(),
+                "catalog query returned too few columns".into(),
             ));
         }
         for row in 0..batch.num_rows() {

@@ -15,6 +15,7 @@
 //! schemas are cached with moka for the same TTL. [`SqlCatalog::refresh`]
 //! (`CALL system.refresh_catalog('name')`) drops both.
 
+mod comments;
 mod federation;
 mod keys;
 mod mysql;
@@ -58,6 +59,9 @@ pub(crate) trait SourcePool: Send + Sync {
 
     /// The primary and foreign keys the source declares.
     async fn keys(&self) -> Result<Vec<KeyColumn>, DataFusionError>;
+
+    /// The comments the source keeps on tables and columns.
+    async fn comments(&self) -> Result<Vec<crate::Description>, DataFusionError>;
 }
 
 pub(crate) struct SourceTable {
@@ -95,6 +99,8 @@ struct Inner {
     tables: moka::future::Cache<(String, String), Arc<dyn TableProvider>>,
     /// The source's keys, read at most once per `metadata_ttl_secs`.
     keys: moka::future::Cache<(), Arc<Vec<KeyColumn>>>,
+    /// The source's comments, likewise.
+    comments: moka::future::Cache<(), Arc<Vec<crate::Description>>>,
 }
 
 /// A catalog whose schemas and tables live in a SQL database.
@@ -120,6 +126,9 @@ impl SqlCatalog {
         let keys = moka::future::Cache::builder()
             .time_to_live(options.metadata_ttl())
             .build();
+        let comments = moka::future::Cache::builder()
+            .time_to_live(options.metadata_ttl())
+            .build();
         Self {
             inner: Arc::new(Inner {
                 catalog: catalog.to_owned(),
@@ -131,6 +140,7 @@ impl SqlCatalog {
                 listing: RwLock::new(Listing::default()),
                 refreshing: AtomicBool::new(false),
                 keys,
+                comments,
                 tables,
             }),
         }
@@ -155,6 +165,7 @@ impl SqlCatalog {
     pub async fn refresh(&self) -> Result<(), ConnectorError> {
         self.inner.tables.invalidate_all();
         self.inner.keys.invalidate_all();
+        self.inner.comments.invalidate_all();
         self.inner.refresh_listing().await
     }
 
@@ -447,6 +458,36 @@ pub async fn catalog_keys(
                 Err(_) => Err(ConnectorError::Source {
                     catalog: inner.catalog.clone(),
                     message: format!("no keys within {} s", timeout.as_secs()),
+                }),
+            }
+        })
+        .await
+        .map_err(|e: Arc<ConnectorError>| ConnectorError::Source {
+            catalog: inner.catalog.clone(),
+            message: e.to_string(),
+        })
+}
+
+/// The comments `catalog`'s source keeps on tables and columns (cached
+/// like its listing); none for other kinds.
+pub async fn catalog_comments(
+    catalog: &Arc<dyn CatalogProvider>,
+) -> Result<Arc<Vec<crate::Description>>, ConnectorError> {
+    let Some(sql) = catalog.as_ref().downcast_ref::<SqlCatalog>() else {
+        return Ok(Arc::default());
+    };
+    let inner = &sql.inner;
+    inner
+        .comments
+        .try_get_with((), async {
+            let pool = inner.pool().await?;
+            let timeout = inner.options.connect_timeout() * 2;
+            match tokio::time::timeout(timeout, pool.comments()).await {
+                Ok(Ok(comments)) => Ok(Arc::new(comments)),
+                Ok(Err(err)) => Err(inner.unavailable(&err)),
+                Err(_) => Err(ConnectorError::Source {
+                    catalog: inner.catalog.clone(),
+                    message: format!("no comments within {} s", timeout.as_secs()),
                 }),
             }
         })

@@ -46,6 +46,7 @@ use datafusion_table_providers::UnsupportedTypeAction;
 use secrecy::SecretString;
 use tokio_postgres::types::ToSql;
 
+use super::comments::{descriptions, POSTGRES_COMMENTS_SQL};
 use super::federation::FunctionSet;
 use super::keys::{key_columns, KeyColumn, POSTGRES_KEYS_SQL};
 use super::options::{NameFilter, SqlOptions};
@@ -257,6 +258,13 @@ impl SourcePool for PgPool {
             .iter()
             .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))
             .collect())
+    }
+
+    async fn comments(&self) -> Result<Vec<crate::Description>, DataFusionError> {
+        let rows = self.query(POSTGRES_COMMENTS_SQL).await?;
+        Ok(descriptions(rows.iter().map(|r| {
+            std::array::from_fn(|i| r.get::<_, Option<String>>(i))
+        })))
     }
 
     async fn keys(&self) -> Result<Vec<KeyColumn>, DataFusionError> {

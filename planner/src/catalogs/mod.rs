@@ -93,6 +93,9 @@ pub struct CatalogRegistry {
     descriptions: BTreeMap<String, String>,
     /// Table and column descriptions from each catalog's options.
     option_descriptions: BTreeMap<String, Vec<Description>>,
+    /// The comments each SQL source keeps on its tables and columns,
+    /// loaded in the background at start and on `refresh_catalog`.
+    source_comments: Arc<std::sync::RwLock<BTreeMap<String, Arc<Vec<Description>>>>>,
     runtime: Arc<RuntimeEnv>,
     /// `[limits] query_memory`, in bytes.
     query_memory: Option<usize>,
@@ -199,6 +202,7 @@ impl CatalogRegistry {
             quality: Arc::default(),
             lineage: Arc::default(),
             served,
+            source_comments: Default::default(),
             key_sources: Arc::new(catalogs.clone()),
             catalogs,
             descriptions,
@@ -263,15 +267,23 @@ impl CatalogRegistry {
         self.descriptions.get(catalog).map(String::as_str)
     }
 
-    /// The table and column descriptions of `catalog`: its options' and
-    /// its data products' (an option's wins over a descriptor's).
+    /// The table and column descriptions of `catalog`: its options', its
+    /// data products' and its source's comments, the first given winning.
     pub fn object_descriptions(&self, catalog: &str) -> Arc<Vec<Description>> {
         let mut described = self
             .option_descriptions
             .get(catalog)
             .cloned()
             .unwrap_or_default();
-        for d in self.products.current().descriptions(catalog) {
+        let comments = self
+            .source_comments
+            .read()
+            .expect("comments lock")
+            .get(catalog)
+            .cloned()
+            .unwrap_or_default();
+        let more = self.products.current().descriptions(catalog);
+        for d in more.into_iter().chain(comments.iter().cloned()) {
             if !described
                 .iter()
                 .any(|o| (&o.schema, &o.table, &o.column) == (&d.schema, &d.table, &d.column))
@@ -280,6 +292,25 @@ impl CatalogRegistry {
             }
         }
         Arc::new(described)
+    }
+
+    /// Read the comments `catalog`'s source keeps (a SQL source) again; a
+    /// source that does not answer keeps the comments read last.
+    pub async fn load_comments(&self, catalog: &str) {
+        let Some(source) = self.catalogs.get(catalog) else {
+            return;
+        };
+        load_comments(&self.source_comments, catalog, source).await;
+    }
+
+    /// Load every source's comments in the background (a source that is
+    /// down must not delay the start).
+    pub fn load_all_comments(&self) {
+        for (name, source) in &self.catalogs {
+            let (store, name, source) =
+                (self.source_comments.clone(), name.clone(), source.clone());
+            tokio::spawn(async move { load_comments(&store, &name, &source).await });
+        }
     }
 
     pub fn runtime(&self) -> Arc<RuntimeEnv> {
@@ -294,6 +325,24 @@ impl CatalogRegistry {
     ) -> QueryResult<(Arc<RuntimeEnv>, Arc<std::sync::atomic::AtomicUsize>)> {
         crate::query_memory::query_runtime(&self.runtime, self.query_memory)
             .map_err(QueryError::from)
+    }
+}
+
+/// Read `source`'s comments into `store`.
+async fn load_comments(
+    store: &std::sync::RwLock<BTreeMap<String, Arc<Vec<Description>>>>,
+    catalog: &str,
+    source: &Arc<dyn CatalogProvider>,
+) {
+    match meshgate_connectors::catalog_comments(source).await {
+        Ok(comments) if !comments.is_empty() => {
+            store
+                .write()
+                .expect("comments lock")
+                .insert(catalog.to_owned(), comments);
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(catalog, error = %e, "cannot read the source's comments"),
     }
 }
 

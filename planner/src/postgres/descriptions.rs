@@ -240,6 +240,19 @@ fn rewrite_set_expr(body: &mut ast::SetExpr) {
     match body {
         ast::SetExpr::Select(select) => {
             for item in &mut select.projection {
+                // A bare lookup keeps the function's name as its column's,
+                // as in PostgreSQL (two lookups are two columns).
+                if let ast::SelectItem::UnnamedExpr(e) = item {
+                    if let (ast::Expr::Function(f), Some(lookup)) = (&*e, lookup_for(e)) {
+                        let name = f.name.to_string().to_ascii_lowercase();
+                        let name = name.rsplit('.').next().unwrap_or(&name).to_owned();
+                        *item = ast::SelectItem::ExprWithAlias {
+                            expr: lookup,
+                            alias: ast::Ident::new(name),
+                        };
+                        continue;
+                    }
+                }
                 if let ast::SelectItem::UnnamedExpr(e)
                 | ast::SelectItem::ExprWithAlias { expr: e, .. } = item
                 {

@@ -122,6 +122,7 @@ impl QuerySession {
                 if let Some(Err(err)) = meshgate_connectors::refresh_catalog(&catalog).await {
                     return Err(QueryError::Source(err.to_string()));
                 }
+                self.registry.load_comments(name).await;
                 TxEffect::None
             }
             SessionCommand::KillQuery(id) => {

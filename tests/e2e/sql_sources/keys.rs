@@ -80,7 +80,9 @@ async fn postgres_keys_reach_flight_sql_as_the_policy_allows() {
                REFERENCES customers (region, id) ON DELETE CASCADE);
              CREATE TABLE secret (id INT PRIMARY KEY, region INT, customer_id INT,
                CONSTRAINT secret_customer FOREIGN KEY (region, customer_id)
-               REFERENCES customers (region, id));",
+               REFERENCES customers (region, id));
+             COMMENT ON TABLE orders IS 'Every order placed.';
+             COMMENT ON COLUMN orders.customer_id IS 'Who placed it.';",
         )
         .await
         .unwrap();
@@ -191,6 +193,34 @@ async fn postgres_keys_reach_flight_sql_as_the_policy_allows() {
             ["customer_id", "id", "CASCADE"]
         ]
         .map(|r| r.map(|c| Some(c.to_owned())))
+    );
+    // The source's comments reach pg_description (read in the background
+    // at start: a new session sees them once loaded).
+    let mut described = Vec::new();
+    for _ in 0..50 {
+        let session = mesh
+            .mesh
+            .connect_as("analyst", &crate::attacks::password("analyst"), "shop")
+            .await
+            .unwrap();
+        described = simple_rows(
+            &session,
+            "SELECT obj_description('public.orders'::regclass), \
+             col_description('public.orders'::regclass, 3)",
+        )
+        .await
+        .unwrap();
+        if described[0][0].is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        described,
+        [[
+            Some("Every order placed.".to_owned()),
+            Some("Who placed it.".to_owned())
+        ]]
     );
     // An admin sees every reference.
     let mut admin = flight(&mesh, "admin").await;
