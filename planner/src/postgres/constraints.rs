@@ -31,7 +31,7 @@ pub(crate) fn is_constraint_view(name: &str) -> bool {
 }
 
 /// Every key the session can see, with its catalog.
-async fn visible_keys(
+pub(crate) async fn visible_keys(
     catalogs: &Arc<dyn CatalogProviderList>,
     sources: &KeySources,
 ) -> Vec<(String, KeyColumn)> {

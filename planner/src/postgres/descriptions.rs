@@ -9,16 +9,14 @@
 //! have no descriptions either. `obj_description` and `col_description`
 //! are, as in PostgreSQL, lookups in `pg_description` (see [`rewrite_lookups`]).
 
-use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{Array, AsArray, Int32Array, RecordBatch, StringArray};
-use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
+use datafusion::arrow::array::{Int32Array, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{SchemaProvider, Session, TableProvider};
-use datafusion::common::{DataFusionError, Result};
+use datafusion::common::Result;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::TableType;
 use datafusion::logical_expr::Expr;
@@ -27,6 +25,8 @@ use datafusion::sql::sqlparser::ast::{self, visit_expressions_mut, FunctionArgum
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use meshgate_connectors::Description;
+
+use super::catalog_oids::CatalogOids;
 
 /// `pg_class`'s OID in PostgreSQL: the `classoid` of a table's description
 /// when the session's `pg_class` does not list itself.
@@ -57,83 +57,6 @@ impl DescriptionTable {
             schema,
         }
     }
-
-    /// Read `columns` of a pg_catalog table; integers as i64, names as strings.
-    async fn read(
-        &self,
-        state: &dyn Session,
-        table: &str,
-        columns: &[&str],
-    ) -> Result<Vec<Vec<ColumnValue>>> {
-        let provider =
-            self.catalog.table(table).await?.ok_or_else(|| {
-                DataFusionError::Internal(format!("pg_catalog.{table} is missing"))
-            })?;
-        let schema = provider.schema();
-        let projection = columns
-            .iter()
-            .map(|c| schema.index_of(c))
-            .collect::<std::result::Result<Vec<_>, _>>()?;
-        let plan = provider.scan(state, Some(&projection), &[], None).await?;
-        let batches = datafusion::physical_plan::collect(plan, state.task_ctx()).await?;
-        let mut rows = Vec::new();
-        for batch in batches {
-            let mut cols = Vec::new();
-            for array in batch.columns() {
-                cols.push(if array.data_type().is_integer() {
-                    ColumnArray::Int(cast(array, &DataType::Int64)?)
-                } else {
-                    ColumnArray::Text(cast(array, &DataType::Utf8)?)
-                });
-            }
-            for row in 0..batch.num_rows() {
-                rows.push(cols.iter().map(|c| c.value(row)).collect());
-            }
-        }
-        Ok(rows)
-    }
-}
-
-enum ColumnArray {
-    Int(Arc<dyn Array>),
-    Text(Arc<dyn Array>),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum ColumnValue {
-    Int(Option<i64>),
-    Text(Option<String>),
-}
-
-impl ColumnArray {
-    fn value(&self, row: usize) -> ColumnValue {
-        match self {
-            ColumnArray::Int(a) => {
-                let a = a.as_primitive::<Int64Type>();
-                ColumnValue::Int(a.is_valid(row).then(|| a.value(row)))
-            }
-            ColumnArray::Text(a) => {
-                let a = a.as_string::<i32>();
-                ColumnValue::Text(a.is_valid(row).then(|| a.value(row).to_owned()))
-            }
-        }
-    }
-}
-
-impl ColumnValue {
-    fn int(&self) -> Option<i64> {
-        match self {
-            ColumnValue::Int(v) => *v,
-            ColumnValue::Text(_) => None,
-        }
-    }
-
-    fn text(&self) -> Option<&str> {
-        match self {
-            ColumnValue::Text(v) => v.as_deref(),
-            ColumnValue::Int(_) => None,
-        }
-    }
 }
 
 #[async_trait]
@@ -157,42 +80,19 @@ impl TableProvider for DescriptionTable {
         // What `'pg_class'::regclass` reads in this session.
         let mut classoid = PG_CLASS_OID;
         if !self.descriptions.is_empty() {
-            let namespaces: HashMap<i64, String> = self
-                .read(state, "pg_namespace", &["oid", "nspname"])
-                .await?
-                .into_iter()
-                .filter_map(|r| Some((r[0].int()?, r[1].text()?.to_owned())))
-                .collect();
-            let tables: HashMap<(String, String), i64> = self
-                .read(state, "pg_class", &["oid", "relname", "relnamespace"])
-                .await?
-                .into_iter()
-                .filter_map(|r| {
-                    let schema = namespaces.get(&r[2].int()?)?.clone();
-                    Some(((schema, r[1].text()?.to_owned()), r[0].int()?))
-                })
-                .collect();
-            let columns: HashMap<(i64, String), i64> =
-                if self.descriptions.iter().any(|d| d.column.is_some()) {
-                    self.read(state, "pg_attribute", &["attrelid", "attname", "attnum"])
-                        .await?
-                        .into_iter()
-                        .filter_map(|r| Some(((r[0].int()?, r[1].text()?.to_owned()), r[2].int()?)))
-                        .collect()
-                } else {
-                    HashMap::new()
-                };
-            if let Some(&oid) = tables.get(&("pg_catalog".to_owned(), "pg_class".to_owned())) {
+            let with_columns = self.descriptions.iter().any(|d| d.column.is_some());
+            let oids = CatalogOids::read(self.catalog.as_ref(), state, with_columns).await?;
+            if let Some(oid) = oids.table("pg_catalog", "pg_class") {
                 classoid = oid as i32;
             }
             for d in self.descriptions.iter() {
-                let Some(&oid) = tables.get(&(d.schema.clone(), d.table.clone())) else {
+                let Some(oid) = oids.table(&d.schema, &d.table) else {
                     continue;
                 };
                 let subid = match &d.column {
                     None => 0,
-                    Some(column) => match columns.get(&(oid, column.clone())) {
-                        Some(&n) => n,
+                    Some(column) => match oids.column(oid, column) {
+                        Some(n) => n,
                         None => continue,
                     },
                 };
@@ -351,6 +251,11 @@ mod tests {
         );
         assert!(sql.contains("mg_d.objsubid = (2)"), "{sql}");
         assert!(sql.contains("CAST(NULL AS TEXT)"), "{sql}");
-        assert!(!sql.contains("obj_description"), "{sql}");
+        assert!(!sql.contains("obj_description("), "{sql}");
+        // Bare lookups keep their function's name as their column's.
+        assert!(
+            sql.contains("AS col_description") && sql.contains("AS obj_description"),
+            "{sql}"
+        );
     }
 }

@@ -18,10 +18,12 @@
 pub(crate) mod activity;
 pub(crate) mod analyzer;
 mod arrays;
+mod catalog_oids;
 mod constraints;
 mod descriptions;
 mod functions;
 pub(crate) mod information_schema;
+mod pg_constraint;
 pub(crate) mod rewrites;
 pub(crate) mod role_registers;
 pub(crate) mod roles;
@@ -68,7 +70,7 @@ pub(crate) fn install(
     let catalogs = ctx.state().catalog_list().clone();
     let schema = Arc::new(information_schema::PgInformationSchema::new(
         catalogs.clone(),
-        sources,
+        sources.clone(),
     ));
     // The session's own catalog too, even when it shows the user nothing.
     for name in catalogs
@@ -108,13 +110,32 @@ pub(crate) fn install(
         descriptions,
         provider.clone(),
     ));
+    // The built-in tables with integer key lists; pg_constraint also with
+    // the keys the sources declare.
+    let array_tables = arrays::array_tables()
+        .iter()
+        .cloned()
+        .map(|(name, table)| {
+            let table: Arc<dyn datafusion::catalog::TableProvider> = if name == "pg_constraint" {
+                Arc::new(pg_constraint::ConstraintTable::new(
+                    table,
+                    catalog.to_owned(),
+                    catalogs.clone(),
+                    sources.clone(),
+                    provider.clone(),
+                ))
+            } else {
+                table
+            };
+            (name, table)
+        })
+        .collect::<Vec<_>>();
     current
         .register_schema(
             "pg_catalog",
             Arc::new(
-                arrays::array_tables()
-                    .iter()
-                    .cloned()
+                array_tables
+                    .into_iter()
                     .chain(roles::role_tables(&roles))
                     .fold(
                         system_columns::WithSystemColumns::new(provider)

@@ -194,6 +194,59 @@ async fn postgres_keys_reach_flight_sql_as_the_policy_allows() {
         ]
         .map(|r| r.map(|c| Some(c.to_owned())))
     );
+    // And pg_constraint (of the database connected to), with key lists of
+    // pg_attribute's column numbers and the referenced table's OID.
+    let shop = mesh
+        .mesh
+        .connect_as("analyst", &crate::attacks::password("analyst"), "shop")
+        .await
+        .unwrap();
+    let pg_keys = simple_rows(
+        &shop,
+        "SELECT con.conname, con.contype, t.relname, f.relname, \
+           array_to_string(con.conkey, ','), array_to_string(con.confkey, ','), \
+           con.confdeltype \
+         FROM pg_catalog.pg_constraint con \
+         JOIN pg_catalog.pg_class t ON t.oid = con.conrelid \
+         JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace \
+         LEFT JOIN pg_catalog.pg_class f ON f.oid = con.confrelid \
+         WHERE n.nspname = 'public' ORDER BY 1",
+    )
+    .await
+    .unwrap();
+    let row = |r: [Option<&str>; 7]| r.map(|c| c.map(str::to_owned));
+    assert_eq!(
+        pg_keys,
+        [
+            row([
+                Some("customers_pkey"),
+                Some("p"),
+                Some("customers"),
+                None,
+                Some("1,2"),
+                None,
+                Some(" ")
+            ]),
+            row([
+                Some("orders_customer"),
+                Some("f"),
+                Some("orders"),
+                Some("customers"),
+                Some("2,3"),
+                Some("1,2"),
+                Some("c")
+            ]),
+            row([
+                Some("orders_pkey"),
+                Some("p"),
+                Some("orders"),
+                None,
+                Some("1"),
+                None,
+                Some(" ")
+            ]),
+        ]
+    );
     // The source's comments reach pg_description (read in the background
     // at start: a new session sees them once loaded).
     let mut described = Vec::new();
