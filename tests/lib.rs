@@ -24,6 +24,13 @@ impl TestMesh {
 
     /// Like [`TestMesh::start`], letting the caller edit the config text first.
     pub async fn start_with(edit: impl FnOnce(&mut String)) -> Self {
+        Self::try_start_with(edit)
+            .await
+            .unwrap_or_else(|e| panic!("start gateway: {e}"))
+    }
+
+    /// Like [`TestMesh::start_with`], with the reason a gateway does not start.
+    pub async fn try_start_with(edit: impl FnOnce(&mut String)) -> Result<Self, String> {
         let dir = tempfile::tempdir().expect("temp dir");
         let config_path = write_demo(&DemoOptions {
             data_dir: dir.path().to_path_buf(),
@@ -37,18 +44,18 @@ impl TestMesh {
         let mut text = std::fs::read_to_string(&config_path).unwrap();
         edit(&mut text);
         std::fs::write(&config_path, &text).unwrap();
-        let config = Config::load(&config_path).expect("demo config is valid");
+        let config = Config::load(&config_path).map_err(|e| e.to_string())?;
         let gateway = Gateway::build(config)
             .await
-            .expect("build gateway")
+            .map_err(|e| e.to_string())?
             .start()
             .await
-            .expect("start gateway");
-        Self {
+            .map_err(|e| e.to_string())?;
+        Ok(Self {
             dir,
             config_path,
             gateway,
-        }
+        })
     }
 
     pub fn data_dir(&self) -> &Path {

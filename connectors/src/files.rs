@@ -344,7 +344,10 @@ async fn listing_table(
             path.push('/');
         }
     }
-    let url = ListingTableUrl::parse(&path)?;
+    let url = match location {
+        Location::Local(_) => ListingTableUrl::parse(&path)?,
+        Location::Remote(_) => remote_listing_url(&path)?,
+    };
     let listing = ListingOptions::new(plan.format)
         .with_file_extension(plan.extension)
         .with_table_partition_cols(plan.partitions);
@@ -356,9 +359,44 @@ async fn listing_table(
     Ok(Arc::new(ListingTable::try_new(config)?))
 }
 
+/// The listing URL of an object-store path: a glob (`*`, `?`, `[`) from
+/// the first segment that has one is matched below the folder before it
+/// (DataFusion splits globs off local paths only); a last segment without
+/// an extension is a folder.
+fn remote_listing_url(path: &str) -> datafusion::error::Result<ListingTableUrl> {
+    let parse = |s: &str| {
+        url::Url::parse(s).map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))
+    };
+    if let Some(first_glob) = path.find(['*', '?', '[']) {
+        let folder_end = path[..first_glob].rfind('/').map_or(0, |i| i + 1);
+        let (folder, glob) = path.split_at(folder_end);
+        let pattern = glob::Pattern::new(glob)
+            .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+        return ListingTableUrl::try_new(parse(folder)?, Some(pattern));
+    }
+    let last = path.rsplit('/').next().unwrap_or_default();
+    if !path.ends_with('/') && !last.contains('.') {
+        return ListingTableUrl::try_new(parse(&format!("{path}/"))?, None);
+    }
+    ListingTableUrl::try_new(parse(path)?, None)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn remote_globs_and_folders_list_below_their_folder() {
+        use object_store::path::Path;
+        let glob = remote_listing_url("s3://lake/events/*.parquet").unwrap();
+        assert_eq!(glob.as_str(), "s3://lake/events/");
+        assert!(glob.contains(&Path::from("events/part-0.parquet"), true));
+        assert!(!glob.contains(&Path::from("events/README.txt"), true));
+        let folder = remote_listing_url("s3://lake/sales").unwrap();
+        assert_eq!(folder.as_str(), "s3://lake/sales/");
+        let file = remote_listing_url("s3://lake/one.csv").unwrap();
+        assert_eq!(file.as_str(), "s3://lake/one.csv");
+    }
 
     fn table(toml_src: &str) -> Result<TablePlan, ConnectorError> {
         let opts: FileTableOptions = toml::from_str(toml_src).unwrap();

@@ -39,8 +39,8 @@ pub use error::ConnectorError;
 pub use files::FilesConnector;
 pub use freshness::{last_modified, ChangeSource};
 pub use sql::{
-    catalog_comments, catalog_keys, probe_catalog, refresh_catalog, KeyColumn, MySqlConnector,
-    PostgresConnector, Referenced, SqlCatalog,
+    catalog_comments, catalog_keys, probe_catalog, refresh_catalog, FlightSqlConnector, KeyColumn,
+    MySqlConnector, PostgresConnector, Referenced, SqlCatalog, SqliteConnector,
 };
 pub use storage::StorageOptions;
 
@@ -106,6 +106,8 @@ impl ConnectorRegistry {
         registry.register(Arc::new(DeltaConnector));
         registry.register(Arc::new(PostgresConnector));
         registry.register(Arc::new(MySqlConnector));
+        registry.register(Arc::new(SqliteConnector));
+        registry.register(Arc::new(FlightSqlConnector));
         registry
     }
 

@@ -18,5 +18,6 @@ mod policy;
 mod products;
 mod python_clients;
 mod replay;
+mod s3;
 mod sql_sources;
 mod tls;

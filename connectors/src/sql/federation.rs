@@ -118,6 +118,21 @@ impl FunctionSet {
         }
     }
 
+    /// SQLite: only what its core library has under the same name (its
+    /// math functions are a compile-time option, off in the bundled build).
+    pub fn sqlite() -> Self {
+        Self {
+            scalar: [
+                "abs", "round", "lower", "upper", "coalesce", "nullif", "trim", "ltrim", "rtrim",
+                "replace", "substr",
+            ]
+            .into_iter()
+            .collect(),
+            aggregate: ["count", "sum", "avg", "min", "max"].into_iter().collect(),
+            window: COMMON_WINDOW.iter().copied().collect(),
+        }
+    }
+
     pub fn postgres() -> Self {
         Self::new(
             &[

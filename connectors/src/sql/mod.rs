@@ -1,4 +1,5 @@
-//! Catalogs over SQL databases (`connector = "postgres"` and `"mysql"`).
+//! Catalogs over SQL sources (`connector = "postgres"`, `"mysql"`,
+//! `"sqlite"` and `"flightsql"`, another Flight SQL server).
 //!
 //! Tables come from datafusion-table-providers and take part in federation
 //! (see [`federation`]): the largest sub-plan that touches only one source runs
@@ -11,16 +12,22 @@
 //!
 //! Schema and table lists are cached for `metadata_ttl_secs` and refreshed in
 //! the background when stale; a table that is queried but not yet listed is
-//! looked up at once, so a new table is queryable without waiting. Table
-//! schemas are cached with moka for the same TTL. [`SqlCatalog::refresh`]
-//! (`CALL system.refresh_catalog('name')`) drops both.
+//! looked up at once, so a new table is queryable without waiting. A name
+//! the source does not have is then remembered as absent for
+//! [`ABSENT_FOR`] (at most `metadata_ttl_secs`), and concurrent lookups
+//! share one listing, so queries naming a missing table do not relist the
+//! source each time. Table schemas are cached with moka for the same TTL.
+//! [`SqlCatalog::refresh`] (`CALL system.refresh_catalog('name')`) drops
+//! all of it.
 
 mod comments;
 mod federation;
+mod flightsql;
 mod keys;
 mod mysql;
 mod options;
 mod postgres;
+mod sqlite;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,9 +38,11 @@ use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
 use datafusion::error::{DataFusionError, Result as DfResult};
 
+pub use flightsql::FlightSqlConnector;
 pub use keys::{KeyColumn, Referenced};
 pub use mysql::MySqlConnector;
 pub use postgres::PostgresConnector;
+pub use sqlite::SqliteConnector;
 
 use federation::FunctionSet;
 use options::{NameFilter, SqlOptions};
@@ -67,6 +76,8 @@ pub(crate) trait SourcePool: Send + Sync {
 pub(crate) struct SourceTable {
     pub provider: Arc<dyn TableProvider>,
     pub executor: Arc<dyn datafusion_federation::sql::SQLExecutor>,
+    /// How SQL sent to the source names the table, when not `schema.table`.
+    pub reference: Option<datafusion::common::TableReference>,
 }
 
 /// How to open a pool for one kind of source.
@@ -87,6 +98,9 @@ struct Listing {
 /// How long after a failed attempt the next one may start.
 const RETRY_AFTER: Duration = Duration::from_secs(2);
 
+/// How long a table name the source does not have is remembered as absent.
+const ABSENT_FOR: Duration = Duration::from_secs(5);
+
 struct Inner {
     catalog: String,
     kind: Arc<dyn SourceKind>,
@@ -96,6 +110,10 @@ struct Inner {
     pool: tokio::sync::Mutex<Option<Arc<dyn SourcePool>>>,
     listing: RwLock<Listing>,
     refreshing: AtomicBool,
+    /// Held while a lookup lists the source, so concurrent ones share it.
+    relisting: tokio::sync::Mutex<()>,
+    /// Names looked up and not found (the negative cache).
+    absent: moka::future::Cache<(String, String), ()>,
     tables: moka::future::Cache<(String, String), Arc<dyn TableProvider>>,
     /// The source's keys, read at most once per `metadata_ttl_secs`.
     keys: moka::future::Cache<(), Arc<Vec<KeyColumn>>>,
@@ -129,6 +147,7 @@ impl SqlCatalog {
         let comments = moka::future::Cache::builder()
             .time_to_live(options.metadata_ttl())
             .build();
+        let options_ttl = options.metadata_ttl();
         Self {
             inner: Arc::new(Inner {
                 catalog: catalog.to_owned(),
@@ -139,6 +158,11 @@ impl SqlCatalog {
                 pool: tokio::sync::Mutex::new(None),
                 listing: RwLock::new(Listing::default()),
                 refreshing: AtomicBool::new(false),
+                relisting: tokio::sync::Mutex::new(()),
+                absent: moka::future::Cache::builder()
+                    .time_to_live(ABSENT_FOR.min(options_ttl).max(Duration::from_millis(1)))
+                    .max_capacity(10_000)
+                    .build(),
                 keys,
                 comments,
                 tables,
@@ -166,6 +190,7 @@ impl SqlCatalog {
         self.inner.tables.invalidate_all();
         self.inner.keys.invalidate_all();
         self.inner.comments.invalidate_all();
+        self.inner.absent.invalidate_all();
         self.inner.refresh_listing().await
     }
 
@@ -208,9 +233,11 @@ impl Inner {
                 return Err(ConnectorError::Source {
                     catalog: self.catalog.clone(),
                     message: format!(
-                        "no connection to {}:{} within {} s",
-                        self.options.host,
-                        self.options.port.unwrap_or_default(),
+                        "no connection to {} within {} s",
+                        match self.options.port {
+                            Some(port) => format!("{}:{port}", self.options.host),
+                            None => self.options.host.clone(),
+                        },
                         timeout.as_secs()
                     ),
                 })
@@ -331,17 +358,35 @@ impl Inner {
         if !self.filter.table(schema, table) {
             return Ok(None);
         }
+        let key = (schema.to_owned(), table.to_owned());
         if !self.has_table(schema, table) {
+            if self.absent.contains_key(&key) {
+                return Ok(None);
+            }
             // Not listed (yet): the table may be new, or the source may have
-            // been down when it was last listed. Ask the source now.
-            self.refresh_listing()
-                .await
-                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            // been down when it was last listed. Ask the source now, once
+            // for all the lookups waiting here.
+            let asked = Instant::now();
+            let one_listing = self.relisting.lock().await;
+            let listed_since = self
+                .listing
+                .read()
+                .expect("listing lock")
+                .refreshed
+                .is_some_and(|at| at >= asked);
+            if !listed_since && !self.has_table(schema, table) {
+                self.refresh_listing()
+                    .await
+                    .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            }
+            drop(one_listing);
             if !self.has_table(schema, table) {
+                if !self.options.metadata_ttl().is_zero() {
+                    self.absent.insert(key, ()).await;
+                }
                 return Ok(None);
             }
         }
-        let key = (schema.to_owned(), table.to_owned());
         let provider = self
             .tables
             .try_get_with(key, async {
@@ -350,7 +395,9 @@ impl Inner {
                     Ok(source) if !self.options.pushdown => Ok(source.provider),
                     Ok(source) => Ok(federation::federated_table(
                         &self.catalog,
-                        datafusion::common::TableReference::partial(schema, table),
+                        source.reference.clone().unwrap_or_else(|| {
+                            datafusion::common::TableReference::partial(schema, table)
+                        }),
                         source.provider,
                         source.executor,
                         self.functions.clone(),

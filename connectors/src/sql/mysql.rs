@@ -204,6 +204,7 @@ impl SourcePool for MyPool {
         Ok(SourceTable {
             provider: table.clone() as Arc<dyn TableProvider>,
             executor: table as Arc<dyn SQLExecutor>,
+            reference: None,
         })
     }
 }

@@ -315,6 +315,7 @@ impl SourcePool for PgPool {
         Ok(SourceTable {
             provider: table.clone() as Arc<dyn TableProvider>,
             executor: table as Arc<dyn SQLExecutor>,
+            reference: None,
         })
     }
 }

@@ -8,9 +8,11 @@ use meshgate_tests::{pg_port, simple_rows as rows, MariaDatabase, PgDatabase, Tc
 use tokio_postgres::SimpleQueryMessage;
 
 mod fixtures;
+mod flightsql;
 mod keys;
 mod mariadb;
 mod shapes;
+mod sqlite;
 use fixtures::*;
 
 #[tokio::test]
@@ -368,6 +370,14 @@ async fn metadata_is_cached_filtered_and_refreshed() {
         )
         .await
         .unwrap();
+    // The source's log shows how often meshgate lists it.
+    db.client
+        .batch_execute(&format!(
+            "ALTER DATABASE {} SET log_statement = 'all'",
+            db.name
+        ))
+        .await
+        .unwrap();
     let block = db.catalog_toml(
         "pg",
         pg_port(),
@@ -431,6 +441,43 @@ async fn metadata_is_cached_filtered_and_refreshed() {
         .await
         .unwrap_err();
     assert_eq!(err.code().map(|c| c.code()), Some("42704"), "{err}");
+
+    // A name the source lacks is looked up once, then remembered as absent
+    // for a few seconds: repeated queries do not relist the source.
+    let log_start = postgres_log_len();
+    for _ in 0..3 {
+        let err = client
+            .simple_query("SELECT * FROM pg.public.nowhere")
+            .await
+            .unwrap_err();
+        assert_eq!(err.code().map(|c| c.code()), Some("42P01"), "{err}");
+    }
+    if let Some(log) = postgres_log_since(log_start) {
+        let listings = log
+            .lines()
+            .filter(|l| l.contains(&format!("@{} ", db.name)))
+            .filter(|l| l.contains("table_name::text FROM information_schema.tables"))
+            .count();
+        assert_eq!(listings, 1, "{log}");
+    }
+    // Even once it exists, until the short memory lapses or a refresh.
+    db.client
+        .batch_execute("CREATE TABLE public.nowhere (z int)")
+        .await
+        .unwrap();
+    let err = client
+        .simple_query("SELECT * FROM pg.public.nowhere")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code().map(|c| c.code()), Some("42P01"), "{err}");
+    client
+        .simple_query("CALL system.refresh_catalog('pg')")
+        .await
+        .unwrap();
+    client
+        .simple_query("SELECT * FROM pg.public.nowhere")
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
