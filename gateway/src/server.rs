@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::ServerTlsConfig;
 
-use crate::auth::UserStore;
+use crate::auth::{TokenSigner, UserStore};
 use crate::config::{Config, ConfigError};
 use crate::flight_sql::{self, FlightSqlFrontend};
 use crate::http::health::Health;
@@ -188,12 +188,15 @@ impl Gateway {
             tracing::info!(%addr, tls = tls.is_some(), "pgwire listening");
             running.pgwire_addr = Some(addr);
         }
-        let mut signer = None;
+        // One signer for the process: Flight SQL's tokens sign in over HTTP
+        // too, and replicas with the same `[[auth.signing_keys]]` share them.
+        let signer = Arc::new(TokenSigner::from_config(&self.config.auth.signing_keys));
         if let Some(listener) = &self.config.listeners.flight_sql {
             let (socket, addr) = bind("flight_sql", &listener.address).await?;
             let frontend = FlightSqlFrontend::new(
                 self.service.clone(),
                 self.users.clone(),
+                signer.clone(),
                 Duration::from_secs(self.config.auth.token_ttl_secs),
                 requests,
             );
@@ -208,7 +211,6 @@ impl Gateway {
                     )
                     .map_err(|e| GatewayError::Tls(e.to_string()))?;
             }
-            signer = Some(frontend.signer());
             let admin = crate::admin::PolicyAdminService::new(
                 self.service.clone(),
                 self.users.clone(),
@@ -256,8 +258,7 @@ impl Gateway {
                 ),
                 started: std::time::Instant::now(),
                 users: self.users.clone(),
-                // The Flight SQL listener's, so its session tokens sign in here too.
-                signer: signer.clone().unwrap_or_default(),
+                signer: signer.clone(),
                 allow_cleartext: self.config.auth.allow_cleartext,
                 pgwire_port: running.pgwire_addr.map(|a| a.port()),
                 flight_sql_port: running.flight_sql_addr.map(|a| a.port()),

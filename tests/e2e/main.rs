@@ -18,6 +18,7 @@ mod policy;
 mod products;
 mod python_clients;
 mod replay;
+mod replicas;
 mod s3;
 mod sql_sources;
 mod tls;

@@ -293,7 +293,7 @@ async fn readyz_names_a_source_that_is_down_and_sees_it_recover() {
 
 /// The `meshgate` binary beside this test binary (`cargo build --workspace
 /// --all-targets` builds it; built here if it is missing).
-fn meshgate_binary() -> PathBuf {
+pub(crate) fn meshgate_binary() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().and_then(Path::parent).unwrap();
     let bin = dir.join("meshgate");

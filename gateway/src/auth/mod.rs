@@ -51,7 +51,7 @@ pub use impersonation::{
 pub use jwt::{looks_like_jwt, JwtVerifier};
 pub use password::{PasswordHash, ITERATIONS};
 pub(crate) use presented::Presented;
-pub use settings::{AuthConfig, JwtConfig, UserConfig};
+pub use settings::{AuthConfig, JwtConfig, SigningKeyConfig, UserConfig};
 pub use tokens::{Claims, TokenError, TokenSigner, SESSION_TOKEN};
 
 use password::MockSecret;

@@ -36,6 +36,59 @@ pub struct AuthConfig {
     /// Accept JSON Web Tokens from an identity provider as the pgwire
     /// password and as the Flight SQL bearer token.
     pub jwt: Option<JwtConfig>,
+    /// `[[auth.signing_keys]]`: the keys meshgate signs its own tokens,
+    /// tickets and prepared-statement handles with. The first signs, all
+    /// verify; replicas sharing them accept each other's. None: a random
+    /// key per process.
+    #[serde(default)]
+    pub signing_keys: Vec<SigningKeyConfig>,
+}
+
+/// One `[[auth.signing_keys]]` entry.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigningKeyConfig {
+    /// Names the key in the tokens it signs (their `kid`).
+    pub id: String,
+    /// At least 32 bytes (use `${ENV}` substitution).
+    pub secret: String,
+}
+
+impl std::fmt::Debug for SigningKeyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKeyConfig")
+            .field("id", &self.id)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
+impl AuthConfig {
+    /// The problem with `[[auth.signing_keys]]`, as (key, problem).
+    pub fn check_signing_keys(&self) -> Result<(), (String, String)> {
+        let mut seen = std::collections::HashSet::new();
+        for (i, key) in self.signing_keys.iter().enumerate() {
+            let at = |field: &str| format!("auth.signing_keys[{i}].{field}");
+            if key.id.trim().is_empty() {
+                return Err((at("id"), "must not be empty".into()));
+            }
+            if !seen.insert(key.id.as_str()) {
+                return Err((at("id"), format!("`{}` is used by another key", key.id)));
+            }
+            let min = super::tokens::MIN_SECRET_BYTES;
+            if key.secret.len() < min {
+                return Err((
+                    at("secret"),
+                    format!(
+                        "must be at least {min} bytes (it is {}); generate one with \
+                         `openssl rand -base64 48`",
+                        key.secret.len()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Default for AuthConfig {
@@ -44,6 +97,7 @@ impl Default for AuthConfig {
             allow_cleartext: false,
             token_ttl_secs: default_token_ttl(),
             jwt: None,
+            signing_keys: Vec::new(),
         }
     }
 }

@@ -4,9 +4,14 @@
 //! A token is a JSON Web Token signed with HS256 (through `jsonwebtoken`)
 //! whose claims say who it was issued to, until when, and what for. Two
 //! decisions a newcomer must know:
-//! - The key is random per process: tokens do not outlive a restart, and one
-//!   gateway's tokens are not accepted by another. That is the safe default
-//!   for a gateway that keeps no session store; a client signs in again.
+//! - The keys come from `[[auth.signing_keys]]` (an `id` and a `secret`):
+//!   the first signs, every one verifies, and the header's `kid` says which
+//!   signed. Replicas configured with the same keys accept each other's
+//!   tokens, tickets and handles, and a new key is rolled in by putting it
+//!   first while the old one still verifies. Without configured keys the key
+//!   is random per process: tokens do not outlive a restart, and one
+//!   gateway's tokens are not accepted by another (the safe default for a
+//!   single gateway; a client signs in again).
 //! - The header says `typ: meshgate+jwt` (explicit typing, RFC 8725), so a
 //!   token of ours is never mistaken for an identity provider's JWT, which
 //!   has the same shape (see [`super::looks_like_jwt`]); and a token of one
@@ -48,37 +53,68 @@ pub enum TokenError {
     WrongKind(String),
 }
 
-/// Signs and verifies bearer tokens, tickets and handles with a key drawn
-/// at random when it is created (one per process: see the module docs).
+/// The shortest secret a signing key may have: HS256's own key size.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// Signs and verifies bearer tokens, tickets and handles (see the module
+/// docs for where the keys come from).
 pub struct TokenSigner {
-    encoding: EncodingKey,
-    decoding: DecodingKey,
+    /// The key that signs, with its id.
+    signing: (String, EncodingKey),
+    /// Every key that verifies, by id.
+    verifying: Vec<(String, DecodingKey)>,
     validation: Validation,
 }
 
+/// A key drawn at random for this process only.
 impl Default for TokenSigner {
     fn default() -> Self {
         let key: [u8; 32] = rand::random();
-        let mut validation = Validation::new(ALGORITHM);
-        // Expiry is checked after the kind (see `verify`), to the second.
-        validation.validate_exp = false;
-        validation.set_required_spec_claims(&["exp", "sub"]);
-        Self {
-            encoding: EncodingKey::from_secret(&key),
-            decoding: DecodingKey::from_secret(&key),
-            validation,
-        }
+        let id = format!("process-{:016x}", rand::random::<u64>());
+        Self::with_keys(&[(id, key.to_vec())])
     }
 }
 
 impl TokenSigner {
+    /// A signer from `[[auth.signing_keys]]` (`(id, secret)`, the first
+    /// signs), or a random key when none is configured. The configuration
+    /// checks ids and secret lengths (see [`MIN_SECRET_BYTES`]).
+    pub fn from_config(keys: &[super::SigningKeyConfig]) -> Self {
+        if keys.is_empty() {
+            return Self::default();
+        }
+        let keys: Vec<(String, Vec<u8>)> = keys
+            .iter()
+            .map(|k| (k.id.clone(), k.secret.as_bytes().to_vec()))
+            .collect();
+        Self::with_keys(&keys)
+    }
+
+    fn with_keys(keys: &[(String, Vec<u8>)]) -> Self {
+        let mut validation = Validation::new(ALGORITHM);
+        // Expiry is checked after the kind (see `verify`), to the second.
+        validation.validate_exp = false;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        let (id, secret) = &keys[0];
+        Self {
+            signing: (id.clone(), EncodingKey::from_secret(secret)),
+            verifying: keys
+                .iter()
+                .map(|(id, secret)| (id.clone(), DecodingKey::from_secret(secret)))
+                .collect(),
+            validation,
+        }
+    }
+
     /// The compact JWS of `claims`.
     pub fn sign(&self, claims: &Claims) -> String {
         let header = Header {
             typ: Some(TOKEN_TYPE.into()),
+            kid: Some(self.signing.0.clone()),
             ..Header::new(ALGORITHM)
         };
-        jsonwebtoken::encode(&header, claims, &self.encoding).expect("an HMAC key signs any claims")
+        jsonwebtoken::encode(&header, claims, &self.signing.1)
+            .expect("an HMAC key signs any claims")
     }
 
     /// Issue a token of `kind` for `user` valid for `ttl`.
@@ -97,9 +133,19 @@ impl TokenSigner {
         })
     }
 
-    /// Check signature, kind and expiry (in that order).
+    /// Check signature (by the key the header's `kid` names), kind and
+    /// expiry (in that order).
     pub fn verify(&self, token: &str, kind: &str) -> Result<Claims, TokenError> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+        let kid = jsonwebtoken::decode_header(token)
+            .map_err(|_| TokenError::Invalid)?
+            .kid
+            .ok_or(TokenError::Invalid)?;
+        let (_, key) = self
+            .verifying
+            .iter()
+            .find(|(id, _)| *id == kid)
+            .ok_or(TokenError::Invalid)?;
+        let data = jsonwebtoken::decode::<Claims>(token, key, &self.validation)
             .map_err(|_| TokenError::Invalid)?;
         if data.header.typ.as_deref() != Some(TOKEN_TYPE) {
             return Err(TokenError::Invalid);
@@ -190,14 +236,17 @@ mod token_tests {
         );
         // Signed with our key but without our `typ`: not one of ours.
         let untyped = jsonwebtoken::encode(
-            &Header::new(ALGORITHM),
+            &Header {
+                kid: Some(signer.signing.0.clone()),
+                ..Header::new(ALGORITHM)
+            },
             &Claims {
                 sub: "alice".into(),
                 exp: now_secs() + 60,
                 kind: "session".into(),
                 data: None,
             },
-            &signer.encoding,
+            &signer.signing.1,
         )
         .unwrap();
         assert_eq!(signer.verify(&untyped, "session"), Err(TokenError::Invalid));
@@ -212,5 +261,38 @@ mod token_tests {
             signer.verify("garbage", "session"),
             Err(TokenError::Invalid)
         );
+    }
+
+    fn key(id: &str, secret: &str) -> super::super::SigningKeyConfig {
+        super::super::SigningKeyConfig {
+            id: id.into(),
+            secret: secret.into(),
+        }
+    }
+
+    #[test]
+    fn configured_keys_verify_across_replicas_and_rotate() {
+        let old = key("2026-11", "an old secret of thirty-two bytes!!");
+        let new = key("2026-12", "a new secret of at least 32 bytes!!");
+        // Two replicas with the same keys accept each other's tokens.
+        let a = TokenSigner::from_config(std::slice::from_ref(&old));
+        let b = TokenSigner::from_config(std::slice::from_ref(&old));
+        let token = a.issue("alice", "ticket", None, Duration::from_secs(60));
+        assert_eq!(b.verify(&token, "ticket").unwrap().sub, "alice");
+        // The new key signs and the old one still verifies.
+        let rotated = TokenSigner::from_config(&[new.clone(), old.clone()]);
+        assert_eq!(rotated.verify(&token, "ticket").unwrap().sub, "alice");
+        let fresh = rotated.issue("bob", "ticket", None, Duration::from_secs(60));
+        assert_eq!(
+            jsonwebtoken::decode_header(&fresh).unwrap().kid.as_deref(),
+            Some("2026-12")
+        );
+        // A replica that knows only the old key refuses the new key's tokens.
+        assert_eq!(a.verify(&fresh, "ticket"), Err(TokenError::Invalid));
+        // A key id of ours with another secret is refused.
+        let impostor =
+            TokenSigner::from_config(&[key("2026-12", "not the secret at all, 32 bytes")]);
+        let forged = impostor.issue("root", "ticket", None, Duration::from_secs(60));
+        assert_eq!(rotated.verify(&forged, "ticket"), Err(TokenError::Invalid));
     }
 }

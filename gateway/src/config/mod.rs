@@ -200,6 +200,9 @@ impl Config {
                 }
             }
         }
+        self.auth
+            .check_signing_keys()
+            .map_err(|(key, problem)| self.invalid(key, problem))?;
         if let Some(jwt) = &self.auth.jwt {
             JwtVerifier::from_config(jwt, &self.base_dir)
                 .map_err(|(key, problem)| self.invalid(key, problem))?;
@@ -522,5 +525,28 @@ mod tests {
             msg.starts_with("meshgate.toml: auth.jwt.secret: environment variable"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn signing_keys_are_checked_with_their_key() {
+        let key = |id: &str, secret: &str| {
+            format!("[[auth.signing_keys]]\nid = '{id}'\nsecret = '{secret}'\n")
+        };
+        let long = "0123456789abcdef0123456789abcdef";
+        let msg = parse(&key("k1", "short")).unwrap_err().to_string();
+        assert!(
+            msg.starts_with(
+                "meshgate.toml: auth.signing_keys[0].secret: must be at least 32 bytes"
+            ),
+            "{msg}"
+        );
+        let msg = parse(&format!("{}{}", key("k1", long), key("k1", long)))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.starts_with("meshgate.toml: auth.signing_keys[1].id: `k1` is used"),
+            "{msg}"
+        );
+        parse(&format!("{}{}", key("k2", long), key("k1", long))).unwrap();
     }
 }

@@ -87,14 +87,15 @@ pub struct FlightSqlFrontend {
 }
 
 impl FlightSqlFrontend {
-    /// A front end whose tokens, tickets and prepared statements last `ttl`.
+    /// A front end whose tokens, tickets and prepared statements are
+    /// signed by `signer` and last `ttl`.
     pub fn new(
         service: Arc<QueryService>,
         users: Arc<UserStore>,
+        signer: Arc<TokenSigner>,
         ttl: Duration,
         limits: RequestLimits,
     ) -> Self {
-        let signer = Arc::new(TokenSigner::default());
         Self {
             service,
             users,
@@ -130,6 +131,16 @@ impl FlightSqlFrontend {
         key: Option<&str>,
     ) -> QueryResult<QuerySession> {
         let state = key.and_then(|k| self.sessions.get(k, &identity.user));
+        self.open_session_in(identity, client, state)
+    }
+
+    /// A planner session for `identity` with `state`'s catalog and settings.
+    fn open_session_in(
+        &self,
+        identity: Identity,
+        client: Option<std::net::SocketAddr>,
+        state: Option<sessions::SessionState>,
+    ) -> QueryResult<QuerySession> {
         let options = SessionOptions {
             protocol: "flight_sql".into(),
             client: client.map(|a| a.to_string()),

@@ -127,6 +127,50 @@ impl FlightSessions {
     }
 }
 
+/// What a statement was planned under: its session's catalog and the
+/// settings that differ from the defaults. Tickets and prepared-statement
+/// handles carry it, so a replica that did not plan the statement plans it
+/// again the same way.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(super) struct Planned {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    catalog: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    settings: Vec<(String, String)>,
+}
+
+impl Planned {
+    /// What `session` plans under now.
+    pub(super) fn of(session: &QuerySession) -> Self {
+        let defaults = SessionSettings::default().all();
+        let settings = session
+            .settings()
+            .all()
+            .into_iter()
+            .filter(|setting| !defaults.contains(setting))
+            .map(|(name, value, _)| (name, value))
+            .collect();
+        Self {
+            catalog: Some(session.current_catalog().to_owned()),
+            settings,
+        }
+    }
+
+    /// The session state to plan under (a setting this gateway does not
+    /// know is left at its default).
+    pub(super) fn state(&self) -> SessionState {
+        let mut settings = SessionSettings::default();
+        for (name, value) in &self.settings {
+            let _ = settings.set(name, Some(value));
+        }
+        SessionState {
+            user: String::new(),
+            catalog: self.catalog.clone(),
+            settings,
+        }
+    }
+}
+
 fn settings_are_default(settings: &SessionSettings) -> bool {
     settings.all() == SessionSettings::default().all()
 }

@@ -63,7 +63,11 @@ impl FlightSqlFrontend {
         self.apply_setting(&mut session, &prepared, request.metadata())
             .await?;
         let schema = prepared.output_schema();
-        let handle = self.tickets.issue(&identity, query.query, prepared).await;
+        let planned = super::sessions::Planned::of(&session);
+        let handle = self
+            .tickets
+            .issue(&identity, query.query, planned, prepared)
+            .await;
         let ticket = TicketStatementQuery {
             statement_handle: handle.into_bytes().into(),
         };
@@ -114,10 +118,20 @@ impl FlightSqlFrontend {
         self.cancels
             .check(&request.get_ref().ticket, &identity)
             .await?;
-        let mut session = self.session(identity, request.remote_addr(), request.metadata())?;
-        let prepared = match redeemed {
-            Redeemed::Planned(prepared) => *prepared,
-            Redeemed::Sql(sql) => session.prepare(&sql).await.map_err(|e| to_status(&e))?,
+        let (mut session, prepared) = match redeemed {
+            Redeemed::Planned(prepared) => (
+                self.session(identity, request.remote_addr(), request.metadata())?,
+                *prepared,
+            ),
+            // Planned again (here, or on another replica) under what
+            // GetFlightInfo planned it under.
+            Redeemed::Sql(sql, planned) => {
+                let session = self
+                    .open_session_in(identity, request.remote_addr(), Some(planned.state()))
+                    .map_err(|e| to_status(&e))?;
+                let prepared = session.prepare(&sql).await.map_err(|e| to_status(&e))?;
+                (session, prepared)
+            }
         };
         let stream = results::execute(&mut session, &prepared, None).await?;
         self.started(&request, &session).await;

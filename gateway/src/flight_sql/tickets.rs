@@ -20,8 +20,10 @@
 //!   a ticket whose plan is gone is planned again, for the caller, from the
 //!   SQL it carries.
 //! - A ticket never redeemed costs only its cache entry, until it expires
-//!   or is evicted. The signing key is random per process: a ticket does
-//!   not outlive a restart, and another replica refuses it.
+//!   or is evicted. It also carries the catalog and settings it was planned
+//!   under, so a replica sharing the signing keys (`[[auth.signing_keys]]`)
+//!   plans it again the same way; with the default per-process key a
+//!   ticket does not outlive a restart, and another replica refuses it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +32,7 @@ use meshgate_planner::{Identity, Prepared};
 use tonic::Status;
 
 use super::plans::{identity_bytes, plan_bytes};
+use super::sessions::Planned;
 use crate::auth::{TokenError, TokenSigner};
 
 /// The token kind of statement tickets.
@@ -55,6 +58,9 @@ struct TicketData {
     impersonator: Option<String>,
     /// The statement, to plan again when its plan is no longer kept.
     sql: String,
+    /// What it was planned under, to plan it again the same way.
+    #[serde(default)]
+    planned: Planned,
 }
 
 /// What a redeemed ticket runs.
@@ -63,8 +69,9 @@ pub(super) enum Redeemed {
     /// The plan GetFlightInfo made.
     Planned(Box<Prepared>),
     /// The plan is no longer kept (or was made for other groups or
-    /// attributes): the statement, to plan for the caller.
-    Sql(String),
+    /// attributes, or on another replica): the statement, to plan for the
+    /// caller under what it was first planned under.
+    Sql(String, Planned),
 }
 
 /// The statement tickets of one Flight SQL listener.
@@ -90,12 +97,14 @@ impl Tickets {
         &self,
         identity: &Identity,
         sql: String,
+        planned: Planned,
         prepared: Prepared,
     ) -> String {
         let data = TicketData {
             id: self.plans.keep(identity, prepared).await,
             impersonator: identity.impersonator.clone(),
             sql,
+            planned,
         };
         let data = serde_json::to_string(&data).expect("ticket data serialises");
         self.signer
@@ -129,7 +138,7 @@ impl Tickets {
         }
         Ok(match self.plans.get(&data.id, identity).await {
             Some(prepared) => Redeemed::Planned(Box::new(prepared)),
-            None => Redeemed::Sql(data.sql),
+            None => Redeemed::Sql(data.sql, data.planned),
         })
     }
 }
@@ -217,7 +226,12 @@ mod tests {
         let tickets = Tickets::new(Arc::new(TokenSigner::default()), Duration::from_secs(60));
         let sql = "SELECT 1 AS n";
         let ticket = tickets
-            .issue(&alice, sql.into(), plan(&service, &alice, sql).await)
+            .issue(
+                &alice,
+                sql.into(),
+                Planned::default(),
+                plan(&service, &alice, sql).await,
+            )
             .await;
         match tickets.redeem(ticket.as_bytes(), &alice).await.unwrap() {
             Redeemed::Planned(prepared) => assert_eq!(prepared.sql(), sql),
@@ -237,6 +251,7 @@ mod tests {
             .issue(
                 &impersonated,
                 sql.into(),
+                Planned::default(),
                 plan(&service, &impersonated, sql).await,
             )
             .await;
@@ -251,7 +266,7 @@ mod tests {
         let mut regrouped = alice.clone();
         regrouped.groups.insert("finance".into());
         match tickets.redeem(ticket.as_bytes(), &regrouped).await.unwrap() {
-            Redeemed::Sql(text) => assert_eq!(text, sql),
+            Redeemed::Sql(text, _) => assert_eq!(text, sql),
             other => panic!("the SQL to plan again, not {other:?}"),
         }
     }
@@ -268,7 +283,12 @@ mod tests {
         // Signed by another process (a restart, another replica).
         let elsewhere = Tickets::new(Arc::new(TokenSigner::default()), Duration::from_secs(60));
         let foreign = elsewhere
-            .issue(&alice, "SELECT 1".into(), Prepared::Empty)
+            .issue(
+                &alice,
+                "SELECT 1".into(),
+                Planned::default(),
+                Prepared::Empty,
+            )
             .await;
         let err = tickets
             .redeem(foreign.as_bytes(), &alice)
@@ -285,7 +305,12 @@ mod tests {
         // An expired ticket says so.
         let expired = Tickets::new(signer, Duration::ZERO);
         let ticket = expired
-            .issue(&alice, "SELECT 1".into(), Prepared::Empty)
+            .issue(
+                &alice,
+                "SELECT 1".into(),
+                Planned::default(),
+                Prepared::Empty,
+            )
             .await;
         let err = expired.redeem(ticket.as_bytes(), &alice).await.unwrap_err();
         assert_eq!(err.code(), tonic::Code::Unauthenticated);
@@ -296,11 +321,16 @@ mod tests {
         let alice = Identity::new("alice");
         let tickets = Tickets::new(Arc::new(TokenSigner::default()), Duration::from_secs(60));
         let ticket = tickets
-            .issue(&alice, "SELECT 2".into(), Prepared::Empty)
+            .issue(
+                &alice,
+                "SELECT 2".into(),
+                Planned::default(),
+                Prepared::Empty,
+            )
             .await;
         tickets.plans.cache.invalidate_all();
         match tickets.redeem(ticket.as_bytes(), &alice).await.unwrap() {
-            Redeemed::Sql(sql) => assert_eq!(sql, "SELECT 2"),
+            Redeemed::Sql(sql, _) => assert_eq!(sql, "SELECT 2"),
             other => panic!("the SQL to plan again, not {other:?}"),
         }
     }

@@ -7,7 +7,10 @@
 //! - **The handle is a signed token bound to its user** (kind `prepared`,
 //!   valid for the token lifetime) naming the kept entry; a handle of
 //!   another user is refused. What is kept is bounded in bytes per user and
-//!   in total (see [`store`]).
+//!   in total (see [`store`]). The handle also carries the statement, what
+//!   it was planned under and the bound parameters (see [`handles`]), so a
+//!   replica that does not keep the entry (another gateway sharing the
+//!   signing keys, or this one after the entry expired) prepares it again.
 //! - **Planning happens once.** Every execution runs the plan made at
 //!   CreatePreparedStatement; the planner binds the parameters into the
 //!   optimised plan it keeps with it (`meshgate_planner::PlanCache`). The
@@ -21,6 +24,7 @@
 //! - Creating a statement is audited here, whatever its outcome (including
 //!   a refusal by the budgets); each execution is audited by the planner.
 
+mod handles;
 mod parameters;
 mod store;
 
@@ -44,9 +48,11 @@ use tonic::{Request, Response, Status};
 
 use super::audit::statement_text;
 use super::results::{self, DoGetStream};
+use super::sessions::Planned;
 use super::FlightSqlFrontend;
 use crate::auth::TokenError;
 use crate::status::to_status;
+use handles::HandleData;
 use parameters::read_parameters;
 use store::PreparedEntry;
 pub(super) use store::PreparedStatements;
@@ -82,8 +88,15 @@ impl FlightSqlFrontend {
             "Flight SQL CreatePreparedStatement: {}",
             statement_text(&query.query)
         );
+        let planned = Planned::of(&session);
         let result = self
-            .keep_prepared(identity.clone(), query.query, prepared, param_types)
+            .keep_prepared(
+                identity.clone(),
+                query.query,
+                planned,
+                prepared,
+                param_types,
+            )
             .await;
         if let Err(status) = &result {
             let mut record = self.access(&identity, client, text).with_duration(started);
@@ -99,6 +112,7 @@ impl FlightSqlFrontend {
         &self,
         identity: Identity,
         sql: String,
+        planned: Planned,
         prepared: Prepared,
         param_types: Vec<Option<DataType>>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
@@ -117,9 +131,10 @@ impl FlightSqlFrontend {
         );
         let dataset_schema = schema_bytes(&prepared.output_schema())?;
         let id = format!("{:032x}", rand::random::<u128>());
-        let handle = self
-            .signer
-            .issue(&identity.user, PREPARED, Some(id.clone()), self.ttl);
+        let handle = self.handle(
+            &identity,
+            &HandleData::new(id.clone(), sql.clone(), planned),
+        );
         let entry = PreparedEntry::new(identity, sql, prepared, param_types, None);
         self.prepared.insert(id, entry, None).await?;
         Ok(ActionCreatePreparedStatementResult {
@@ -138,8 +153,8 @@ impl FlightSqlFrontend {
         request: Request<PeekableFlightDataStream>,
     ) -> Result<DoPutPreparedStatementResult, Status> {
         let identity = self.authenticate(request.metadata())?;
-        let (id, entry) = self
-            .prepared_entry(&identity, &query.prepared_statement_handle)
+        let (data, entry) = self
+            .prepared_entry(&identity, &query.prepared_statement_handle, &request)
             .await?;
         let row = read_parameters(
             request.into_inner(),
@@ -147,11 +162,13 @@ impl FlightSqlFrontend {
             &entry.param_types,
         )
         .await?;
+        // The updated handle carries the row, for any replica to run.
+        let handle = self.handle(&identity, &data.clone().with_params(&row));
         self.prepared
-            .insert(id, entry.with_params(row), Some(&entry))
+            .insert(data.id, entry.with_params(row), Some(&entry))
             .await?;
         Ok(DoPutPreparedStatementResult {
-            prepared_statement_handle: Some(query.prepared_statement_handle),
+            prepared_statement_handle: Some(handle.into_bytes().into()),
         })
     }
 
@@ -164,7 +181,7 @@ impl FlightSqlFrontend {
     ) -> Result<Response<FlightInfo>, Status> {
         let identity = self.authenticate(request.metadata())?;
         let (_, entry) = self
-            .prepared_entry(&identity, &command.prepared_statement_handle)
+            .prepared_entry(&identity, &command.prepared_statement_handle, &request)
             .await?;
         let kept = self.kept_plan(&identity, &entry);
         let mut session = self.session(identity, request.remote_addr(), request.metadata())?;
@@ -190,10 +207,13 @@ impl FlightSqlFrontend {
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
         let identity = self.authenticate(request.metadata())?;
-        let (_, entry) = self
-            .prepared_entry(&identity, &command.prepared_statement_handle)
+        let (data, entry) = self
+            .prepared_entry(&identity, &command.prepared_statement_handle, &request)
             .await?;
-        if entry.params.is_none() && !entry.param_types.is_empty() {
+        // The row the presented handle carries is the one its client bound
+        // (this replica may keep an older one); else the last bound here.
+        let params = data.params().or_else(|| entry.params.clone());
+        if params.is_none() && !entry.param_types.is_empty() {
             return Err(Status::invalid_argument(format!(
                 "the statement has {} parameter(s); bind them with DoPut first",
                 entry.param_types.len()
@@ -208,7 +228,7 @@ impl FlightSqlFrontend {
             Some(prepared) => prepared,
             None => self.plan_again(&session, &entry).await?,
         };
-        let params = entry.params.clone().map(ParamValues::from);
+        let params = params.map(ParamValues::from);
         let stream = results::execute(&mut session, &prepared, params).await?;
         self.started(&request, &session).await;
         Ok(results::response(stream, &session))
@@ -224,22 +244,33 @@ impl FlightSqlFrontend {
         let identity = self.authenticate(request.metadata())?;
         let token = std::str::from_utf8(&query.prepared_statement_handle).unwrap_or_default();
         if let Ok(claims) = self.signer.verify(token, PREPARED) {
-            if claims.sub == identity.user {
-                if let Some(id) = claims.data {
-                    self.prepared.close(&id).await;
-                }
+            let data = claims
+                .data
+                .as_deref()
+                .and_then(|d| serde_json::from_str::<HandleData>(d).ok());
+            if let (true, Some(data)) = (claims.sub == identity.user, data) {
+                self.prepared.close(&data.id).await;
             }
         }
         Ok(())
     }
 
-    /// The prepared statement a handle names, with its id, if it is the
-    /// caller's.
-    async fn prepared_entry(
+    /// The signed handle of `data`, for `identity`'s user.
+    fn handle(&self, identity: &Identity, data: &HandleData) -> String {
+        let data = serde_json::to_string(data).expect("handle data serialises");
+        self.signer
+            .issue(&identity.user, PREPARED, Some(data), self.ttl)
+    }
+
+    /// The prepared statement a handle names, if it is the caller's: the
+    /// entry kept here, else the statement prepared again from the handle
+    /// (it was prepared on another replica, or its entry expired here).
+    async fn prepared_entry<T>(
         &self,
         identity: &Identity,
         handle: &[u8],
-    ) -> Result<(String, Arc<PreparedEntry>), Status> {
+        request: &Request<T>,
+    ) -> Result<(HandleData, Arc<PreparedEntry>), Status> {
         let token = std::str::from_utf8(handle)
             .map_err(|_| Status::invalid_argument("malformed prepared statement handle"))?;
         let claims = self.signer.verify(token, PREPARED).map_err(|e| match e {
@@ -253,16 +284,48 @@ impl FlightSqlFrontend {
                 "this prepared statement belongs to another user",
             ));
         }
-        let id = claims.data.unwrap_or_default();
-        let entry = self.prepared.get(&id).await.ok_or_else(|| {
-            Status::not_found("prepared statement was closed or has expired: prepare it again")
-        })?;
-        if entry.user() != identity.user {
-            return Err(Status::permission_denied(
-                "this prepared statement belongs to another user",
+        let data: HandleData = claims
+            .data
+            .as_deref()
+            .and_then(|d| serde_json::from_str(d).ok())
+            .ok_or_else(|| Status::invalid_argument("invalid prepared statement handle"))?;
+        if let Some(entry) = self.prepared.get(&data.id).await {
+            if entry.user() != identity.user {
+                return Err(Status::permission_denied(
+                    "this prepared statement belongs to another user",
+                ));
+            }
+            return Ok((data, entry));
+        }
+        if self.prepared.is_closed(&data.id) {
+            return Err(Status::not_found(
+                "prepared statement was closed: prepare it again",
             ));
         }
-        Ok((id, entry))
+        let session = self
+            .open_session_in(
+                identity.clone(),
+                request.remote_addr(),
+                Some(data.planned.state()),
+            )
+            .map_err(|e| to_status(&e))?;
+        let prepared = session
+            .prepare(&data.sql)
+            .await
+            .map_err(|e| to_status(&e))?;
+        let types = prepared.parameter_types().map_err(|e| to_status(&e))?;
+        let entry = PreparedEntry::new(
+            identity.clone(),
+            data.sql.clone(),
+            prepared,
+            types,
+            data.params(),
+        );
+        self.prepared.insert(data.id.clone(), entry, None).await?;
+        let entry = self.prepared.get(&data.id).await.ok_or_else(|| {
+            Status::not_found("prepared statement was closed or has expired: prepare it again")
+        })?;
+        Ok((data, entry))
     }
 
     /// The kept plan of `entry`, when it may run for `identity` as it is:

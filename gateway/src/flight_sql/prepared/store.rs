@@ -125,6 +125,9 @@ impl Usage {
 /// The prepared statements of one Flight SQL listener.
 pub(crate) struct PreparedStatements {
     cache: moka::future::Cache<String, Arc<PreparedEntry>>,
+    /// Ids closed here, remembered for as long as their handles live, so a
+    /// closed handle is not prepared again from what it carries.
+    closed: moka::future::Cache<String, ()>,
     usage: Arc<Mutex<Usage>>,
     limits: RequestLimits,
 }
@@ -149,6 +152,10 @@ impl PreparedStatements {
             .build();
         Self {
             cache,
+            closed: moka::future::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(idle)
+                .build(),
             usage,
             limits,
         }
@@ -159,7 +166,13 @@ impl PreparedStatements {
     }
 
     pub(crate) async fn close(&self, id: &str) {
+        self.closed.insert(id.to_owned(), ()).await;
         self.cache.invalidate(id).await;
+    }
+
+    /// Whether the statement `id` was closed on this gateway.
+    pub(crate) fn is_closed(&self, id: &str) -> bool {
+        self.closed.contains_key(id)
     }
 
     /// Keep `entry` under `id`, replacing `replaces` (the entry it updates,
