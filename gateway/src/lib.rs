@@ -28,6 +28,7 @@ pub mod limits;
 pub mod log_redaction;
 pub mod openlineage;
 pub mod pgwire;
+pub mod policy_store;
 pub mod quality;
 pub mod request_limits;
 pub mod server;

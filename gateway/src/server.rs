@@ -90,8 +90,35 @@ impl Gateway {
         if let Some(policy) = config.load_policy()? {
             service = service.with_policy(policy);
         }
-        if let Some(policy) = &config.policy {
-            service = service.with_policy_file(config.resolve_path(&policy.file));
+        let store = config.policy.as_ref().and_then(|p| p.store.clone());
+        let file = config.policy.as_ref().and_then(|p| p.file.clone());
+        if let Some(url) = &store {
+            // The store's latest version is in force; an empty store is
+            // seeded with the policy file.
+            let invalid = |e: String| config.invalid("policy.store", e);
+            let store = crate::policy_store::PgPolicyStore::open(url)
+                .await
+                .map_err(invalid)?;
+            match store.latest().await.map_err(invalid)? {
+                Some((version, text)) => {
+                    let policy = Policy::from_toml(&text).map_err(|e| {
+                        invalid(format!("version {version} in the store is invalid: {e}"))
+                    })?;
+                    service = service.with_policy(policy);
+                }
+                None => {
+                    if service.policy().is_some() {
+                        let (text, version) = service
+                            .policy_admin()
+                            .current_text()
+                            .map_err(|e| invalid(e.to_string()))?;
+                        store.seed(version, &text).await.map_err(invalid)?;
+                    }
+                }
+            }
+            service = service.with_policy_store(Arc::new(store));
+        } else if let Some(file) = &file {
+            service = service.with_policy_file(config.resolve_path(file));
         }
         let log = match &config.audit {
             Some(audit) => {
@@ -279,8 +306,15 @@ impl Gateway {
             running.http_addr = Some(addr);
             running.health = Some(health);
         }
-        if let Some(policy) = &self.config.policy {
-            let path = self.config.resolve_path(&policy.file);
+        let policy = self.config.policy.as_ref();
+        if let Some(url) = policy.and_then(|p| p.store.clone()) {
+            tasks.spawn(crate::policy_store::follow(
+                self.service.clone(),
+                url,
+                shutdown.clone(),
+            ));
+        } else if let Some(file) = policy.and_then(|p| p.file.as_ref()) {
+            let path = self.config.resolve_path(file);
             tasks.spawn(watch_policy(self.service.clone(), path, shutdown.clone()));
         }
         if let Some((every, user)) = self.config.quality_schedule()? {

@@ -48,6 +48,7 @@ mod service;
 mod session;
 
 pub use access::admin::PolicyAdmin;
+pub use access::policy_store::{PolicyFile, PolicyStore};
 pub use access::product_admin::ProductAdmin;
 pub use admission::{Admission, AdmissionLimits, Admitted, ConcurrencyLimit};
 pub use audit::{audit_text, AuditLog, AuditObserver, AuditRecord};

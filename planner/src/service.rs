@@ -172,14 +172,19 @@ impl QueryService {
 
     /// Persist policy changes made through meshgate (SQL, admin API) to
     /// `path`, the configured policy file.
-    pub fn with_policy_file(mut self, path: std::path::PathBuf) -> Self {
+    pub fn with_policy_file(self, path: std::path::PathBuf) -> Self {
+        self.with_policy_store(Arc::new(crate::PolicyFile(path)))
+    }
+
+    /// Persist policy changes made through meshgate to `store`.
+    pub fn with_policy_store(mut self, store: Arc<dyn crate::PolicyStore>) -> Self {
         let token_users = self.admin.token_users();
         self.admin = Arc::new(
             PolicyAdmin::new(
                 self.policy.clone(),
                 self.registry.clone(),
                 self.roles.clone(),
-                Some(path),
+                Some(store),
             )
             .with_token_users(token_users),
         );

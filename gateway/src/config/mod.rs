@@ -158,7 +158,11 @@ impl Config {
         Ok(config)
     }
 
-    fn invalid(&self, key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+    pub(crate) fn invalid(
+        &self,
+        key: impl Into<String>,
+        problem: impl Into<String>,
+    ) -> ConfigError {
         ConfigError::Invalid {
             file: self.file.clone(),
             key: key.into(),
@@ -198,6 +202,18 @@ impl Config {
                         self.invalid(key, format!("{} is not a readable file", full.display()))
                     );
                 }
+            }
+        }
+        if let Some(policy) = &self.policy {
+            match (&policy.file, &policy.store) {
+                (None, None) => return Err(self.invalid("policy", "set `file`, `store`, or both")),
+                (_, Some(store))
+                    if !(store.starts_with("postgres://")
+                        || store.starts_with("postgresql://")) =>
+                {
+                    return Err(self.invalid("policy.store", "must be a postgres:// connection URL"))
+                }
+                _ => {}
             }
         }
         self.auth
@@ -307,10 +323,10 @@ impl Config {
     /// Read and validate the policy file, if one is configured. Errors name
     /// the policy file and the key inside it.
     pub fn load_policy(&self) -> Result<Option<Policy>, ConfigError> {
-        let Some(policy) = &self.policy else {
+        let Some(file) = self.policy.as_ref().and_then(|p| p.file.as_ref()) else {
             return Ok(None);
         };
-        let path = self.resolve_path(&policy.file);
+        let path = self.resolve_path(file);
         let file = path.display().to_string();
         let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Io {
             file: file.clone(),
@@ -548,5 +564,15 @@ mod tests {
             "{msg}"
         );
         parse(&format!("{}{}", key("k2", long), key("k1", long))).unwrap();
+    }
+
+    #[test]
+    fn a_policy_needs_a_file_or_a_postgres_store() {
+        let msg = parse("[policy]\n").unwrap_err().to_string();
+        assert!(msg.starts_with("meshgate.toml: policy: "), "{msg}");
+        let msg = parse("[policy]\nstore = 'mysql://x'\n")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.starts_with("meshgate.toml: policy.store: "), "{msg}");
     }
 }

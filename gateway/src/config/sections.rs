@@ -126,12 +126,25 @@ fn yes() -> bool {
     true
 }
 
-/// `[policy]`.
-#[derive(Debug, Clone, Deserialize)]
+/// `[policy]`: a policy file, a policy store the replicas share, or both
+/// (the file then seeds an empty store).
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyConfig {
     /// A TOML policy document (see the `meshgate-policy` crate).
-    pub file: PathBuf,
+    pub file: Option<PathBuf>,
+    /// `postgres://user:password@host:port/database`: the policy lives in
+    /// that database, and every gateway using it applies each change.
+    pub store: Option<String>,
+}
+
+impl std::fmt::Debug for PolicyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyConfig")
+            .field("file", &self.file)
+            .field("store", &self.store.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// `[audit]`.

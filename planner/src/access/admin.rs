@@ -4,16 +4,14 @@
 //! (`CREATE ROLE`, `DROP ROLE`, `GRANT`, `REVOKE`) or through the gRPC admin
 //! service. Every change is made on a copy of the document in force, gets
 //! the next version number, is validated like a policy file (including
-//! against the live catalogs), is written to the policy file atomically (a
-//! temporary file renamed over it; each version is also kept in
-//! `<file>.history/`), and only then applies to statements that start
-//! afterwards. Changes are serialised; one that names a stale version is
+//! against the live catalogs), is saved to the policy store (the policy
+//! file, or a store the replicas share: see [`super::policy_store`]), and
+//! only then applies to statements that start afterwards. Changes are serialised; one that names a stale version is
 //! refused, so two admins cannot overwrite each other unknowingly.
 //!
 //! Roles are policy groups: `GRANT role TO user` adds the user to the group.
 //! Comments in a hand-written policy file do not survive a change made here.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
@@ -21,6 +19,7 @@ use datafusion::execution::SessionStateBuilder;
 
 use meshgate_policy::{Policy, PolicyDocument};
 
+use super::policy_store::PolicyStore;
 use super::{PolicySource, RoleDirectory};
 use crate::catalogs::CatalogRegistry;
 use crate::{QueryError, QueryResult};
@@ -31,7 +30,7 @@ pub struct PolicyAdmin {
     policy: PolicySource,
     registry: Arc<CatalogRegistry>,
     roles: RoleDirectory,
-    file: Option<PathBuf>,
+    store: Option<Arc<dyn PolicyStore>>,
     /// Users may also come from tokens (JWT): a rule naming a user meshgate
     /// has no password for is not an error.
     token_users: bool,
@@ -43,13 +42,13 @@ impl PolicyAdmin {
         policy: PolicySource,
         registry: Arc<CatalogRegistry>,
         roles: RoleDirectory,
-        file: Option<PathBuf>,
+        store: Option<Arc<dyn PolicyStore>>,
     ) -> Self {
         Self {
             policy,
             registry,
             roles,
-            file,
+            store,
             token_users: false,
             lock: tokio::sync::Mutex::new(()),
         }
@@ -63,7 +62,7 @@ impl PolicyAdmin {
                 self.policy.clone(),
                 self.registry.clone(),
                 self.roles.clone(),
-                self.file.clone(),
+                self.store.clone(),
             )
         }
     }
@@ -74,7 +73,7 @@ impl PolicyAdmin {
             self.policy.clone(),
             self.registry.clone(),
             roles,
-            self.file.clone(),
+            self.store.clone(),
         )
     }
 
@@ -110,9 +109,9 @@ impl PolicyAdmin {
         edit: impl FnOnce(&mut PolicyDocument) -> QueryResult<()>,
     ) -> QueryResult<u64> {
         let _serial = self.lock.lock().await;
-        let file = self.file.as_ref().ok_or_else(|| {
+        let store = self.store.as_ref().ok_or_else(|| {
             QueryError::FeatureNotSupported(
-                "no policy file is configured ([policy] file = ...), so the policy cannot be changed at run time".into(),
+                "no policy file or store is configured ([policy] file = ... or store = ...), so the policy cannot be changed at run time".into(),
             )
         })?;
         let mut doc = self
@@ -140,10 +139,9 @@ impl PolicyAdmin {
             )));
         }
         let text = to_toml(&doc)?;
-        persist(file, &text, doc.version)
-            .map_err(|e| QueryError::Internal(format!("writing {}: {e}", file.display())))?;
+        store.save(doc.version, &text).await?;
         *self.policy.write().expect("policy lock") = Some(Arc::new(policy));
-        tracing::info!(version = doc.version, file = %file.display(), "policy changed");
+        tracing::info!(version = doc.version, store = %store.describe(), "policy changed");
         Ok(doc.version)
     }
 
@@ -282,27 +280,4 @@ impl PolicyAdmin {
 
 fn to_toml(doc: &PolicyDocument) -> QueryResult<String> {
     toml::to_string_pretty(doc).map_err(|e| QueryError::Internal(format!("policy to TOML: {e}")))
-}
-
-/// Write `text` to `file` atomically and keep a copy as version `version`.
-fn persist(file: &Path, text: &str, version: u64) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let dir = file
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = file
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "policy.toml".into());
-    let history = dir.join(format!("{name}.history"));
-    std::fs::create_dir_all(&history)?;
-    std::fs::write(history.join(format!("{version:06}.toml")), text)?;
-    let tmp = dir.join(format!(".{name}.tmp"));
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, file)
 }

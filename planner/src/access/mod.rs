@@ -29,6 +29,7 @@ pub(crate) mod admin_statements;
 pub(crate) mod barrier;
 pub(crate) mod catalog_view;
 pub(crate) mod explain;
+pub mod policy_store;
 pub(crate) mod product_admin;
 
 use std::collections::HashMap;

@@ -13,6 +13,7 @@ use meshgate_tests::{extra_user, TestMesh};
 use tonic::transport::Channel;
 
 mod fixtures;
+mod store;
 use fixtures::*;
 
 #[tokio::test]
