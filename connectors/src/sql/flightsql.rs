@@ -55,7 +55,9 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use super::federation::FunctionSet;
 use super::keys::KeyColumn;
-use super::options::{NameFilter, SqlOptions};
+use super::options::{
+    default_connect_timeout, default_metadata_ttl, default_true, NameFilter, SqlOptions,
+};
 use super::{SourceKind, SourcePool, SourceTable, SqlCatalog};
 use crate::{parse_options, Connector, ConnectorContext, ConnectorError};
 
@@ -74,7 +76,7 @@ struct FlightOptions {
     token: Option<crate::secrets::Secret>,
     /// PEM root certificates for an `https` endpoint (system roots otherwise).
     ca_cert: Option<String>,
-    #[serde(default = "default_timeout")]
+    #[serde(default = "default_connect_timeout")]
     connect_timeout_secs: u64,
     #[serde(default = "default_metadata_ttl")]
     metadata_ttl_secs: u64,
@@ -90,16 +92,6 @@ struct FlightOptions {
     pushdown: bool,
     #[allow(dead_code)]
     description: Option<String>,
-}
-
-fn default_timeout() -> u64 {
-    5
-}
-fn default_metadata_ttl() -> u64 {
-    60
-}
-fn default_true() -> bool {
-    true
 }
 
 /// The option keys of a `flightsql` catalog that hold secrets.

@@ -3,11 +3,6 @@
 //! product descriptors). Read from the source's own catalog with the
 //! configured user's rights, one row per key column.
 
-use datafusion::arrow::array::{Array, AsArray, RecordBatch};
-use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::DataType;
-use datafusion::error::DataFusionError;
-
 /// One column of a declared key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyColumn {
@@ -105,32 +100,6 @@ fn rule(code: Option<&str>) -> u8 {
         "D" | "SET DEFAULT" => 4,
         _ => 3,
     }
-}
-
-/// The rows of query results as text, for [`key_columns`] (and comments).
-pub(crate) fn rows_of<const N: usize>(
-    batches: &[RecordBatch],
-) -> Result<Vec<[Option<String>; N]>, DataFusionError> {
-    let mut out = Vec::new();
-    for batch in batches {
-        let columns = batch
-            .columns()
-            .iter()
-            .map(|c| cast(c, &DataType::Utf8))
-            .collect::<Result<Vec<_>, _>>()?;
-        if columns.len() < N {
-            return Err(DataFusionError::Internal(
-                "catalog query returned too few columns".into(),
-            ));
-        }
-        for row in 0..batch.num_rows() {
-            out.push(std::array::from_fn(|i| {
-                let column = columns[i].as_string::<i32>();
-                (!column.is_null(row)).then(|| column.value(row).to_owned())
-            }));
-        }
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@
 //! [`SqlCatalog::refresh`] (`CALL system.refresh_catalog('name')`) drops
 //! all of it.
 
+mod catalog_query;
 mod comments;
 mod federation;
 mod flightsql;

@@ -29,13 +29,13 @@ use datafusion_table_providers::sql::db_connection_pool::dbconnection::{get_sche
 use datafusion_table_providers::sql::db_connection_pool::DbConnectionPool;
 use secrecy::SecretString;
 
+use super::catalog_query::{query_batches, rows_of};
 use super::comments::{descriptions, MYSQL_COMMENTS_SQL};
 use super::federation::FunctionSet;
-use super::keys::{key_columns, rows_of, KeyColumn, MYSQL_KEYS_SQL};
+use super::keys::{key_columns, KeyColumn, MYSQL_KEYS_SQL};
 use super::options::{NameFilter, SqlOptions};
 use super::{SourceKind, SourcePool, SourceTable, SqlCatalog, SQL_SECRET_KEYS};
 use crate::{parse_options, Connector, ConnectorContext, ConnectorError};
-use futures::TryStreamExt;
 
 pub struct MySqlConnector;
 
@@ -122,28 +122,6 @@ struct MyPool {
     pool: Arc<MySQLConnectionPool>,
 }
 
-impl MyPool {
-    /// Run one catalog query on a pooled connection, all rows as Arrow.
-    async fn query(
-        &self,
-        sql: &str,
-    ) -> Result<Vec<datafusion::arrow::array::RecordBatch>, DataFusionError> {
-        let conn = self
-            .pool
-            .connect()
-            .await
-            .map_err(DataFusionError::External)?;
-        let conn = conn
-            .as_async()
-            .ok_or_else(|| DataFusionError::Internal("unexpected connection type".into()))?;
-        conn.query_arrow(sql, &[], None)
-            .await
-            .map_err(DataFusionError::External)?
-            .try_collect()
-            .await
-    }
-}
-
 #[async_trait]
 impl SourcePool for MyPool {
     async fn list(&self, filter: &NameFilter) -> Result<Vec<(String, String)>, DataFusionError> {
@@ -173,12 +151,12 @@ impl SourcePool for MyPool {
     }
 
     async fn comments(&self) -> Result<Vec<crate::Description>, DataFusionError> {
-        let batches = self.query(MYSQL_COMMENTS_SQL).await?;
+        let batches = query_batches(self.pool.as_ref(), MYSQL_COMMENTS_SQL).await?;
         Ok(descriptions(rows_of(&batches)?))
     }
 
     async fn keys(&self) -> Result<Vec<KeyColumn>, DataFusionError> {
-        let batches = self.query(MYSQL_KEYS_SQL).await?;
+        let batches = query_batches(self.pool.as_ref(), MYSQL_KEYS_SQL).await?;
         Ok(key_columns(rows_of(&batches)?))
     }
 

@@ -53,7 +53,7 @@ pub(crate) struct SqlOptions {
     pub description: Option<String>,
 }
 
-fn default_true() -> bool {
+pub(crate) fn default_true() -> bool {
     true
 }
 
@@ -63,10 +63,10 @@ fn default_sslmode() -> String {
 fn default_pool_size() -> u32 {
     10
 }
-fn default_connect_timeout() -> u64 {
+pub(crate) fn default_connect_timeout() -> u64 {
     5
 }
-fn default_metadata_ttl() -> u64 {
+pub(crate) fn default_metadata_ttl() -> u64 {
     60
 }
 

@@ -28,12 +28,14 @@ use datafusion_table_providers::sql::db_connection_pool::{JoinPushDown, Mode};
 use datafusion_table_providers::sqlite::pool::SqliteConnectionPool;
 use datafusion_table_providers::sqlite::sql_table::SQLiteTable;
 use datafusion_table_providers::sqlite::DynSqliteConnectionPool;
-use futures::TryStreamExt;
 use serde::Deserialize;
 
+use super::catalog_query::{query_batches, rows_of};
 use super::federation::FunctionSet;
-use super::keys::{rows_of, KeyColumn};
-use super::options::{NameFilter, SqlOptions};
+use super::keys::KeyColumn;
+use super::options::{
+    default_connect_timeout, default_metadata_ttl, default_true, NameFilter, SqlOptions,
+};
 use super::{SourceKind, SourcePool, SourceTable, SqlCatalog};
 use crate::{parse_options, Connector, ConnectorContext, ConnectorError};
 
@@ -48,7 +50,7 @@ pub struct SqliteConnector;
 struct SqliteOptions {
     /// The database file, relative to the configuration file's directory.
     path: String,
-    #[serde(default = "default_busy_timeout")]
+    #[serde(default = "default_connect_timeout")]
     busy_timeout_secs: u64,
     #[serde(default = "default_metadata_ttl")]
     metadata_ttl_secs: u64,
@@ -60,16 +62,6 @@ struct SqliteOptions {
     pushdown: bool,
     #[allow(dead_code)]
     description: Option<String>,
-}
-
-fn default_busy_timeout() -> u64 {
-    5
-}
-fn default_metadata_ttl() -> u64 {
-    60
-}
-fn default_true() -> bool {
-    true
 }
 
 impl SqliteOptions {
@@ -187,19 +179,7 @@ impl LitePool {
         &self,
         sql: &str,
     ) -> Result<Vec<datafusion::arrow::array::RecordBatch>, DataFusionError> {
-        let conn = self
-            .pool
-            .connect()
-            .await
-            .map_err(DataFusionError::External)?;
-        let conn = conn
-            .as_async()
-            .ok_or_else(|| DataFusionError::Internal("unexpected connection type".into()))?;
-        conn.query_arrow(sql, &[], None)
-            .await
-            .map_err(DataFusionError::External)?
-            .try_collect()
-            .await
+        query_batches(self.pool.as_ref(), sql).await
     }
 
     /// The table's columns with the types they were declared with.
