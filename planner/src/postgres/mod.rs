@@ -19,6 +19,7 @@ pub(crate) mod activity;
 pub(crate) mod analyzer;
 mod arrays;
 mod catalog_oids;
+mod constraint_defs;
 mod constraints;
 mod descriptions;
 mod functions;
@@ -111,7 +112,8 @@ pub(crate) fn install(
         provider.clone(),
     ));
     // The built-in tables with integer key lists; pg_constraint also with
-    // the keys the sources declare.
+    // the keys the sources declare (and their definitions).
+    let defs = constraint_defs::ConstraintDefs::default();
     let array_tables = arrays::array_tables()
         .iter()
         .cloned()
@@ -123,6 +125,7 @@ pub(crate) fn install(
                     catalogs.clone(),
                     sources.clone(),
                     provider.clone(),
+                    defs.clone(),
                 ))
             } else {
                 table
@@ -153,6 +156,9 @@ pub(crate) fn install(
         )
         .map_err(|e| internal(&e))?;
     functions::register(ctx, user, settings);
+    ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
+        constraint_defs::ConstraintDef::new(defs),
+    ));
     ctx.register_udf(activity::backend_pid_udf(&activity));
     ctx.register_udf(activity::signal_udf(activity.clone(), false));
     ctx.register_udf(activity::signal_udf(activity, true));

@@ -25,6 +25,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use meshgate_connectors::KeyColumn;
 
 use super::catalog_oids::CatalogOids;
+use super::constraint_defs::{definition, ConstraintDefs};
 use super::constraints::{visible_keys, KeySources};
 
 /// Where the OIDs of source keys start: far above the built-in catalog's
@@ -41,6 +42,8 @@ pub(crate) struct ConstraintTable {
     sources: KeySources,
     /// The session's pg_catalog, to resolve names to OIDs.
     pg_catalog: Arc<dyn SchemaProvider>,
+    /// Where the keys' definitions go, for `pg_get_constraintdef`.
+    defs: ConstraintDefs,
 }
 
 impl ConstraintTable {
@@ -50,6 +53,7 @@ impl ConstraintTable {
         catalogs: Arc<dyn CatalogProviderList>,
         sources: KeySources,
         pg_catalog: Arc<dyn SchemaProvider>,
+        defs: ConstraintDefs,
     ) -> Self {
         Self {
             builtin,
@@ -57,6 +61,7 @@ impl ConstraintTable {
             catalogs,
             sources,
             pg_catalog,
+            defs,
         }
     }
 
@@ -116,6 +121,10 @@ impl ConstraintTable {
             };
             let oid = next_oid;
             next_oid += 1;
+            self.defs
+                .write()
+                .expect("constraint definitions lock")
+                .insert(oid, definition(&parts));
             let row = Row {
                 oid,
                 name: &name,

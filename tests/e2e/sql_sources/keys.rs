@@ -247,6 +247,26 @@ async fn postgres_keys_reach_flight_sql_as_the_policy_allows() {
             ]),
         ]
     );
+    // psql's \d prints them with pg_get_constraintdef.
+    let defs = simple_rows(
+        &shop,
+        "SELECT conname, pg_catalog.pg_get_constraintdef(oid, true) \
+         FROM pg_catalog.pg_constraint WHERE conname IN ('orders_customer', 'orders_pkey') \
+         ORDER BY 1",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        defs,
+        [
+            [
+                "orders_customer",
+                "FOREIGN KEY (region, customer_id) REFERENCES customers(region, id) ON DELETE CASCADE"
+            ],
+            ["orders_pkey", "PRIMARY KEY (id)"],
+        ]
+        .map(|r| r.map(|c| Some(c.to_owned())))
+    );
     // The source's comments reach pg_description (read in the background
     // at start: a new session sees them once loaded).
     let mut described = Vec::new();
