@@ -100,14 +100,7 @@ const SECRET_KEYS: &[&str] = &["password", "token"];
 impl FlightOptions {
     fn sql_options(&self) -> SqlOptions {
         SqlOptions {
-            host: self.endpoint.clone(),
-            port: None,
             user: self.user.clone().unwrap_or_default(),
-            password: None,
-            database: self.catalog.clone(),
-            sslmode: "disable".into(),
-            sslrootcert: None,
-            pool_size: 1,
             connect_timeout_secs: self.connect_timeout_secs,
             metadata_ttl_secs: self.metadata_ttl_secs,
             include_schemas: self.include_schemas.clone(),
@@ -115,7 +108,7 @@ impl FlightOptions {
             include_tables: self.include_tables.clone(),
             exclude_tables: self.exclude_tables.clone(),
             pushdown: self.pushdown,
-            description: None,
+            ..SqlOptions::named(self.endpoint.clone(), self.catalog.clone())
         }
     }
 }

@@ -73,6 +73,30 @@ pub(crate) fn default_metadata_ttl() -> u64 {
 pub(crate) const SSL_MODES: &[&str] = &["disable", "prefer", "require", "verify-ca", "verify-full"];
 
 impl SqlOptions {
+    /// The options of a source that is not a database server login (a
+    /// file, another gateway): `host` names it in messages, `database` is
+    /// what it exposes, everything else is at its default.
+    pub(crate) fn named(host: String, database: String) -> Self {
+        Self {
+            host,
+            port: None,
+            user: String::new(),
+            password: None,
+            database,
+            sslmode: "disable".into(),
+            sslrootcert: None,
+            pool_size: 1,
+            connect_timeout_secs: default_connect_timeout(),
+            metadata_ttl_secs: default_metadata_ttl(),
+            include_schemas: Vec::new(),
+            exclude_schemas: Vec::new(),
+            include_tables: Vec::new(),
+            exclude_tables: Vec::new(),
+            pushdown: true,
+            description: None,
+        }
+    }
+
     pub fn validate(&self) -> Result<(), ConnectorError> {
         if self.host.trim().is_empty() {
             return Err(ConnectorError::option("host", "must not be empty"));

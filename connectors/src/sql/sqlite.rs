@@ -68,22 +68,13 @@ impl SqliteOptions {
     /// The options every SQL catalog shares, for a file at `path`.
     fn sql_options(&self, path: String) -> SqlOptions {
         SqlOptions {
-            host: path,
-            port: None,
-            user: String::new(),
-            password: None,
-            database: SCHEMA.into(),
-            sslmode: "disable".into(),
-            sslrootcert: None,
-            pool_size: 1,
             connect_timeout_secs: self.busy_timeout_secs,
             metadata_ttl_secs: self.metadata_ttl_secs,
             include_schemas: vec![SCHEMA.into()],
-            exclude_schemas: Vec::new(),
             include_tables: self.include_tables.clone(),
             exclude_tables: self.exclude_tables.clone(),
             pushdown: self.pushdown,
-            description: None,
+            ..SqlOptions::named(path, SCHEMA.into())
         }
     }
 }
