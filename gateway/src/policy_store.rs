@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use meshgate_planner::policy::Policy;
 use meshgate_planner::{PolicyStore, QueryError, QueryResult, QueryService};
-use tokio_postgres::{AsyncMessage, Client, NoTls};
+use tokio_postgres::{AsyncMessage, Client};
 use tokio_util::sync::CancellationToken;
 
 /// The channel changes are announced on (and the table's name).
@@ -45,16 +45,26 @@ impl std::fmt::Debug for PgPolicyStore {
     }
 }
 
+/// A connection to `url`, encrypted as its `sslmode` asks (`prefer` by
+/// default, `require` to insist). As with libpq's `prefer` and `require`,
+/// the server's certificate is not verified.
 async fn connect(
     url: &str,
 ) -> Result<
     (
         Client,
-        tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>,
+        tokio_postgres::Connection<
+            tokio_postgres::Socket,
+            postgres_native_tls::TlsStream<tokio_postgres::Socket>,
+        >,
     ),
     String,
 > {
-    tokio_postgres::connect(url, NoTls)
+    let tls = native_tls::TlsConnector::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .map_err(|e| format!("cannot set up TLS for the policy store: {e}"))?;
+    tokio_postgres::connect(url, postgres_native_tls::MakeTlsConnector::new(tls))
         .await
         .map_err(|e| format!("cannot connect to the policy store: {e}"))
 }
@@ -169,17 +179,15 @@ pub async fn follow(service: Arc<QueryService>, url: String, stop: CancellationT
 /// One listening connection: returns when it fails or `stop` is cancelled.
 async fn listen(service: &QueryService, url: &str, stop: &CancellationToken) -> Result<(), String> {
     let (client, mut connection) = connect(url).await?;
-    let (notified, mut notifications) = tokio::sync::mpsc::unbounded_channel();
+    // Notifications only wake the loop (many coalesce into one read); the
+    // sender is dropped when the connection ends.
+    let (notified, mut notifications) = tokio::sync::watch::channel(0u64);
     let messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
     tokio::spawn(async move {
         futures::pin_mut!(messages);
         while let Some(message) = messages.next().await {
             match message {
-                Ok(AsyncMessage::Notification(_)) => {
-                    if notified.send(()).is_err() {
-                        return;
-                    }
-                }
+                Ok(AsyncMessage::Notification(_)) => notified.send_modify(|n| *n += 1),
                 Ok(_) => {}
                 Err(_) => return,
             }
@@ -193,8 +201,8 @@ async fn listen(service: &QueryService, url: &str, stop: &CancellationToken) -> 
         apply_latest(service, &client).await?;
         tokio::select! {
             _ = stop.cancelled() => return Ok(()),
-            message = notifications.recv() => {
-                if message.is_none() {
+            changed = notifications.changed() => {
+                if changed.is_err() {
                     return Err("the connection was lost".into());
                 }
             }
@@ -214,6 +222,14 @@ async fn apply_latest(service: &QueryService, client: &Client) -> Result<(), Str
         return Ok(());
     }
     let policy = match Policy::from_toml(&text) {
+        Ok(policy) if policy.document().version != version => {
+            tracing::error!(
+                version,
+                "policy store: the row's document says version {}, previous policy stays in force",
+                policy.document().version
+            );
+            return Ok(());
+        }
         Ok(policy) => policy,
         Err(e) => {
             tracing::error!(

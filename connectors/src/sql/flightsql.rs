@@ -25,6 +25,7 @@
 //! password = "${CLAIMS_READER_PASSWORD}"
 //! # token = "${CLAIMS_TOKEN}"       # instead of user/password
 //! # ca_cert = "claims-ca.pem"       # to verify an https endpoint
+//! # allow_http = true               # an http:// endpoint: credentials in cleartext
 //! ```
 
 use std::collections::HashMap;
@@ -76,6 +77,10 @@ struct FlightOptions {
     token: Option<crate::secrets::Secret>,
     /// PEM root certificates for an `https` endpoint (system roots otherwise).
     ca_cert: Option<String>,
+    /// Send the service account's credentials over `http://` (loopback or a
+    /// protected network only).
+    #[serde(default)]
+    allow_http: bool,
     #[serde(default = "default_connect_timeout")]
     connect_timeout_secs: u64,
     #[serde(default = "default_metadata_ttl")]
@@ -129,6 +134,13 @@ impl Connector for FlightSqlConnector {
             return Err(ConnectorError::option(
                 "endpoint",
                 "must be an http:// or https:// URL",
+            ));
+        }
+        if o.endpoint.starts_with("http://") && !o.allow_http {
+            return Err(ConnectorError::option(
+                "endpoint",
+                "http:// sends the service account's credentials in cleartext: use https://, \
+                 or set allow_http = true (loopback or a protected network only)",
             ));
         }
         if o.catalog.trim().is_empty() {
@@ -300,7 +312,9 @@ impl FlightPool {
             let (schemas, tables, ipc) = (
                 schemas.as_string::<i32>(),
                 tables.as_string::<i32>(),
-                ipc.as_binary::<i32>(),
+                ipc.as_binary_opt::<i32>().ok_or_else(|| {
+                    DataFusionError::External("GetTables sent table_schema not as binary".into())
+                })?,
             );
             for row in 0..batch.num_rows() {
                 let schema = try_schema_from_ipc_buffer(ipc.value(row))?;
@@ -385,8 +399,16 @@ fn remote_table(
     reference: &TableReference,
     executor: Arc<FlightExecutor>,
 ) -> DfResult<Arc<dyn TableProvider>> {
+    // Named columns: a remote that reorders its columns cannot move
+    // values under other names (where a local mask would miss them).
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|f| quote_part(f.name()))
+        .collect::<Vec<_>>()
+        .join(", ");
     let scan = RemoteScan {
-        sql: format!("SELECT * FROM {}", quoted(reference)),
+        sql: format!("SELECT {columns} FROM {}", quoted(reference)),
         schema: schema.clone(),
         executor,
     };
@@ -396,9 +418,14 @@ fn remote_table(
     )?))
 }
 
+/// `"name"`.
+fn quote_part(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
 /// `"catalog"."schema"."table"`.
 fn quoted(reference: &TableReference) -> String {
-    let part = |p: &str| format!("\"{}\"", p.replace('"', "\"\""));
+    let part = quote_part;
     match reference {
         TableReference::Full {
             catalog,

@@ -73,6 +73,11 @@ impl ConstraintTable {
             .filter(|(catalog, _)| *catalog == self.current)
             .map(|(_, key)| key)
             .collect();
+        // Only what this scan shows is defined (a revoke takes them away).
+        self.defs
+            .write()
+            .expect("constraint definitions lock")
+            .clear();
         if keys.is_empty() {
             return Ok(None);
         }

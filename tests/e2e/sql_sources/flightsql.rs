@@ -39,7 +39,7 @@ async fn a_gateway_federates_a_domain_gateway_under_both_policies() {
     let domain = attack_mesh().await;
     let block = format!(
         "[catalogs.domain]\nconnector = \"flightsql\"\nendpoint = \"http://{}\"\n\
-         catalog = \"members\"\nuser = \"analyst\"\npassword = \"{}\"\n",
+         catalog = \"members\"\nuser = \"analyst\"\npassword = \"{}\"\nallow_http = true\n",
         domain.mesh.flight_sql_addr(),
         password("analyst")
     );
@@ -115,7 +115,15 @@ fn a_flightsql_catalog_needs_a_service_account() {
     let err = crate::attacks::config_error(
         "[listeners.pgwire]\naddress = \"127.0.0.1:0\"\n\
          [catalogs.domain]\nconnector = \"flightsql\"\nendpoint = \"http://127.0.0.1:1\"\n\
-         catalog = \"members\"\nuser = \"svc\"\n",
+         catalog = \"members\"\nuser = \"svc\"\nallow_http = true\n",
     );
     assert!(err.contains("catalogs.domain.user"), "{err}");
+    // Credentials never cross http:// unless the operator says so.
+    let err = crate::attacks::config_error(
+        "[listeners.pgwire]\naddress = \"127.0.0.1:0\"\n\
+         [catalogs.domain]\nconnector = \"flightsql\"\nendpoint = \"http://127.0.0.1:1\"\n\
+         catalog = \"members\"\nuser = \"svc\"\npassword = \"secret-pw\"\n",
+    );
+    assert!(err.contains("catalogs.domain.endpoint"), "{err}");
+    assert!(!err.contains("secret-pw"), "{err}");
 }
