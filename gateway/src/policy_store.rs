@@ -28,6 +28,30 @@ const CHANNEL: &str = "meshgate_policy";
 /// How often a gateway looks for a new version without a notification.
 const POLL: Duration = Duration::from_secs(5);
 
+/// What `/readyz` says of the store: whether this gateway enforces the
+/// newest version it holds.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct StoreHealth {
+    /// `current`, `stale` (a newer version could not be applied here),
+    /// `unreachable`, or `unknown` before the first look.
+    pub status: &'static str,
+    /// The version this gateway enforces.
+    pub in_force: u64,
+    /// The newest version the store holds, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub newest: Option<u64>,
+    /// Why the newest version is not in force, or the store not reachable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The store's health, shared by the task that follows it and `/readyz`.
+pub type SharedStoreHealth = Arc<std::sync::RwLock<StoreHealth>>;
+
+fn report(health: &SharedStoreHealth, update: StoreHealth) {
+    *health.write().expect("store health lock") = update;
+}
+
 const CREATE: &str = "CREATE TABLE IF NOT EXISTS meshgate_policy (
     version bigint PRIMARY KEY,
     document text NOT NULL,
@@ -164,10 +188,24 @@ impl PolicyStore for PgPolicyStore {
 }
 
 /// Apply every new version of the store's policy to `service` until `stop`.
-pub async fn follow(service: Arc<QueryService>, url: String, stop: CancellationToken) {
+pub async fn follow(
+    service: Arc<QueryService>,
+    url: String,
+    health: SharedStoreHealth,
+    stop: CancellationToken,
+) {
     loop {
-        if let Err(e) = listen(&service, &url, &stop).await {
+        if let Err(e) = listen(&service, &url, &health, &stop).await {
             tracing::warn!("policy store: {e}; listening again shortly");
+            report(
+                &health,
+                StoreHealth {
+                    status: "unreachable",
+                    in_force: in_force(&service),
+                    newest: None,
+                    error: Some(e),
+                },
+            );
         }
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -177,7 +215,12 @@ pub async fn follow(service: Arc<QueryService>, url: String, stop: CancellationT
 }
 
 /// One listening connection: returns when it fails or `stop` is cancelled.
-async fn listen(service: &QueryService, url: &str, stop: &CancellationToken) -> Result<(), String> {
+async fn listen(
+    service: &QueryService,
+    url: &str,
+    health: &SharedStoreHealth,
+    stop: &CancellationToken,
+) -> Result<(), String> {
     let (client, mut connection) = connect(url).await?;
     // Notifications only wake the loop (many coalesce into one read); the
     // sender is dropped when the connection ends.
@@ -198,7 +241,8 @@ async fn listen(service: &QueryService, url: &str, stop: &CancellationToken) -> 
         .await
         .map_err(|e| format!("cannot listen for changes: {e}"))?;
     loop {
-        apply_latest(service, &client).await?;
+        let outcome = apply_latest(service, &client).await?;
+        report(health, outcome);
         tokio::select! {
             _ = stop.cancelled() => return Ok(()),
             changed = notifications.changed() => {
@@ -211,45 +255,56 @@ async fn listen(service: &QueryService, url: &str, stop: &CancellationToken) -> 
     }
 }
 
+fn in_force(service: &QueryService) -> u64 {
+    service.policy().map_or(0, |p| p.document().version)
+}
+
 /// Swap in the store's latest version when it is newer than the one in
-/// force and fits this gateway's catalogs.
-async fn apply_latest(service: &QueryService, client: &Client) -> Result<(), String> {
+/// force and fits this gateway's catalogs; what came of it.
+async fn apply_latest(service: &QueryService, client: &Client) -> Result<StoreHealth, String> {
+    let current = in_force(service);
     let Some((version, text)) = latest(client).await? else {
-        return Ok(());
+        return Ok(StoreHealth {
+            status: "current",
+            in_force: current,
+            ..StoreHealth::default()
+        });
     };
-    let in_force = service.policy().map_or(0, |p| p.document().version);
-    if version <= in_force {
-        return Ok(());
-    }
-    let policy = match Policy::from_toml(&text) {
-        Ok(policy) if policy.document().version != version => {
-            tracing::error!(
-                version,
-                "policy store: the row's document says version {}, previous policy stays in force",
-                policy.document().version
-            );
-            return Ok(());
-        }
-        Ok(policy) => policy,
-        Err(e) => {
-            tracing::error!(
-                version,
-                "policy store: version rejected, previous policy stays in force: {e}"
-            );
-            return Ok(());
-        }
-    };
-    let problems = service.check_policy(&policy).await;
-    if !problems.is_empty() {
+    let stale = |error: String| {
         tracing::error!(
             version,
-            "policy store: version rejected, previous policy stays in force: {}",
-            problems.join("; ")
+            "policy store: version rejected, previous policy stays in force: {error}"
         );
-        return Ok(());
+        Ok(StoreHealth {
+            status: "stale",
+            in_force: current,
+            newest: Some(version),
+            error: Some(error),
+        })
+    };
+    if version > current {
+        let policy = match Policy::from_toml(&text) {
+            Ok(policy) if policy.document().version != version => {
+                return stale(format!(
+                    "the row's document says version {}",
+                    policy.document().version
+                ))
+            }
+            Ok(policy) => policy,
+            Err(e) => return stale(e.to_string()),
+        };
+        let problems = service.check_policy(&policy).await;
+        if !problems.is_empty() {
+            return stale(problems.join("; "));
+        }
+        if service.set_policy_unless_older(policy).is_ok() {
+            tracing::info!(version, "policy reloaded from the policy store");
+        }
     }
-    if service.set_policy_unless_older(policy).is_ok() {
-        tracing::info!(version, "policy reloaded from the policy store");
-    }
-    Ok(())
+    Ok(StoreHealth {
+        status: "current",
+        in_force: in_force(service),
+        newest: Some(version),
+        error: None,
+    })
 }

@@ -218,6 +218,18 @@ impl Gateway {
         // One signer for the process: Flight SQL's tokens sign in over HTTP
         // too, and replicas with the same `[[auth.signing_keys]]` share them.
         let signer = Arc::new(TokenSigner::from_config(&self.config.auth.signing_keys));
+        // What /readyz says of the shared policy store, kept by its follower.
+        let store_health = self
+            .config
+            .policy
+            .as_ref()
+            .and_then(|p| p.store.as_ref())
+            .map(|_| {
+                Arc::new(std::sync::RwLock::new(crate::policy_store::StoreHealth {
+                    status: "unknown",
+                    ..Default::default()
+                }))
+            });
         if let Some(listener) = &self.config.listeners.flight_sql {
             let (socket, addr) = bind("flight_sql", &listener.address).await?;
             let frontend = FlightSqlFrontend::new(
@@ -287,6 +299,7 @@ impl Gateway {
                 users: self.users.clone(),
                 signer: signer.clone(),
                 allow_cleartext: self.config.auth.allow_cleartext,
+                policy_store: store_health.clone(),
                 pgwire_port: running.pgwire_addr.map(|a| a.port()),
                 flight_sql_port: running.flight_sql_addr.map(|a| a.port()),
             };
@@ -307,10 +320,11 @@ impl Gateway {
             running.health = Some(health);
         }
         let policy = self.config.policy.as_ref();
-        if let Some(url) = policy.and_then(|p| p.store.clone()) {
+        if let (Some(url), Some(health)) = (policy.and_then(|p| p.store.clone()), store_health) {
             tasks.spawn(crate::policy_store::follow(
                 self.service.clone(),
                 url,
+                health,
                 shutdown.clone(),
             ));
         } else if let Some(file) = policy.and_then(|p| p.file.as_ref()) {

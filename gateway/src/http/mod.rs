@@ -62,6 +62,8 @@ pub struct HttpState {
     /// The ports of the SQL listeners, for connection strings (`/v1/info`).
     pub pgwire_port: Option<u16>,
     pub flight_sql_port: Option<u16>,
+    /// The shared policy store's health, when one is configured.
+    pub policy_store: Option<crate::policy_store::SharedStoreHealth>,
 }
 
 /// The routes of the HTTP listener.

@@ -36,10 +36,20 @@ pub async fn readyz(State(state): State<HttpState>) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body = json!({
-        "status": if !ready { "unavailable" } else if down.is_empty() { "ready" } else { "degraded" },
+    let store = state
+        .policy_store
+        .as_ref()
+        .map(|h| h.read().expect("store health lock").clone());
+    // A gateway that cannot enforce the newest shared policy still serves
+    // (with the policy it holds) but says so.
+    let policy_behind = store.as_ref().is_some_and(|s| s.status != "current");
+    let mut body = json!({
+        "status": if !ready { "unavailable" } else if down.is_empty() && !policy_behind { "ready" } else { "degraded" },
         "catalogs": catalogs,
     });
+    if let Some(store) = store {
+        body["policy_store"] = json!(store);
+    }
     (status, Json(body)).into_response()
 }
 
