@@ -64,6 +64,10 @@ use crate::{parse_options, Connector, ConnectorContext, ConnectorError};
 
 pub struct FlightSqlConnector;
 
+/// How many endpoints of one answer are fetched at the same time (a remote
+/// may list many).
+const PARALLEL_ENDPOINTS: usize = 8;
+
 /// `[catalogs.NAME]` options of a `flightsql` catalog.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -250,20 +254,33 @@ impl Remote {
         client
     }
 
-    /// Every batch of `info`'s endpoints, fetched at the same time.
+    /// Every batch of `info`'s endpoints, up to [`PARALLEL_ENDPOINTS`]
+    /// fetched at the same time, as they arrive.
     async fn fetch_all(
         &self,
         info: FlightInfo,
     ) -> DfResult<impl futures::Stream<Item = DfResult<RecordBatch>> + Send + 'static> {
-        let mut streams = Vec::new();
-        for endpoint in info.endpoint {
-            let ticket = endpoint
-                .ticket
-                .ok_or_else(|| DataFusionError::External("an endpoint without a ticket".into()))?;
-            let stream = self.client().do_get(ticket).await.map_err(remote_error)?;
-            streams.push(stream.map_err(remote_error).boxed());
-        }
-        Ok(futures::stream::select_all(streams))
+        let tickets = info
+            .endpoint
+            .into_iter()
+            .map(|e| {
+                e.ticket
+                    .ok_or_else(|| DataFusionError::External("an endpoint without a ticket".into()))
+            })
+            .collect::<DfResult<Vec<_>>>()?;
+        let clients: Vec<_> = tickets.iter().map(|_| self.client()).collect();
+        let streams = futures::stream::iter(clients.into_iter().zip(tickets)).map(
+            |(mut client, ticket)| async move {
+                client
+                    .do_get(ticket)
+                    .await
+                    .map(|s| s.map_err(remote_error))
+                    .map_err(remote_error)
+            },
+        );
+        Ok(streams
+            .buffer_unordered(PARALLEL_ENDPOINTS)
+            .try_flatten_unordered(PARALLEL_ENDPOINTS))
     }
 }
 
