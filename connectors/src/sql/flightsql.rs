@@ -7,7 +7,7 @@
 //! Queries reach it as SQL: the largest sub-plan that reads only this
 //! catalog (filters, projections, limits, aggregates, joins between its
 //! tables) is unparsed to SQL with three-part names and executed there;
-//! each endpoint of the answer is fetched at the same time and the batches
+//! the endpoints of the answer are fetched in parallel and the batches
 //! stream back as they arrive.
 //!
 //! Identity: the gateway signs in as one service account (`user` and
