@@ -30,14 +30,21 @@ pub(crate) fn is_constraint_view(name: &str) -> bool {
     )
 }
 
-/// Every key the session can see, with its catalog.
+/// Every key the session can see, with its catalog; of catalog `only`
+/// when given (the other sources are then not asked for their keys).
 pub(crate) async fn visible_keys(
     catalogs: &Arc<dyn CatalogProviderList>,
     sources: &KeySources,
+    only: Option<&str>,
 ) -> Vec<(String, KeyColumn)> {
     let mut out = Vec::new();
-    for name in catalogs.catalog_names() {
-        let (Some(seen), Some(source)) = (catalogs.catalog(&name), sources.get(&name)) else {
+    let names = catalogs.catalog_names();
+    for name in names
+        .iter()
+        .filter(|n| only.is_none_or(|o| o == n.as_str()))
+    {
+        let (Some(seen), Some(source)) = (catalogs.catalog(name), sources.get(name.as_str()))
+        else {
             continue;
         };
         let Ok(keys) = meshgate_connectors::catalog_keys(source).await else {
@@ -78,7 +85,7 @@ pub(crate) async fn constraint_view(
         })
         .collect();
     let schema = Arc::new(Schema::new(fields));
-    let keys = visible_keys(catalogs, sources).await;
+    let keys = visible_keys(catalogs, sources, None).await;
     let rows: Vec<Vec<Cell>> = match name {
         "table_constraints" => {
             let mut seen = std::collections::BTreeSet::new();

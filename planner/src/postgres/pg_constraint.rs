@@ -67,10 +67,9 @@ impl ConstraintTable {
 
     /// One row per declared key of the current catalog the session sees.
     async fn key_rows(&self, state: &dyn Session) -> Result<Option<RecordBatch>> {
-        let keys: Vec<KeyColumn> = visible_keys(&self.catalogs, &self.sources)
+        let keys: Vec<KeyColumn> = visible_keys(&self.catalogs, &self.sources, Some(&self.current))
             .await
             .into_iter()
-            .filter(|(catalog, _)| *catalog == self.current)
             .map(|(_, key)| key)
             .collect();
         // Only what this scan shows is defined (a revoke takes them away).
