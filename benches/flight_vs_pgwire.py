@@ -1,14 +1,22 @@
 #!/usr/bin/env python3
-"""Columnar fetch benchmark: Flight SQL vs pgwire (binary) vs DuckDB in-process.
+"""Columnar fetch benchmark: Flight SQL vs SQL over HTTP vs pgwire (binary)
+vs DuckDB in-process.
 
 Writes an N-row Parquet file (default 10M rows: id BIGINT, name TEXT,
 amount DOUBLE, day DATE), serves it with a `meshgate` binary, and reads the
-whole table into an Arrow table three ways:
+whole table into an Arrow table these ways:
 
-  1. Flight SQL through meshgate, with the ADBC Flight SQL driver;
-  2. pgwire through meshgate, with the ADBC PostgreSQL driver (binary COPY,
+  1. Flight SQL through meshgate, with the ADBC Flight SQL driver: the
+     result comes in parallel endpoints (one per partition of the scan,
+     `[execution] target_partitions`, default the CPU count), which ADBC
+     fetches concurrently;
+  2. the same with one endpoint: the same scan under a LIMIT above the row
+     count, which merges the partitions into one stream;
+  3. `POST /v1/sql` as an Arrow IPC stream, read by pyarrow straight from
+     the HTTP response;
+  4. pgwire through meshgate, with the ADBC PostgreSQL driver (binary COPY,
      decoded to Arrow in C++, so the client is not the bottleneck);
-  3. DuckDB reading the same Parquet file in-process (no network at all).
+  5. DuckDB reading the same Parquet file in-process (no network at all).
 
 Usage (from the repository root, after a release build):
   export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/meshgate/target}
@@ -21,7 +29,9 @@ The virtualenv is the one `.ci/run` creates; add `duckdb` to it
 """
 
 import argparse
+import base64
 import datetime
+import urllib.request
 import os
 import socket
 import subprocess
@@ -74,6 +84,8 @@ def main():
     ap.add_argument("--meshgate", required=True)
     ap.add_argument("--rows", type=int, default=10_000_000)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--partitions", type=int, default=0,
+                    help="[execution] target_partitions (default: meshgate's, the CPU count)")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -81,12 +93,15 @@ def main():
         t0 = time.perf_counter()
         write_parquet(parquet, args.rows)
         print(f"wrote {args.rows:,} rows ({os.path.getsize(parquet) / 2**20:.0f} MiB Parquet) in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
-        pg_port, flight_port = free_port(), free_port()
+        pg_port, flight_port, http_port = free_port(), free_port(), free_port()
+        execution = f"[execution]\ntarget_partitions = {args.partitions}\n" if args.partitions else ""
         config = os.path.join(tmp, "meshgate.toml")
         with open(config, "w") as f:
             f.write(
                 f'[listeners.pgwire]\naddress = "127.0.0.1:{pg_port}"\n'
                 f'[listeners.flight_sql]\naddress = "127.0.0.1:{flight_port}"\n'
+                f'[listeners.http]\naddress = "127.0.0.1:{http_port}"\n'
+                f'{execution}'
                 f'[auth]\nallow_cleartext = true\n'
                 f'[users.bench]\npassword = "{hash_password(args.meshgate, "bench")}"\n'
                 f'[catalogs.bench]\nconnector = "files"\n[catalogs.bench.tables.t]\npath = "t.parquet"\n'
@@ -100,6 +115,7 @@ def main():
                 try:
                     socket.create_connection(("127.0.0.1", flight_port), timeout=1).close()
                     socket.create_connection(("127.0.0.1", pg_port), timeout=1).close()
+                    socket.create_connection(("127.0.0.1", http_port), timeout=1).close()
                     break
                 except OSError:
                     if time.time() > deadline:
@@ -107,12 +123,31 @@ def main():
                     time.sleep(0.2)
             sql = "SELECT id, name, amount, day FROM bench.public.t"
 
-            def flight():
-                with flightsql.connect(f"grpc://127.0.0.1:{flight_port}",
-                                       db_kwargs={"username": "bench", "password": "bench"}) as conn:
-                    with conn.cursor() as cur:
-                        cur.execute(sql)
-                        return cur.fetch_arrow_table()
+            def flight_of(query):
+                def run():
+                    with flightsql.connect(f"grpc://127.0.0.1:{flight_port}",
+                                           db_kwargs={"username": "bench", "password": "bench"}) as conn:
+                        with conn.cursor() as cur:
+                            cur.execute(query)
+                            return cur.fetch_arrow_table()
+                return run
+
+            with flightsql.connect(f"grpc://127.0.0.1:{flight_port}",
+                                   db_kwargs={"username": "bench", "password": "bench"}) as conn:
+                with conn.cursor() as cur:
+                    endpoints = len(cur.adbc_execute_partitions(sql)[0])
+                    single = len(cur.adbc_execute_partitions(f"{sql} LIMIT {args.rows * 2}")[0])
+            assert single == 1, single
+            print(f"Flight SQL answers with {endpoints} endpoint(s)", file=sys.stderr)
+
+            def http():
+                request = urllib.request.Request(
+                    f"http://127.0.0.1:{http_port}/v1/sql", data=sql.encode(), method="POST",
+                    headers={"Content-Type": "text/plain",
+                             "Accept": "application/vnd.apache.arrow.stream",
+                             "Authorization": "Basic " + base64.b64encode(b"bench:bench").decode()})
+                with urllib.request.urlopen(request) as response:
+                    return pa.ipc.open_stream(response).read_all()
 
             def pgwire():
                 uri = f"postgresql://bench:bench@127.0.0.1:{pg_port}/bench"
@@ -125,7 +160,9 @@ def main():
                 return duckdb.sql(f"SELECT id, name, amount, day FROM '{parquet}'").fetch_arrow_table()
 
             results = []
-            for name, fn in [("Flight SQL via meshgate (ADBC)", flight),
+            for name, fn in [(f"Flight SQL via meshgate (ADBC), {endpoints} parallel endpoints", flight_of(sql)),
+                             ("Flight SQL via meshgate (ADBC), one endpoint", flight_of(f"{sql} LIMIT {args.rows * 2}")),
+                             ("/v1/sql Arrow IPC stream via meshgate (pyarrow)", http),
                              ("pgwire binary via meshgate (ADBC PostgreSQL, COPY)", pgwire),
                              ("DuckDB in-process on the same Parquet", in_process)]:
                 best, median, table = best_of(args.runs, fn)

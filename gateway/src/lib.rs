@@ -10,6 +10,8 @@
 //! The modules from the bottom up; each uses only modules listed before it:
 //! - [`limits`], [`request_limits`], [`tls`], [`log_redaction`], [`status`]:
 //!   small shared pieces;
+//! - `pg_store`, [`policy_store`], [`audit_store`]: state a fleet of
+//!   gateways shares in PostgreSQL;
 //! - [`auth`]: who is calling, for every front end (with its own settings
 //!   types);
 //! - [`config`]: `meshgate.toml`, loaded and checked;
@@ -19,6 +21,7 @@
 //!   listeners; [`demo`] writes the demo mesh the CLI serves.
 
 pub mod admin;
+pub mod audit_store;
 pub mod auth;
 pub mod config;
 pub mod demo;
@@ -27,6 +30,7 @@ pub mod http;
 pub mod limits;
 pub mod log_redaction;
 pub mod openlineage;
+mod pg_store;
 pub mod pgwire;
 pub mod policy_store;
 pub mod quality;

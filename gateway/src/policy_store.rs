@@ -69,28 +69,8 @@ impl std::fmt::Debug for PgPolicyStore {
     }
 }
 
-/// A connection to `url`, encrypted as its `sslmode` asks (`prefer` by
-/// default, `require` to insist). As with libpq's `prefer` and `require`,
-/// the server's certificate is not verified.
-async fn connect(
-    url: &str,
-) -> Result<
-    (
-        Client,
-        tokio_postgres::Connection<
-            tokio_postgres::Socket,
-            postgres_native_tls::TlsStream<tokio_postgres::Socket>,
-        >,
-    ),
-    String,
-> {
-    let tls = native_tls::TlsConnector::builder()
-        .danger_accept_invalid_certs(true)
-        .build()
-        .map_err(|e| format!("cannot set up TLS for the policy store: {e}"))?;
-    tokio_postgres::connect(url, postgres_native_tls::MakeTlsConnector::new(tls))
-        .await
-        .map_err(|e| format!("cannot connect to the policy store: {e}"))
+async fn connect(url: &str) -> Result<crate::pg_store::Connection, String> {
+    crate::pg_store::connect(url, "the policy store").await
 }
 
 impl PgPolicyStore {

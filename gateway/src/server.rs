@@ -49,6 +49,8 @@ pub struct Gateway {
     service: Arc<QueryService>,
     users: Arc<UserStore>,
     metrics: Arc<Metrics>,
+    /// Writes audit records to the shared audit store, once started.
+    audit_writer: Option<crate::audit_store::Writer>,
 }
 
 impl Gateway {
@@ -84,6 +86,7 @@ impl Gateway {
         let mut service =
             QueryService::new(Arc::new(registry), config.server.default_catalog.clone())
                 .with_statement_timeout(limits.statement_timeout)
+                .with_execution(config.execution.options())
                 .with_admission(admission)
                 .with_roles(config.users.keys().cloned().collect())
                 .with_token_users(config.auth.jwt.is_some());
@@ -120,19 +123,31 @@ impl Gateway {
         } else if let Some(file) = &file {
             service = service.with_policy_file(config.resolve_path(file));
         }
-        let log = match &config.audit {
-            Some(audit) => {
-                let path = config.resolve_path(&audit.file);
-                AuditLog::open(&path).map_err(|e| ConfigError::Invalid {
-                    file: config.file.clone(),
-                    key: "audit.file".into(),
-                    problem: format!("cannot open {}: {e}", path.display()),
+        // Metrics count from audit records, kept in a file or not.
+        let metrics = Arc::new(Metrics::new());
+        let invalid_audit = |key: &str, problem: String| ConfigError::Invalid {
+            file: config.file.clone(),
+            key: key.into(),
+            problem,
+        };
+        let mut log = match config.audit.as_ref().and_then(|a| a.file.as_ref()) {
+            Some(file) => {
+                let path = config.resolve_path(file);
+                AuditLog::open(&path).map_err(|e| {
+                    invalid_audit("audit.file", format!("cannot open {}: {e}", path.display()))
                 })?
             }
             None => AuditLog::without_file(),
         };
-        // Metrics count from audit records, kept in a file or not.
-        let metrics = Arc::new(Metrics::new());
+        let mut audit_writer = None;
+        if let Some(url) = config.audit.as_ref().and_then(|a| a.store.as_ref()) {
+            let (store, writer) =
+                crate::audit_store::PgAuditStore::open(url, metrics.audit_store_counts())
+                    .await
+                    .map_err(|e| invalid_audit("audit.store", e))?;
+            log = log.with_store(store);
+            audit_writer = Some(writer);
+        }
         let mut log = log.with_observer(metrics.observer());
         if let Some((target, namespace)) = config.openlineage()? {
             log = log.with_observer(crate::openlineage::start(target, namespace));
@@ -154,6 +169,7 @@ impl Gateway {
             service,
             users,
             metrics,
+            audit_writer,
         })
     }
 
@@ -162,9 +178,12 @@ impl Gateway {
     }
 
     /// Bind the listeners and start serving.
-    pub async fn start(self) -> Result<RunningGateway, GatewayError> {
+    pub async fn start(mut self) -> Result<RunningGateway, GatewayError> {
         let shutdown = CancellationToken::new();
         let mut tasks = JoinSet::new();
+        if let Some(writer) = self.audit_writer.take() {
+            tasks.spawn(writer.run(shutdown.clone()));
+        }
         let mut running = RunningGateway {
             pgwire_addr: None,
             flight_sql_addr: None,

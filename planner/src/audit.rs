@@ -32,6 +32,7 @@ use datafusion::physical_plan::{RecordBatchStream, SendableRecordBatchStream};
 use futures::Stream;
 use serde::Serialize;
 
+use crate::audit_store::AuditStore;
 use crate::QueryError;
 
 /// One audited statement.
@@ -192,6 +193,8 @@ pub type AuditObserver = Arc<dyn Fn(&AuditRecord) + Send + Sync>;
 /// log is configured) and an observer (when one is attached).
 pub struct AuditLog {
     file: Option<(PathBuf, Mutex<BufWriter<File>>)>,
+    /// The store several gateways share (`[audit] store`).
+    store: Option<Arc<dyn AuditStore>>,
     observers: Vec<AuditObserver>,
 }
 
@@ -199,6 +202,7 @@ impl std::fmt::Debug for AuditLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuditLog")
             .field("path", &self.path())
+            .field("store", &self.store)
             .field("observers", &self.observers.len())
             .finish()
     }
@@ -212,6 +216,7 @@ impl AuditLog {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
         Ok(Self {
             file: Some((path.to_path_buf(), Mutex::new(BufWriter::new(file)))),
+            store: None,
             observers: Vec::new(),
         })
     }
@@ -221,8 +226,16 @@ impl AuditLog {
     pub fn without_file() -> Self {
         Self {
             file: None,
+            store: None,
             observers: Vec::new(),
         }
+    }
+
+    /// Also send every record to `store`, which `system.audit.queries`
+    /// then reads (the records of every gateway that shares it).
+    pub fn with_store(mut self, store: Arc<dyn AuditStore>) -> Self {
+        self.store = Some(store);
+        self
     }
 
     /// Also hand every record to `observer` (before it is written).
@@ -231,26 +244,39 @@ impl AuditLog {
         self
     }
 
+    /// Whether records are kept anywhere `system.audit.queries` can read
+    /// them (a file or a store).
+    pub fn is_kept(&self) -> bool {
+        self.file.is_some() || self.store.is_some()
+    }
+
     /// The file records are appended to, if one is kept.
     pub fn path(&self) -> Option<&Path> {
         self.file.as_ref().map(|(path, _)| path.as_path())
     }
 
     /// Hand one record to the observer, then append and flush it to the
-    /// file. A failure to write is logged, never turned into a query error.
+    /// file and hand it to the store. A failure to write is logged, never
+    /// turned into a query error.
     pub fn write(&self, record: &AuditRecord) {
         for observer in &self.observers {
             observer(record);
         }
-        let Some((path, file)) = &self.file else {
+        if self.file.is_none() && self.store.is_none() {
             return;
-        };
+        }
         let line = match serde_json::to_string(record) {
             Ok(line) => line,
             Err(e) => return tracing::error!(error = %e, "cannot encode audit record"),
         };
         // No source secret is recorded, whatever the statement or error held.
         let line = meshgate_connectors::secrets::redact(&line);
+        if let Some(store) = &self.store {
+            store.submit(line.clone().into_owned());
+        }
+        let Some((path, file)) = &self.file else {
+            return;
+        };
         let mut file = file.lock().expect("audit lock");
         if let Err(e) = writeln!(file, "{line}").and_then(|_| file.flush()) {
             tracing::error!(error = %e, path = %path.display(), "cannot write audit record");
@@ -360,7 +386,8 @@ pub(crate) fn audit_schema() -> SchemaRef {
     ]))
 }
 
-/// `system.audit.queries` over the log file.
+/// `system.audit.queries` over the shared store when there is one, else
+/// over the log file.
 pub(crate) fn audit_catalog(
     log: &AuditLog,
 ) -> datafusion::error::Result<Arc<dyn datafusion::catalog::CatalogProvider>> {
@@ -371,16 +398,26 @@ pub(crate) fn audit_catalog(
     use datafusion::datasource::listing::{
         ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
     };
-    let path = log.path().ok_or_else(|| {
-        datafusion::error::DataFusionError::Plan("no audit log file is configured".into())
-    })?;
-    let url = ListingTableUrl::parse(path.to_string_lossy())?;
-    let options = ListingOptions::new(Arc::new(JsonFormat::default())).with_file_extension("");
-    let config = ListingTableConfig::new(url)
-        .with_listing_options(options)
-        .with_schema(audit_schema());
+    let table: Arc<dyn datafusion::catalog::TableProvider> = match &log.store {
+        Some(store) => Arc::new(crate::audit_store::store_table(
+            store.clone(),
+            audit_schema(),
+        )?),
+        None => {
+            let path = log.path().ok_or_else(|| {
+                datafusion::error::DataFusionError::Plan("no audit log file is configured".into())
+            })?;
+            let url = ListingTableUrl::parse(path.to_string_lossy())?;
+            let options =
+                ListingOptions::new(Arc::new(JsonFormat::default())).with_file_extension("");
+            let config = ListingTableConfig::new(url)
+                .with_listing_options(options)
+                .with_schema(audit_schema());
+            Arc::new(ListingTable::try_new(config)?)
+        }
+    };
     let schema = MemorySchemaProvider::new();
-    schema.register_table("queries".into(), Arc::new(ListingTable::try_new(config)?))?;
+    schema.register_table("queries".into(), table)?;
     let catalog = MemoryCatalogProvider::new();
     catalog.register_schema("audit", Arc::new(schema))?;
     Ok(Arc::new(catalog))

@@ -33,6 +33,7 @@
 mod access;
 mod admission;
 mod audit;
+mod audit_store;
 mod catalogs;
 mod error;
 mod identity;
@@ -52,6 +53,7 @@ pub use access::policy_store::{PolicyFile, PolicyStore};
 pub use access::product_admin::ProductAdmin;
 pub use admission::{Admission, AdmissionLimits, Admitted, ConcurrencyLimit};
 pub use audit::{audit_text, AuditLog, AuditObserver, AuditRecord};
+pub use audit_store::AuditStore;
 pub use catalogs::{sql_type, CatalogRegistry, CatalogSpec, ProductCheck, RegistryError};
 pub use error::{QueryError, QueryResult};
 pub use identity::Identity;
@@ -65,11 +67,11 @@ pub use products::{
     ProductsError, VisibleProduct,
 };
 pub use runtime::{QueryInfo, QueryRegistry, QueryState};
-pub use service::{QueryService, SessionOptions};
+pub use service::{ExecutionOptions, QueryService, SessionOptions};
 pub use session::settings::{SessionSettings, SERVER_VERSION};
 pub use session::{
-    CopyFormat, CopyOptions, Notice, Prepared, QueryOutput, QuerySession, Script, SessionCommand,
-    StatementResult, TableInfo, TransactionState,
+    CopyFormat, CopyOptions, Notice, Prepared, QueryOutput, QuerySession, ResultPart, ResultParts,
+    Script, SessionCommand, StatementResult, TableInfo, TransactionState,
 };
 
 /// Re-exported so front ends name Arrow and DataFusion types through one path.

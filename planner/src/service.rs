@@ -44,6 +44,18 @@ pub struct SessionOptions {
     pub settings: Option<SessionSettings>,
 }
 
+/// How DataFusion runs every session's queries (`[execution]`); `None`
+/// keeps DataFusion's default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExecutionOptions {
+    /// Partitions a query's scans and operators are split into (default:
+    /// the machine's CPU count). A query over files comes back in this
+    /// many parts, one Flight SQL endpoint each.
+    pub target_partitions: Option<std::num::NonZeroUsize>,
+    /// Rows per record batch (default 8,192).
+    pub batch_size: Option<std::num::NonZeroUsize>,
+}
+
 /// Plans and runs SQL for authenticated identities over the configured catalogs.
 pub struct QueryService {
     registry: Arc<CatalogRegistry>,
@@ -58,6 +70,8 @@ pub struct QueryService {
     audit: Option<Arc<AuditLog>>,
     /// The longest any statement runs (`[limits] statement_timeout`).
     max_statement_time: Option<std::time::Duration>,
+    /// How DataFusion runs queries (`[execution]`).
+    execution: ExecutionOptions,
     /// How many queries may run at once, per user and per group.
     admission: Arc<crate::admission::Admission>,
     /// Every running statement and the last finished ones.
@@ -89,6 +103,7 @@ impl QueryService {
             admin,
             audit: None,
             max_statement_time: None,
+            execution: ExecutionOptions::default(),
             admission: Default::default(),
             runtime: Default::default(),
         }
@@ -102,6 +117,12 @@ impl QueryService {
     }
 
     /// No statement runs longer than `limit`, whatever a session sets.
+    /// How queries run: partitions and batch size (`[execution]`).
+    pub fn with_execution(mut self, execution: ExecutionOptions) -> Self {
+        self.execution = execution;
+        self
+    }
+
     pub fn with_statement_timeout(mut self, limit: Option<std::time::Duration>) -> Self {
         self.max_statement_time = limit;
         self
@@ -272,7 +293,7 @@ impl QueryService {
 
     /// `catalogs` with the `system` catalog in front: `system.runtime.queries`
     /// for everyone (rows filtered by `admin`), `system.audit.queries` for
-    /// admins when an audit file is kept (see `runtime::catalog`).
+    /// admins when an audit file or store is kept (see `runtime::catalog`).
     fn with_system_catalog(
         &self,
         catalogs: Arc<dyn CatalogProviderList>,
@@ -280,7 +301,7 @@ impl QueryService {
         admin: crate::runtime::table::AdminCheck,
         discovery: SystemSchema,
     ) -> QueryResult<Arc<dyn CatalogProviderList>> {
-        let audit = match self.audit.as_ref().filter(|log| log.path().is_some()) {
+        let audit = match self.audit.as_ref().filter(|log| log.is_kept()) {
             Some(log) if admin() => Some(crate::audit::audit_catalog(log)?),
             _ => None,
         };
@@ -332,6 +353,12 @@ impl QueryService {
             .with_information_schema(!options.postgres_catalog)
             .with_create_default_catalog_and_schema(false)
             .with_default_catalog_and_schema(&catalog, "public");
+        if let Some(n) = self.execution.target_partitions {
+            config = config.with_target_partitions(n.get());
+        }
+        if let Some(n) = self.execution.batch_size {
+            config = config.with_batch_size(n.get());
+        }
         // TIMESTAMP WITH TIME ZONE needs a session zone to carry one.
         config.options_mut().execution.time_zone = Some(settings.get("TimeZone")?.to_owned());
         let guard = self.policy().map(|policy| {

@@ -4,7 +4,9 @@
 
 mod admin_page;
 mod attacks;
+mod audit_store;
 mod cli;
+mod flight_parts;
 mod flight_sessions;
 mod flight_sql;
 mod limits;

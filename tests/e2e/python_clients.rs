@@ -24,7 +24,7 @@ pub(crate) fn python() -> PathBuf {
     python
 }
 
-fn pytest(file: &str, env: &[(&str, String)]) {
+pub(crate) fn pytest(file: &str, env: &[(&str, String)]) {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python");
     let mut cmd = Command::new(python());
     cmd.args(["-m", "pytest", "-v", "-p", "no:cacheprovider", file])

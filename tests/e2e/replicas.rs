@@ -21,16 +21,16 @@ use crate::attacks::{attack_mesh, attack_mesh_with, flight, ATTACK_POLICY};
 
 type Client = FlightSqlServiceClient<Channel>;
 
-const KEYS: &str = "
+pub(crate) const KEYS: &str = "
 [[auth.signing_keys]]
 id = \"fleet-2026-12\"
 secret = \"a fleet-wide secret of well over thirty-two bytes\"
 ";
 
 /// A `meshgate serve` child process, killed when dropped.
-struct Replica {
+pub(crate) struct Replica {
     child: Child,
-    flight_sql: SocketAddr,
+    pub(crate) flight_sql: SocketAddr,
 }
 
 impl Drop for Replica {
@@ -42,7 +42,7 @@ impl Drop for Replica {
 
 /// Start `meshgate serve --config <config>` and wait for its Flight SQL
 /// listener's address in its JSON logs.
-fn spawn_replica(config: &std::path::Path) -> Replica {
+pub(crate) fn spawn_replica(config: &std::path::Path) -> Replica {
     let mut child = Command::new(crate::ops::meshgate_binary())
         .args(["--log-format", "json", "serve", "--config"])
         .arg(config)
@@ -72,7 +72,7 @@ fn spawn_replica(config: &std::path::Path) -> Replica {
 }
 
 /// A client of `addr` presenting `token` (a session token from Handshake).
-async fn client_with_token(addr: SocketAddr, token: &str) -> Client {
+pub(crate) async fn client_with_token(addr: SocketAddr, token: &str) -> Client {
     let channel = Channel::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect()

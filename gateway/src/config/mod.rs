@@ -51,8 +51,8 @@ pub use crate::auth::{AuthConfig, JwtConfig, UserConfig};
 use crate::auth::{JwtVerifier, PasswordHash};
 use env::substitute_env;
 pub use sections::{
-    AuditConfig, CatalogConfig, HttpListenerConfig, ListenerConfig, Listeners, PolicyConfig,
-    ProductsConfig, ServerConfig, TlsConfig,
+    AuditConfig, CatalogConfig, ExecutionConfig, HttpListenerConfig, ListenerConfig, Listeners,
+    PolicyConfig, ProductsConfig, ServerConfig, TlsConfig,
 };
 
 /// A configuration that cannot be used: every variant names the file, and
@@ -100,6 +100,9 @@ pub struct Config {
     /// Scheduled quality checks of the data products.
     #[serde(default)]
     pub products: ProductsConfig,
+    /// How queries run (partitions, batch size).
+    #[serde(default)]
+    pub execution: ExecutionConfig,
     /// Directory relative paths resolve against (the file's own directory).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -204,14 +207,29 @@ impl Config {
                 }
             }
         }
-        if let Some(policy) = &self.policy {
-            match (&policy.file, &policy.store) {
-                (None, None) => return Err(self.invalid("policy", "set `file`, `store`, or both")),
-                (_, Some(store))
+        let stores = [
+            (
+                "policy",
+                self.policy.as_ref().map(|p| (p.file.is_some(), &p.store)),
+            ),
+            (
+                "audit",
+                self.audit.as_ref().map(|a| (a.file.is_some(), &a.store)),
+            ),
+        ];
+        for (section, keys) in stores {
+            match keys {
+                Some((false, None)) => {
+                    return Err(self.invalid(section, "set `file`, `store`, or both"))
+                }
+                Some((_, Some(store)))
                     if !(store.starts_with("postgres://")
                         || store.starts_with("postgresql://")) =>
                 {
-                    return Err(self.invalid("policy.store", "must be a postgres:// connection URL"))
+                    return Err(self.invalid(
+                        format!("{section}.store"),
+                        "must be a postgres:// connection URL",
+                    ))
                 }
                 _ => {}
             }
@@ -567,12 +585,21 @@ mod tests {
     }
 
     #[test]
-    fn a_policy_needs_a_file_or_a_postgres_store() {
-        let msg = parse("[policy]\n").unwrap_err().to_string();
-        assert!(msg.starts_with("meshgate.toml: policy: "), "{msg}");
-        let msg = parse("[policy]\nstore = 'mysql://x'\n")
-            .unwrap_err()
-            .to_string();
-        assert!(msg.starts_with("meshgate.toml: policy.store: "), "{msg}");
+    fn the_policy_and_the_audit_need_a_file_or_a_postgres_store() {
+        for section in ["policy", "audit"] {
+            let msg = parse(&format!("[{section}]\n")).unwrap_err().to_string();
+            assert!(
+                msg.starts_with(&format!("meshgate.toml: {section}: ")),
+                "{msg}"
+            );
+            let msg = parse(&format!("[{section}]\nstore = 'mysql://x'\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                msg.starts_with(&format!("meshgate.toml: {section}.store: ")),
+                "{msg}"
+            );
+        }
+        parse("[audit]\nstore = 'postgres://db/audit'\n").unwrap();
     }
 }

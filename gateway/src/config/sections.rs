@@ -17,6 +17,27 @@ pub struct ServerConfig {
     pub default_catalog: Option<String>,
 }
 
+/// `[execution]`: how queries run.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutionConfig {
+    /// Partitions a query's scans and operators are split into (default:
+    /// the CPU count); a query over files comes back over Flight SQL in
+    /// this many endpoints.
+    pub target_partitions: Option<std::num::NonZeroUsize>,
+    /// Rows per record batch (default 8192).
+    pub batch_size: Option<std::num::NonZeroUsize>,
+}
+
+impl ExecutionConfig {
+    pub fn options(&self) -> meshgate_planner::ExecutionOptions {
+        meshgate_planner::ExecutionOptions {
+            target_partitions: self.target_partitions,
+            batch_size: self.batch_size,
+        }
+    }
+}
+
 /// `[products]`: the data products' quality rules on a schedule, and
 /// where read lineage goes besides `system.lineage`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -152,7 +173,11 @@ impl std::fmt::Debug for PolicyConfig {
 #[serde(deny_unknown_fields)]
 pub struct AuditConfig {
     /// JSON lines, appended and flushed per statement.
-    pub file: PathBuf,
+    pub file: Option<PathBuf>,
+    /// A PostgreSQL database the gateways of a fleet share
+    /// (`postgres://…`): every record also goes there, and
+    /// `system.audit.queries` reads it.
+    pub store: Option<String>,
 }
 
 /// `[catalogs.NAME]`: the connector, and its options.

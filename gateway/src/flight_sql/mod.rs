@@ -185,11 +185,27 @@ fn flight_info(
     ticket: Vec<u8>,
     descriptor: FlightDescriptor,
 ) -> Result<FlightInfo, Status> {
-    Ok(FlightInfo::new()
+    flight_info_parts(schema, vec![ticket], descriptor)
+}
+
+/// A FlightInfo with an endpoint per ticket: the parts of one result, which
+/// a client may fetch at once and in any order (`ordered` is set only for
+/// a single endpoint).
+fn flight_info_parts(
+    schema: &Schema,
+    tickets: Vec<Vec<u8>>,
+    descriptor: FlightDescriptor,
+) -> Result<FlightInfo, Status> {
+    let single = tickets.len() == 1;
+    let mut info = FlightInfo::new()
         .try_with_schema(&as_sent(schema))
         .map_err(|e| Status::internal(format!("cannot encode schema: {e}")))?
-        .with_endpoint(FlightEndpoint::new().with_ticket(Ticket::new(ticket)))
-        .with_descriptor(descriptor))
+        .with_descriptor(descriptor)
+        .with_ordered(single);
+    for ticket in tickets {
+        info = info.with_endpoint(FlightEndpoint::new().with_ticket(Ticket::new(ticket)));
+    }
+    Ok(info)
 }
 
 /// `schema` as DoGet streams it: the Flight encoder sends dictionary

@@ -18,7 +18,7 @@ use futures::{stream, Stream, TryStreamExt};
 use meshgate_planner::datafusion::arrow::array::RecordBatch;
 use meshgate_planner::datafusion::arrow::datatypes::{Schema, SchemaRef};
 use meshgate_planner::datafusion::common::ParamValues;
-use meshgate_planner::{Prepared, QueryError, QueryOutput, QuerySession};
+use meshgate_planner::{Prepared, QueryError, QueryOutput, QuerySession, ResultPart, ResultParts};
 use tonic::Status;
 
 use crate::status::to_status;
@@ -39,6 +39,25 @@ pub(super) async fn execute(
         .execute(prepared, params)
         .await
         .map_err(|e| to_status(&e))?;
+    encode(output)
+}
+
+/// Run part `part` of the result of `prepared` (with the plan `kept` when
+/// this replica planned it), streaming it as Flight data.
+pub(super) async fn execute_part(
+    session: &mut QuerySession,
+    prepared: &Prepared,
+    part: ResultPart,
+    kept: Option<&ResultParts>,
+) -> Result<DoGetStream, Status> {
+    let output = session
+        .execute_part(prepared, part, kept)
+        .await
+        .map_err(|e| to_status(&e))?;
+    encode(output)
+}
+
+fn encode(output: QueryOutput) -> Result<DoGetStream, Status> {
     let (schema, batches): (SchemaRef, BatchStream) = match output {
         QueryOutput::Rows(rows) => (
             rows.schema(),

@@ -9,7 +9,9 @@
 
 use arrow_flight::sql::{CommandStatementQuery, ProstMessageExt, TicketStatementQuery};
 use arrow_flight::{FlightDescriptor, FlightInfo, Ticket};
-use meshgate_planner::{AuditRecord, Identity, Prepared, QuerySession, SessionCommand};
+use meshgate_planner::{
+    AuditRecord, Identity, Prepared, QuerySession, ResultParts, SessionCommand,
+};
 use prost::Message;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
@@ -62,21 +64,51 @@ impl FlightSqlFrontend {
             .map_err(|e| to_status(&e))?;
         self.apply_setting(&mut session, &prepared, request.metadata())
             .await?;
-        let schema = prepared.output_schema();
         let planned = super::sessions::Planned::of(&session);
-        let handle = self
-            .tickets
-            .issue(&identity, query.query, planned, prepared)
-            .await;
-        let ticket = TicketStatementQuery {
-            statement_handle: handle.into_bytes().into(),
-        };
-        let info = super::flight_info(
-            &schema,
-            ticket.as_any().encode_to_vec(),
-            request.into_inner(),
-        )?;
+        // A result in independent parts gets an endpoint per part.
+        let parts = session
+            .result_parts(&prepared)
+            .await
+            .map_err(|e| to_status(&e))?;
+        let info = self
+            .tickets_info(&identity, query.query, planned, prepared, parts)
+            .await?
+            .with_descriptor(request.into_inner());
         Ok(Response::new(info))
+    }
+
+    /// The FlightInfo of `prepared` (planned from `sql` under `planned`)
+    /// whose result comes in `parts`: a statement ticket per part, bound to
+    /// `identity`, and the result's size where known.
+    pub(super) async fn tickets_info(
+        &self,
+        identity: &Identity,
+        sql: String,
+        planned: super::sessions::Planned,
+        prepared: Prepared,
+        parts: ResultParts,
+    ) -> Result<FlightInfo, Status> {
+        let schema = prepared.output_schema();
+        let (rows, bytes) = (parts.rows, parts.bytes);
+        let tickets = self
+            .tickets
+            .issue_parts(identity, sql, planned, prepared, Some(parts))
+            .await
+            .into_iter()
+            .map(|handle| {
+                TicketStatementQuery {
+                    statement_handle: handle.into_bytes().into(),
+                }
+                .as_any()
+                .encode_to_vec()
+            })
+            .collect();
+        let size = |n: Option<u64>| n.and_then(|n| i64::try_from(n).ok()).unwrap_or(-1);
+        Ok(
+            super::flight_info_parts(&schema, tickets, FlightDescriptor::default())?
+                .with_total_records(size(rows))
+                .with_total_bytes(size(bytes)),
+        )
     }
 
     /// A setting (`SET`, `RESET`) takes effect when the client executes it
@@ -111,17 +143,18 @@ impl FlightSqlFrontend {
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
         let identity = self.authenticate(request.metadata())?;
-        let redeemed = self
+        let (redeemed, part) = self
             .tickets
             .redeem(&ticket.statement_handle, &identity)
             .await?;
         self.cancels
             .check(&request.get_ref().ticket, &identity)
             .await?;
-        let (mut session, prepared) = match redeemed {
-            Redeemed::Planned(prepared) => (
+        let (mut session, prepared, parts) = match redeemed {
+            Redeemed::Planned(prepared, parts) => (
                 self.session(identity, request.remote_addr(), request.metadata())?,
                 *prepared,
+                parts,
             ),
             // Planned again (here, or on another replica) under what
             // GetFlightInfo planned it under.
@@ -130,10 +163,15 @@ impl FlightSqlFrontend {
                     .open_session_in(identity, request.remote_addr(), Some(planned.state()))
                     .map_err(|e| to_status(&e))?;
                 let prepared = session.prepare(&sql).await.map_err(|e| to_status(&e))?;
-                (session, prepared)
+                (session, prepared, None)
             }
         };
-        let stream = results::execute(&mut session, &prepared, None).await?;
+        let stream = match part {
+            Some(part) => {
+                results::execute_part(&mut session, &prepared, part, parts.as_deref()).await?
+            }
+            None => results::execute(&mut session, &prepared, None).await?,
+        };
         self.started(&request, &session).await;
         Ok(results::response(stream, &session))
     }

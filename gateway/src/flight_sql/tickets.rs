@@ -28,7 +28,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use meshgate_planner::{Identity, Prepared};
+use meshgate_planner::{Identity, Prepared, ResultPart, ResultParts};
 use tonic::Status;
 
 use super::plans::{identity_bytes, plan_bytes};
@@ -61,13 +61,45 @@ struct TicketData {
     /// What it was planned under, to plan it again the same way.
     #[serde(default)]
     planned: Planned,
+    /// The part of the result this ticket fetches, when the result comes in
+    /// parts (one endpoint each).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    part: Option<TicketPart>,
+}
+
+/// [`ResultPart`] as a ticket carries it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct TicketPart {
+    index: usize,
+    count: usize,
+    /// Hex: JSON numbers lose precision over 2^53 in some readers.
+    fingerprint: String,
+}
+
+impl TicketPart {
+    fn of(part: ResultPart) -> Self {
+        Self {
+            index: part.index,
+            count: part.count,
+            fingerprint: format!("{:016x}", part.fingerprint),
+        }
+    }
+
+    fn part(&self) -> Option<ResultPart> {
+        Some(ResultPart {
+            index: self.index,
+            count: self.count,
+            fingerprint: u64::from_str_radix(&self.fingerprint, 16).ok()?,
+        })
+    }
 }
 
 /// What a redeemed ticket runs.
 #[derive(Debug)]
 pub(super) enum Redeemed {
-    /// The plan GetFlightInfo made.
-    Planned(Box<Prepared>),
+    /// The plan GetFlightInfo made, and the physical plan its parts run
+    /// when its result comes in parts.
+    Planned(Box<Prepared>, Option<Arc<ResultParts>>),
     /// The plan is no longer kept (or was made for other groups or
     /// attributes, or on another replica): the statement, to plan for the
     /// caller under what it was first planned under.
@@ -93,6 +125,7 @@ impl Tickets {
 
     /// Keep `prepared`, planned from `sql` for `identity`, and return the
     /// ticket that redeems it.
+    #[cfg(test)]
     pub(super) async fn issue(
         &self,
         identity: &Identity,
@@ -100,24 +133,56 @@ impl Tickets {
         planned: Planned,
         prepared: Prepared,
     ) -> String {
-        let data = TicketData {
-            id: self.plans.keep(identity, prepared).await,
-            impersonator: identity.impersonator.clone(),
-            sql,
-            planned,
-        };
-        let data = serde_json::to_string(&data).expect("ticket data serialises");
-        self.signer
-            .issue(&identity.user, TICKET, Some(data), self.ttl)
+        let mut tickets = self
+            .issue_parts(identity, sql, planned, prepared, None)
+            .await;
+        tickets.pop().expect("one ticket")
     }
 
-    /// What `ticket` runs for `identity`: refused unless it was issued to
-    /// that identity (user and impersonator) and has not expired.
+    /// Keep `prepared` and return a ticket per part of its result (`parts`;
+    /// one ticket for the whole result when `None` or a single part).
+    pub(super) async fn issue_parts(
+        &self,
+        identity: &Identity,
+        sql: String,
+        planned: Planned,
+        prepared: Prepared,
+        parts: Option<ResultParts>,
+    ) -> Vec<String> {
+        let parts = parts.filter(|p| p.count > 1);
+        let indexes: Vec<Option<ResultPart>> = match &parts {
+            Some(parts) => (0..parts.count).map(|i| Some(parts.part(i))).collect(),
+            None => vec![None],
+        };
+        let id = self
+            .plans
+            .keep(identity, prepared, parts.map(Arc::new))
+            .await;
+        indexes
+            .into_iter()
+            .map(|part| {
+                let data = TicketData {
+                    id: id.clone(),
+                    impersonator: identity.impersonator.clone(),
+                    sql: sql.clone(),
+                    planned: planned.clone(),
+                    part: part.map(TicketPart::of),
+                };
+                let data = serde_json::to_string(&data).expect("ticket data serialises");
+                self.signer
+                    .issue(&identity.user, TICKET, Some(data), self.ttl)
+            })
+            .collect()
+    }
+
+    /// What `ticket` runs for `identity`, and which part of the result:
+    /// refused unless it was issued to that identity (user and
+    /// impersonator) and has not expired.
     pub(super) async fn redeem(
         &self,
         ticket: &[u8],
         identity: &Identity,
-    ) -> Result<Redeemed, Status> {
+    ) -> Result<(Redeemed, Option<ResultPart>), Status> {
         let token = std::str::from_utf8(ticket)
             .map_err(|_| Status::invalid_argument("malformed ticket"))?;
         let claims = self.signer.verify(token, TICKET).map_err(|e| match e {
@@ -136,10 +201,18 @@ impl Tickets {
                 "this ticket was issued to another user",
             ));
         }
-        Ok(match self.plans.get(&data.id, identity).await {
-            Some(prepared) => Redeemed::Planned(Box::new(prepared)),
+        let part = match &data.part {
+            Some(part) => Some(
+                part.part()
+                    .ok_or_else(|| Status::permission_denied("invalid ticket"))?,
+            ),
+            None => None,
+        };
+        let redeemed = match self.plans.get(&data.id, identity).await {
+            Some((prepared, parts)) => Redeemed::Planned(Box::new(prepared), parts),
             None => Redeemed::Sql(data.sql, data.planned),
-        })
+        };
+        Ok((redeemed, part))
     }
 }
 
@@ -147,6 +220,7 @@ impl Tickets {
 struct Kept {
     identity: Identity,
     prepared: Prepared,
+    parts: Option<Arc<ResultParts>>,
     bytes: u32,
 }
 
@@ -169,12 +243,23 @@ impl PlanStore {
     }
 
     /// Keep `prepared` for `identity`; returns its new, unguessable id.
-    async fn keep(&self, identity: &Identity, prepared: Prepared) -> String {
+    async fn keep(
+        &self,
+        identity: &Identity,
+        prepared: Prepared,
+        parts: Option<Arc<ResultParts>>,
+    ) -> String {
         let id = format!("{:032x}", rand::random::<u128>());
-        let bytes = ENTRY_BYTES + plan_bytes(&prepared) + identity_bytes(identity);
+        // A physical plan is counted as its logical plan again, plus an
+        // entry per part.
+        let physical = parts
+            .as_ref()
+            .map_or(0, |p| plan_bytes(&prepared) + ENTRY_BYTES * p.count as u64);
+        let bytes = ENTRY_BYTES + plan_bytes(&prepared) + identity_bytes(identity) + physical;
         let kept = Kept {
             identity: identity.clone(),
             prepared,
+            parts,
             bytes: u32::try_from(bytes).unwrap_or(u32::MAX),
         };
         self.cache.insert(id.clone(), Arc::new(kept)).await;
@@ -183,9 +268,13 @@ impl PlanStore {
 
     /// The plan `id` names, if it is kept and was made for exactly
     /// `identity`; `None` alike when it is not kept and when it is another's.
-    async fn get(&self, id: &str, identity: &Identity) -> Option<Prepared> {
+    async fn get(
+        &self,
+        id: &str,
+        identity: &Identity,
+    ) -> Option<(Prepared, Option<Arc<ResultParts>>)> {
         let kept = self.cache.get(id).await?;
-        (kept.identity == *identity).then(|| kept.prepared.clone())
+        (kept.identity == *identity).then(|| (kept.prepared.clone(), kept.parts.clone()))
     }
 }
 
@@ -233,8 +322,8 @@ mod tests {
                 plan(&service, &alice, sql).await,
             )
             .await;
-        match tickets.redeem(ticket.as_bytes(), &alice).await.unwrap() {
-            Redeemed::Planned(prepared) => assert_eq!(prepared.sql(), sql),
+        match tickets.redeem(ticket.as_bytes(), &alice).await.unwrap().0 {
+            Redeemed::Planned(prepared, None) => assert_eq!(prepared.sql(), sql),
             other => panic!("the kept plan, not {other:?}"),
         }
         // Another user, and the same user acted as by someone else (or an
@@ -259,13 +348,18 @@ mod tests {
         assert_eq!(err.message(), "this ticket was issued to another user");
         assert!(matches!(
             tickets.redeem(theirs.as_bytes(), &impersonated).await,
-            Ok(Redeemed::Planned(_))
+            Ok((Redeemed::Planned(..), None))
         ));
         // A credential asserting other groups gets the statement planned
         // again, not a plan whose filters were bound from the old ones.
         let mut regrouped = alice.clone();
         regrouped.groups.insert("finance".into());
-        match tickets.redeem(ticket.as_bytes(), &regrouped).await.unwrap() {
+        match tickets
+            .redeem(ticket.as_bytes(), &regrouped)
+            .await
+            .unwrap()
+            .0
+        {
             Redeemed::Sql(text, _) => assert_eq!(text, sql),
             other => panic!("the SQL to plan again, not {other:?}"),
         }
@@ -329,7 +423,7 @@ mod tests {
             )
             .await;
         tickets.plans.cache.invalidate_all();
-        match tickets.redeem(ticket.as_bytes(), &alice).await.unwrap() {
+        match tickets.redeem(ticket.as_bytes(), &alice).await.unwrap().0 {
             Redeemed::Sql(sql, _) => assert_eq!(sql, "SELECT 2"),
             other => panic!("the SQL to plan again, not {other:?}"),
         }
@@ -348,7 +442,7 @@ mod tests {
         let store = PlanStore::new(10 * each, Duration::from_secs(60));
         let mut ids = Vec::new();
         for _ in 0..100 {
-            ids.push(store.keep(&alice, prepared.clone()).await);
+            ids.push(store.keep(&alice, prepared.clone(), None).await);
             store.cache.run_pending_tasks().await;
         }
         assert!(
@@ -362,7 +456,7 @@ mod tests {
 
         // Plans are forgotten after their lifetime.
         let store = PlanStore::new(KEPT_PLANS_BYTES, Duration::from_millis(50));
-        let id = store.keep(&alice, prepared.clone()).await;
+        let id = store.keep(&alice, prepared.clone(), None).await;
         assert!(store.get(&id, &alice).await.is_some());
         tokio::time::sleep(Duration::from_millis(120)).await;
         assert!(store.get(&id, &alice).await.is_none());

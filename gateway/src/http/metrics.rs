@@ -84,6 +84,7 @@ pub struct Metrics {
     scrape: std::sync::Mutex<std::collections::BTreeSet<String>>,
     source_up: Family<CatalogLabels, Gauge>,
     source_errors: Family<CatalogLabels, Counter<u64, AtomicU64>>,
+    audit_store: crate::audit_store::AuditStoreCounts,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -166,7 +167,19 @@ impl Metrics {
             "Failed probes of each catalog's source",
             source_errors.clone(),
         );
+        let audit_store = crate::audit_store::AuditStoreCounts::default();
+        registry.register(
+            "meshgate_audit_backlog",
+            "Audit records buffered on their way to the audit store ([audit] store)",
+            audit_store.backlog.clone(),
+        );
+        registry.register(
+            "meshgate_audit_dropped",
+            "Audit records dropped because the audit store's buffer was full",
+            audit_store.dropped.clone(),
+        );
         Self {
+            audit_store,
             registry,
             queries,
             duration,
@@ -180,6 +193,11 @@ impl Metrics {
             source_up,
             source_errors,
         }
+    }
+
+    /// The counts the audit store keeps up to date.
+    pub fn audit_store_counts(&self) -> crate::audit_store::AuditStoreCounts {
+        self.audit_store.clone()
     }
 
     /// Count one audit record.

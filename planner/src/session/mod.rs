@@ -9,8 +9,9 @@
 //! transaction-block state machine; `audit` builds each statement's audit
 //! record; `running` registers each statement with the server's running
 //! queries (its query id, kill); `sql_prepared` keeps SQL `PREPARE`d
-//! statements and plans each `EXECUTE`; `parse`, `cursors`, `deadline` and
-//! `settings` are what they say.
+//! statements and plans each `EXECUTE`; `parts` splits a result into
+//! independent streams (one Flight SQL endpoint each); `parse`, `cursors`,
+//! `deadline` and `settings` are what they say.
 
 mod audit;
 mod column_names;
@@ -20,6 +21,7 @@ mod cursors;
 mod deadline;
 mod keys;
 mod parse;
+mod parts;
 mod pipeline;
 mod placeholders;
 mod plan;
@@ -48,6 +50,7 @@ use crate::catalogs::CatalogRegistry;
 use crate::{Identity, QueryResult};
 
 use cursors::Cursor;
+pub use parts::{ResultPart, ResultParts};
 pub use pipeline::{Script, StatementResult};
 pub use prepared::{CopyFormat, CopyOptions, Prepared, QueryOutput, SessionCommand};
 use settings::SessionSettings;

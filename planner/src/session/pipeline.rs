@@ -22,6 +22,7 @@ use datafusion::execution::{SessionState, TaskContext};
 
 use super::columns_read::columns_read;
 use super::deadline::Deadline;
+use super::parts::{self, ResultPart, ResultParts};
 use super::prepared::{returns_rows, Prepared, QueryOutput, TxEffect};
 use super::running::tracked;
 use super::sql_prepared::PreparedChange;
@@ -39,6 +40,13 @@ pub struct StatementResult {
     pub notices: Vec<Notice>,
     /// The client's transaction state after the statement.
     pub transaction: TransactionState,
+}
+
+/// One part of a result to run, and the plan it was counted from if kept.
+#[derive(Clone, Copy)]
+struct PartRun<'a> {
+    part: ResultPart,
+    kept: Option<&'a ResultParts>,
 }
 
 /// The statements of one SQL text, run one after another: each is planned
@@ -108,6 +116,20 @@ impl QuerySession {
             .map(|result| result.output)
     }
 
+    /// Run one part of a query's result (see [`super::parts`]) outside any
+    /// transaction block, with the plan `kept` when it is at hand.
+    pub async fn execute_part(
+        &mut self,
+        prepared: &Prepared,
+        part: ResultPart,
+        kept: Option<&ResultParts>,
+    ) -> QueryResult<QueryOutput> {
+        let part = PartRun { part, kept };
+        self.run_statement(prepared, None, TransactionState::Idle, Some(part))
+            .await
+            .map(|result| result.output)
+    }
+
     /// Run a prepared statement with `$n` parameter values in a client's
     /// `transaction` state. On error the client's new state is
     /// `transaction.failed()`.
@@ -116,6 +138,17 @@ impl QuerySession {
         prepared: &Prepared,
         params: Option<ParamValues>,
         transaction: TransactionState,
+    ) -> QueryResult<StatementResult> {
+        self.run_statement(prepared, params, transaction, None)
+            .await
+    }
+
+    async fn run_statement(
+        &mut self,
+        prepared: &Prepared,
+        params: Option<ParamValues>,
+        transaction: TransactionState,
+        part: Option<PartRun<'_>>,
     ) -> QueryResult<StatementResult> {
         let started = Instant::now();
         // Registered before it runs: its query id names it in the logs, the
@@ -133,7 +166,7 @@ impl QuerySession {
             .and_then(|()| transaction.admit(prepared))
         {
             Ok(()) => {
-                let run = self.execute_inner(prepared, params);
+                let run = self.execute_inner(prepared, params, part);
                 match &query {
                     Some(query) => run_until_stopped(query, run).instrument(span).await,
                     None => run.instrument(span).await,
@@ -253,6 +286,7 @@ impl QuerySession {
         &mut self,
         prepared: &Prepared,
         params: Option<ParamValues>,
+        part: Option<PartRun<'_>>,
     ) -> QueryResult<(QueryOutput, TxEffect)> {
         self.columns_read.clear();
         // A plan made under an older policy never runs: plan it again.
@@ -291,6 +325,22 @@ impl QuerySession {
                     let read = |optimized: &LogicalPlan| {
                         columns_read(optimized, prepared.tables(), &self.catalog, &schema)
                     };
+                    if let Some(run) = &part {
+                        // The plan the parts were counted from, while the
+                        // policy it was made under is in force.
+                        let policy = self.guard.as_ref().map(|g| g.policy());
+                        let (physical, optimized) =
+                            match run.kept.and_then(|k| k.plan_under(policy.as_ref())) {
+                                Some(kept) => kept,
+                                None => parts::physical_plan(&state, plan, cache).await?,
+                            };
+                        parts::check_split(&physical, &run.part)?;
+                        let task = parts::part_task(
+                            TaskContext::from(&state).with_runtime(runtime.clone()),
+                        );
+                        let stream = physical.execute(run.part.index, task)?;
+                        return Ok::<_, QueryError>(Some((stream, read(&optimized))));
+                    }
                     if returns_rows {
                         if let Some((physical, optimized)) =
                             cache.physical_plan(&state, plan, params.as_ref()).await?

@@ -191,6 +191,24 @@ impl FlightSqlFrontend {
         };
         self.apply_setting(&mut session, &prepared, request.metadata())
             .await?;
+        // Without parameters, a result in parts gets a statement ticket per
+        // part (as an ad-hoc statement does); otherwise the command itself
+        // is the one ticket.
+        if entry.param_types.is_empty() {
+            let parts = session
+                .result_parts(&prepared)
+                .await
+                .map_err(|e| to_status(&e))?;
+            if parts.count > 1 {
+                let identity = session.identity().clone();
+                let planned = super::sessions::Planned::of(&session);
+                let info = self
+                    .tickets_info(&identity, entry.sql.clone(), planned, prepared, parts)
+                    .await?
+                    .with_descriptor(request.into_inner());
+                return Ok(Response::new(info));
+            }
+        }
         let info = super::flight_info(
             &prepared.output_schema(),
             command.as_any().encode_to_vec(),

@@ -1,0 +1,314 @@
+//! A result in parts: a query over several Parquet files comes back over
+//! Flight SQL with an endpoint per part, each fetched on its own
+//! connection at the same time; together they hold exactly the rows of
+//! the single-stream answer, with the row filter and the mask applied in
+//! every part as over pgwire. pyarrow fetches the same parts in parallel
+//! threads (`tests/python/test_flight_parts.py`).
+
+use std::path::Path;
+
+use arrow_flight::sql::client::FlightSqlServiceClient;
+use arrow_flight::{FlightInfo, Ticket};
+use datafusion::arrow::array::{AsArray, RecordBatch};
+use datafusion::arrow::datatypes::Int64Type;
+use datafusion::arrow::util::display::array_value_to_string;
+use datafusion::prelude::SessionContext;
+use futures::TryStreamExt;
+use tonic::transport::Channel;
+
+use crate::attacks::{attack_mesh_with, password, simple_rows, AttackMesh};
+
+const POLICY: &str = r#"
+version = 1
+admins = ["user:admin"]
+
+[[grants]]
+effect = "allow"
+principals = ["user:analyst", "user:admin"]
+tables = ["parts.public.*"]
+
+[[row_filters]]
+principals = ["user:analyst"]
+tables = ["parts.public.events"]
+filter = "region <> 'north'"
+
+[[masks]]
+principals = ["*"]
+except = ["user:admin"]
+tables = ["parts.public.events"]
+column = "ssn"
+mask = "'***'"
+"#;
+
+/// Rows in each of the three files.
+const ROWS_PER_FILE: i64 = 2_000;
+
+/// Three Parquet files of `events` (ids 0..6000) under `dir/events/`.
+async fn write_events(dir: &Path) {
+    let ctx = SessionContext::new();
+    std::fs::create_dir_all(dir.join("events")).unwrap();
+    for file in 0..3 {
+        let sql = format!(
+            "COPY (SELECT value + {offset} AS id, \
+                CASE value % 3 WHEN 0 THEN 'north' WHEN 1 THEN 'south' ELSE 'west' END AS region, \
+                CAST(value AS DOUBLE) * 1.5 AS amount, \
+                concat('ssn-', CAST(value + {offset} AS VARCHAR)) AS ssn \
+             FROM range({ROWS_PER_FILE})) TO '{}' STORED AS PARQUET",
+            dir.join(format!("events/part-{file}.parquet")).display(),
+            offset = file * ROWS_PER_FILE,
+        );
+        ctx.sql(&sql).await.unwrap().collect().await.unwrap();
+    }
+}
+
+/// A gateway serving those files as `parts.public.events`, split in three.
+async fn parts_mesh() -> (AttackMesh, tempfile::TempDir) {
+    parts_mesh_with("").await
+}
+
+/// Like [`parts_mesh`], with `extra` added to the configuration.
+async fn parts_mesh_with(extra: &str) -> (AttackMesh, tempfile::TempDir) {
+    let data = tempfile::tempdir().unwrap();
+    write_events(data.path()).await;
+    let root = data.path().display().to_string();
+    let mesh = attack_mesh_with(POLICY, |config| {
+        config.push_str(extra);
+        config.push_str(&format!(
+            "\n[execution]\ntarget_partitions = 3\n\n[catalogs.parts]\nconnector = \"files\"\n\
+             root = \"{root}\"\n[catalogs.parts.tables.events]\npath = \"events/\"\n\
+             format = \"parquet\"\n"
+        ));
+    })
+    .await;
+    (mesh, data)
+}
+
+async fn client(mesh: &AttackMesh, user: &str) -> FlightSqlServiceClient<Channel> {
+    let channel = Channel::from_shared(format!("http://{}", mesh.mesh.flight_sql_addr()))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = FlightSqlServiceClient::new(channel);
+    client.handshake(user, &password(user)).await.unwrap();
+    client
+}
+
+/// Every endpoint of `info`, each fetched by its own client at once.
+async fn fetch_parallel(mesh: &AttackMesh, user: &str, info: &FlightInfo) -> Vec<Vec<RecordBatch>> {
+    let fetches = info.endpoint.iter().map(|endpoint| {
+        let ticket: Ticket = endpoint.ticket.clone().expect("ticket");
+        async move {
+            let mut client = client(mesh, user).await;
+            let stream = client.do_get(ticket).await.expect("do_get");
+            stream.try_collect::<Vec<_>>().await.expect("part stream")
+        }
+    });
+    futures::future::join_all(fetches).await
+}
+
+/// `(id, region, ssn)` of every row, sorted by id.
+fn rows(parts: &[Vec<RecordBatch>]) -> Vec<(i64, String, String)> {
+    let mut out = Vec::new();
+    for batch in parts.iter().flatten() {
+        let ids = batch.column(0).as_primitive::<Int64Type>();
+        let text = |column: usize, row: usize| {
+            array_value_to_string(batch.column(column), row).expect("a value as text")
+        };
+        for i in 0..batch.num_rows() {
+            out.push((ids.value(i), text(1, i), text(2, i)));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_comes_in_parts_fetched_in_parallel() {
+    let (mesh, _data) = parts_mesh().await;
+    let mut admin = client(&mesh, "admin").await;
+
+    // Unfiltered: three endpoints, and the exact row count from the footers.
+    let info = admin
+        .execute("SELECT * FROM parts.public.events".into(), None)
+        .await
+        .unwrap();
+    assert_eq!(info.endpoint.len(), 3, "one endpoint per file group");
+    assert!(!info.ordered);
+    assert_eq!(info.total_records, 3 * ROWS_PER_FILE);
+    let sql = "SELECT id, region, ssn FROM parts.public.events";
+    let info = admin.execute(sql.into(), None).await.unwrap();
+    assert_eq!(info.endpoint.len(), 3);
+    let parts = fetch_parallel(&mesh, "admin", &info).await;
+    let sizes: Vec<usize> = parts
+        .iter()
+        .map(|p| p.iter().map(RecordBatch::num_rows).sum())
+        .collect();
+    assert!(
+        sizes.iter().all(|n| *n > 0),
+        "every part holds rows: {sizes:?}"
+    );
+    let together = rows(&parts);
+    assert_eq!(
+        together.iter().map(|r| r.0).collect::<Vec<_>>(),
+        (0..3 * ROWS_PER_FILE).collect::<Vec<_>>(),
+        "each row exactly once"
+    );
+
+    // The single-stream answer (a sorted result is never split) is the same.
+    let info = admin
+        .execute(format!("{sql} ORDER BY id"), None)
+        .await
+        .unwrap();
+    assert_eq!(info.endpoint.len(), 1);
+    let single = fetch_parallel(&mesh, "admin", &info).await;
+    assert_eq!(rows(&single), together);
+
+    // An aggregate's partitions depend on each other: one endpoint.
+    let info = admin
+        .execute(
+            "SELECT region, count(*) FROM parts.public.events GROUP BY region".into(),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(info.endpoint.len(), 1);
+    assert_eq!(info.total_records, -1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_part_applies_the_policy_and_belongs_to_its_user() {
+    let (mesh, _data) = parts_mesh().await;
+    let mut analyst = client(&mesh, "analyst").await;
+    let sql = "SELECT id, region, ssn FROM parts.public.events";
+    let info = analyst.execute(sql.into(), None).await.unwrap();
+    assert_eq!(info.endpoint.len(), 3, "the filter and mask keep the split");
+    // Filtered: the count is no longer known exactly.
+    assert_eq!(info.total_records, -1);
+    let flight = rows(&fetch_parallel(&mesh, "analyst", &info).await);
+    // `region` is 'north' for every third row of each file.
+    let north_per_file = (ROWS_PER_FILE + 2) / 3;
+    assert_eq!(flight.len() as i64, 3 * (ROWS_PER_FILE - north_per_file));
+    assert!(flight
+        .iter()
+        .all(|(_, region, ssn)| region != "north" && ssn == "***"));
+
+    // Exactly what pgwire answers the same user.
+    let pg = mesh
+        .mesh
+        .connect_as("analyst", &password("analyst"), "parts")
+        .await
+        .unwrap();
+    let over_pg: Vec<(i64, String, String)> = simple_rows(&pg, &format!("{sql} ORDER BY id"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| {
+            (
+                r[0].as_deref().unwrap().parse().unwrap(),
+                r[1].clone().unwrap(),
+                r[2].clone().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(flight, over_pg);
+
+    // A part's ticket is the analyst's alone: the intruder's DoGet learns
+    // nothing, and the server goes on serving the analyst.
+    let mut intruder = client(&mesh, "intruder").await;
+    let ticket = info.endpoint[1].ticket.clone().unwrap();
+    let err = match intruder.do_get(ticket.clone()).await {
+        Ok(stream) => stream
+            .try_collect::<Vec<_>>()
+            .await
+            .unwrap_err()
+            .to_string(),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("issued to another user"), "{err}");
+    let again = analyst.do_get(ticket).await.unwrap();
+    let batches: Vec<RecordBatch> = again.try_collect().await.unwrap();
+    assert!(batches.iter().map(RecordBatch::num_rows).sum::<usize>() > 0);
+    mesh.assert_serving().await;
+}
+
+/// Replicas sharing signing keys serve each other's parts; a replica that
+/// sees other files refuses a part rather than return rows of another split.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parts_run_on_any_replica_that_splits_the_same_way() {
+    use crate::replicas::{client_with_token, spawn_replica, KEYS};
+    let (a, data) = parts_mesh_with(KEYS).await;
+    let config = a.mesh.config_path.clone();
+    let b = tokio::task::spawn_blocking(move || spawn_replica(&config))
+        .await
+        .unwrap();
+    let mut on_a = client(&a, "analyst").await;
+    let token = on_a.token().cloned().unwrap();
+    let mut on_b = client_with_token(b.flight_sql, &token).await;
+    let sql = "SELECT id, region, ssn FROM parts.public.events";
+    let info = on_a.execute(sql.into(), None).await.unwrap();
+    assert_eq!(info.endpoint.len(), 3);
+    let mut parts = Vec::new();
+    for (i, endpoint) in info.endpoint.iter().enumerate() {
+        let on = if i == 1 { &mut on_a } else { &mut on_b };
+        let stream = on.do_get(endpoint.ticket.clone().unwrap()).await.unwrap();
+        parts.push(stream.try_collect::<Vec<_>>().await.unwrap());
+    }
+    let whole = fetch_parallel(&a, "analyst", &info).await;
+    assert_eq!(rows(&parts), rows(&whole), "parts from two replicas");
+    assert!(rows(&parts)
+        .iter()
+        .all(|(_, region, ssn)| region != "north" && ssn == "***"));
+
+    // A fourth file appears; a replica started now splits the scan another
+    // way, and refuses the parts planned before it.
+    std::fs::copy(
+        data.path().join("events/part-0.parquet"),
+        data.path().join("events/part-3.parquet"),
+    )
+    .unwrap();
+    drop(b);
+    let config = a.mesh.config_path.clone();
+    let c = tokio::task::spawn_blocking(move || spawn_replica(&config))
+        .await
+        .unwrap();
+    let mut on_c = client_with_token(c.flight_sql, &token).await;
+    let refused = match on_c.do_get(info.endpoint[0].ticket.clone().unwrap()).await {
+        Ok(stream) => stream.try_collect::<Vec<_>>().await.map(|_| ()),
+        Err(e) => Err(e),
+    }
+    .expect_err("a part of another split");
+    assert!(
+        refused
+            .to_string()
+            .contains("changed since its parts were planned"),
+        "{refused}"
+    );
+    // Asked again, the result comes whole from C, four files of it.
+    let info = on_c.execute(sql.into(), None).await.unwrap();
+    let mut all = Vec::new();
+    for endpoint in &info.endpoint {
+        let stream = on_c.do_get(endpoint.ticket.clone().unwrap()).await.unwrap();
+        all.push(stream.try_collect::<Vec<_>>().await.unwrap());
+    }
+    assert_eq!(rows(&all).len(), rows(&whole).len() * 4 / 3);
+}
+
+/// pyarrow's Flight client fetches the endpoints from parallel threads, and
+/// ADBC (which fetches them concurrently itself) gets the same rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pyarrow_fetches_the_parts_in_parallel() {
+    let (mesh, _data) = parts_mesh().await;
+    let uri = format!("grpc://{}", mesh.mesh.flight_sql_addr());
+    tokio::task::spawn_blocking(move || {
+        crate::python_clients::pytest(
+            "test_flight_parts.py",
+            &[
+                ("MESHGATE_FLIGHT_URI", uri),
+                ("MESHGATE_PARTS_ROWS", (3 * ROWS_PER_FILE).to_string()),
+            ],
+        )
+    })
+    .await
+    .unwrap();
+}
