@@ -6,7 +6,9 @@
 //! `include_schema`) for the one remote catalog this catalog exposes.
 //! Queries reach it as SQL: the largest sub-plan that reads only this
 //! catalog (filters, projections, limits, aggregates, joins between its
-//! tables) is unparsed to SQL with three-part names and executed there;
+//! tables) is unparsed to SQL with three-part names and executed there,
+//! as far as the server's GetSqlInfo says it supports (see
+//! `flightsql_info`);
 //! the endpoints of the answer are fetched in parallel and the batches
 //! stream back as they arrive.
 //!
@@ -48,7 +50,9 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::PartitionStream;
 use datafusion::physical_plan::SendableRecordBatchStream;
-use datafusion::sql::unparser::dialect::{DefaultDialect, Dialect};
+use datafusion::sql::unparser::dialect::{CustomDialectBuilder, Dialect};
+
+use super::flightsql_info::RemoteSupport;
 use datafusion_federation::sql::SQLExecutor;
 use futures::{StreamExt, TryStreamExt};
 use serde::Deserialize;
@@ -222,10 +226,12 @@ impl SourceKind for FlightKind {
             authorization,
             context: format!("flightsql:{}:{}:{}", o.endpoint, sql.user, o.catalog),
         });
+        let support = super::flightsql_info::remote_support(&remote, &o.endpoint).await?;
         let pool = FlightPool {
             remote,
             catalog: o.catalog.clone(),
             schemas: Mutex::default(),
+            support,
         };
         pool.ping().await?;
         Ok(Arc::new(pool))
@@ -246,7 +252,7 @@ pub(crate) struct Remote {
 }
 
 impl Remote {
-    fn client(&self) -> FlightSqlServiceClient<Channel> {
+    pub(super) fn client(&self) -> FlightSqlServiceClient<Channel> {
         let mut client = FlightSqlServiceClient::new(self.channel.clone());
         if !self.authorization.is_empty() {
             client.set_header("authorization", self.authorization.clone());
@@ -256,7 +262,7 @@ impl Remote {
 
     /// Every batch of `info`'s endpoints, up to [`PARALLEL_ENDPOINTS`]
     /// fetched at the same time, as they arrive.
-    async fn fetch_all(
+    pub(super) async fn fetch_all(
         &self,
         info: FlightInfo,
     ) -> DfResult<impl futures::Stream<Item = DfResult<RecordBatch>> + Send + 'static> {
@@ -284,13 +290,14 @@ impl Remote {
     }
 }
 
-fn remote_error(e: impl std::fmt::Display) -> DataFusionError {
+pub(super) fn remote_error(e: impl std::fmt::Display) -> DataFusionError {
     DataFusionError::External(format!("the Flight SQL server answered: {e}").into())
 }
 
 struct FlightPool {
     remote: Arc<Remote>,
     catalog: String,
+    support: RemoteSupport,
     /// The schemas GetTables returned at the last listing.
     schemas: Mutex<HashMap<(String, String), SchemaRef>>,
 }
@@ -367,6 +374,10 @@ impl SourcePool for FlightPool {
         client.get_catalogs().await.map_err(remote_error).map(drop)
     }
 
+    fn sends_sub_plans(&self) -> bool {
+        self.support.sub_plans
+    }
+
     async fn keys(&self) -> DfResult<Vec<KeyColumn>> {
         Ok(Vec::new())
     }
@@ -400,6 +411,7 @@ impl SourcePool for FlightPool {
             remote: self.remote.clone(),
             schema: arrow.clone(),
             reference: reference.clone(),
+            quote: self.support.quote,
         });
         Ok(SourceTable {
             provider: remote_table(arrow, &reference, executor.clone())?,
@@ -488,6 +500,8 @@ struct FlightExecutor {
     remote: Arc<Remote>,
     schema: SchemaRef,
     reference: TableReference,
+    /// The remote's identifier quote (GetSqlInfo).
+    quote: char,
 }
 
 #[async_trait]
@@ -501,7 +515,11 @@ impl SQLExecutor for FlightExecutor {
     }
 
     fn dialect(&self) -> Arc<dyn Dialect> {
-        Arc::new(DefaultDialect {})
+        Arc::new(
+            CustomDialectBuilder::new()
+                .with_identifier_quote_style(self.quote)
+                .build(),
+        )
     }
 
     fn execute(

@@ -24,6 +24,7 @@ mod catalog_query;
 mod comments;
 mod federation;
 mod flightsql;
+mod flightsql_info;
 mod keys;
 mod mysql;
 mod options;
@@ -66,6 +67,12 @@ pub(crate) trait SourcePool: Send + Sync {
 
     /// One cheap round trip to the source (a health probe).
     async fn ping(&self) -> Result<(), DataFusionError>;
+
+    /// Whether whole sub-plans may go to the source as SQL; `false` reads
+    /// each table on its own (what `pushdown = false` asks for).
+    fn sends_sub_plans(&self) -> bool {
+        true
+    }
 
     /// The primary and foreign keys the source declares.
     async fn keys(&self) -> Result<Vec<KeyColumn>, DataFusionError>;
@@ -393,7 +400,9 @@ impl Inner {
             .try_get_with(key, async {
                 let pool = self.pool().await?;
                 match pool.table(schema, table).await {
-                    Ok(source) if !self.options.pushdown => Ok(source.provider),
+                    Ok(source) if !self.options.pushdown || !pool.sends_sub_plans() => {
+                        Ok(source.provider)
+                    }
                     Ok(source) => Ok(federation::federated_table(
                         &self.catalog,
                         source.reference.clone().unwrap_or_else(|| {
