@@ -12,11 +12,13 @@ whole table into an Arrow table these ways:
      fetches concurrently;
   2. the same with one endpoint: the same scan under a LIMIT above the row
      count, which merges the partitions into one stream;
-  3. `POST /v1/sql` as an Arrow IPC stream, read by pyarrow straight from
+  3. Flight SQL with pyarrow's own Flight client (C++), each endpoint
+     fetched by a thread of its own;
+  4. `POST /v1/sql` as an Arrow IPC stream, read by pyarrow straight from
      the HTTP response;
-  4. pgwire through meshgate, with the ADBC PostgreSQL driver (binary COPY,
+  5. pgwire through meshgate, with the ADBC PostgreSQL driver (binary COPY,
      decoded to Arrow in C++, so the client is not the bottleneck);
-  5. DuckDB reading the same Parquet file in-process (no network at all).
+  6. DuckDB reading the same Parquet file in-process (no network at all).
 
 Usage (from the repository root, after a release build):
   export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/meshgate/target}
@@ -39,10 +41,13 @@ import sys
 import tempfile
 import time
 
+from concurrent.futures import ThreadPoolExecutor
+
 import adbc_driver_flightsql.dbapi as flightsql
 import adbc_driver_postgresql.dbapi as pgdbapi
 import duckdb
 import pyarrow as pa
+import pyarrow.flight as paflight
 import pyarrow.parquet as pq
 
 
@@ -63,6 +68,20 @@ def write_parquet(path, rows, batch=1 << 20):
             amounts = pa.compute.multiply(pa.compute.cast(ids, pa.float64()), 0.25)
             days = pa.compute.cast(pa.compute.add(pa.compute.remainder(ids, 1000), base), pa.int32()).cast(pa.date32())
             writer.write_table(pa.table([ids, names, amounts, days], schema=schema))
+
+
+def statement_query(sql):
+    """A Flight SQL CommandStatementQuery in a protobuf Any, for pyarrow's client."""
+    def field(number, payload):
+        n, length = len(payload), bytearray()
+        while True:
+            byte, n = n & 0x7F, n >> 7
+            length.append(byte | (0x80 if n else 0))
+            if not n:
+                break
+        return bytes([number << 3 | 2]) + bytes(length) + payload
+    type_url = b"type.googleapis.com/arrow.flight.protocol.sql.CommandStatementQuery"
+    return field(1, type_url) + field(2, field(1, sql.encode()))
 
 
 def hash_password(meshgate, password):
@@ -140,6 +159,21 @@ def main():
             assert single == 1, single
             print(f"Flight SQL answers with {endpoints} endpoint(s)", file=sys.stderr)
 
+            def pyarrow_flight():
+                def signed_in():
+                    client = paflight.FlightClient(f"grpc://127.0.0.1:{flight_port}")
+                    header = client.authenticate_basic_token("bench", "bench")
+                    return client, paflight.FlightCallOptions(headers=[header])
+                client, options = signed_in()
+                info = client.get_flight_info(
+                    paflight.FlightDescriptor.for_command(statement_query(sql)), options)
+
+                def fetch(endpoint):
+                    own, own_options = signed_in()
+                    return own.do_get(endpoint.ticket, own_options).read_all()
+                with ThreadPoolExecutor(max_workers=len(info.endpoints)) as pool:
+                    return pa.concat_tables(pool.map(fetch, info.endpoints))
+
             def http():
                 request = urllib.request.Request(
                     f"http://127.0.0.1:{http_port}/v1/sql", data=sql.encode(), method="POST",
@@ -157,11 +191,12 @@ def main():
                         return cur.fetch_arrow_table()
 
             def in_process():
-                return duckdb.sql(f"SELECT id, name, amount, day FROM '{parquet}'").fetch_arrow_table()
+                return duckdb.sql(f"SELECT id, name, amount, day FROM '{parquet}'").to_arrow_table()
 
             results = []
             for name, fn in [(f"Flight SQL via meshgate (ADBC), {endpoints} parallel endpoints", flight_of(sql)),
                              ("Flight SQL via meshgate (ADBC), one endpoint", flight_of(f"{sql} LIMIT {args.rows * 2}")),
+                             (f"Flight SQL via meshgate (pyarrow.flight), {endpoints} endpoints in threads", pyarrow_flight),
                              ("/v1/sql Arrow IPC stream via meshgate (pyarrow)", http),
                              ("pgwire binary via meshgate (ADBC PostgreSQL, COPY)", pgwire),
                              ("DuckDB in-process on the same Parquet", in_process)]:
@@ -174,7 +209,9 @@ def main():
 
     flight_best = results[0][1]
     arrow_bytes = results[0][3]  # the same data for every path, as Arrow
-    print(f"\n{args.rows:,} rows, best of {args.runs} (median in parentheses); {os.cpu_count()} cores\n")
+    import adbc_driver_flightsql
+    print(f"\n{args.rows:,} rows, best of {args.runs} (median in parentheses); {os.cpu_count()} cores; "
+          f"DuckDB {duckdb.__version__}, pyarrow {pa.__version__}, ADBC Flight SQL {adbc_driver_flightsql.__version__}\n")
     print("| path | rows/s | MB/s (Arrow) | time | time ÷ Flight time |")
     print("| --- | ---: | ---: | ---: | ---: |")
     for name, best, median, _ in results:

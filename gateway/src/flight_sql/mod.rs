@@ -35,6 +35,7 @@ mod metadata;
 mod plans;
 mod prepared;
 mod results;
+pub(crate) use results::as_sent_batch;
 mod session_actions;
 mod sessions;
 mod statements;
@@ -208,15 +209,19 @@ fn flight_info_parts(
     Ok(info)
 }
 
-/// `schema` as DoGet streams it: the Flight encoder sends dictionary
-/// columns as their values, so the schema a FlightInfo or a prepared
-/// statement announces says so too (ADBC refuses a stream whose schema
-/// differs from the one announced).
+/// `schema` as DoGet streams it: dictionary columns as their values (the
+/// Flight encoder's way) and string and binary views as plain strings and
+/// binaries (cheaper to encode and to read, and what every client reads
+/// in full: pyarrow lacks kernels for views), so the schema a FlightInfo or
+/// a prepared statement announces says so too (ADBC refuses a stream whose
+/// schema differs from the one announced).
 pub(crate) fn as_sent(schema: &Schema) -> Schema {
     use meshgate_planner::datafusion::arrow::datatypes::{DataType, Field};
     fn field(f: &Field) -> Field {
         let data_type = match f.data_type() {
             DataType::Dictionary(_, values) => values.as_ref().clone(),
+            DataType::Utf8View => DataType::Utf8,
+            DataType::BinaryView => DataType::Binary,
             DataType::List(inner) => DataType::List(Arc::new(field(inner))),
             DataType::LargeList(inner) => DataType::LargeList(Arc::new(field(inner))),
             DataType::Struct(fields) => {

@@ -16,7 +16,9 @@ use arrow_flight::error::FlightError;
 use arrow_flight::FlightData;
 use futures::{stream, Stream, TryStreamExt};
 use meshgate_planner::datafusion::arrow::array::RecordBatch;
+use meshgate_planner::datafusion::arrow::compute::cast;
 use meshgate_planner::datafusion::arrow::datatypes::{Schema, SchemaRef};
+use meshgate_planner::datafusion::arrow::error::ArrowError;
 use meshgate_planner::datafusion::common::ParamValues;
 use meshgate_planner::{Prepared, QueryError, QueryOutput, QuerySession, ResultPart, ResultParts};
 use tonic::Status;
@@ -73,11 +75,46 @@ fn encode(output: QueryOutput) -> Result<DoGetStream, Status> {
             (Arc::new(Schema::empty()), Box::pin(stream::empty()))
         }
     };
+    // Sent as announced (see `as_sent`): views as plain strings.
+    let sent = Arc::new(super::as_sent(&schema));
+    let batches: BatchStream = if sent == schema {
+        batches
+    } else {
+        let target = sent.clone();
+        Box::pin(batches.and_then(move |batch| {
+            let converted = as_sent_batch(&batch, &target).map_err(FlightError::Arrow);
+            async move { converted }
+        }))
+    };
     let data = FlightDataEncoderBuilder::new()
-        .with_schema(schema)
+        .with_schema(sent)
         .build(batches)
         .map_err(Status::from);
     Ok(Box::pin(data))
+}
+
+/// `batch` with the columns `schema` (its [`super::as_sent`] schema)
+/// announces: string views cast to strings, dictionaries to their values.
+pub(crate) fn as_sent_batch(
+    batch: &RecordBatch,
+    schema: &SchemaRef,
+) -> Result<RecordBatch, ArrowError> {
+    if batch.schema_ref() == schema {
+        return Ok(batch.clone());
+    }
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(column, field)| {
+            if column.data_type() == field.data_type() {
+                Ok(column.clone())
+            } else {
+                cast(column, field.data_type())
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(schema.clone(), columns)
 }
 
 /// The response header naming the query id of the statement a DoGet ran

@@ -144,9 +144,12 @@ fn query_error(err: &QueryError) -> Response {
 
 /// Encodes batches in one of the [`Format`]s, a chunk of bytes at a time.
 enum Encoder {
-    Arrow(Box<StreamWriter<Vec<u8>>>),
+    /// Columns as Flight SQL sends them (`flight_sql::as_sent`).
+    Arrow(Box<StreamWriter<Vec<u8>>>, SchemaRef),
     NdJson,
-    Csv { header: bool },
+    Csv {
+        header: bool,
+    },
 }
 
 impl Encoder {
@@ -154,9 +157,10 @@ impl Encoder {
     fn new(format: Format, schema: &SchemaRef) -> Result<(Self, Vec<u8>), ArrowError> {
         Ok(match format {
             Format::Arrow => {
-                let mut writer = StreamWriter::try_new(Vec::new(), schema)?;
+                let sent = std::sync::Arc::new(crate::flight_sql::as_sent(schema));
+                let mut writer = StreamWriter::try_new(Vec::new(), &sent)?;
                 let head = std::mem::take(writer.get_mut());
-                (Self::Arrow(Box::new(writer)), head)
+                (Self::Arrow(Box::new(writer), sent), head)
             }
             Format::NdJson => (Self::NdJson, vec![]),
             Format::Csv => (Self::Csv { header: true }, vec![]),
@@ -166,8 +170,8 @@ impl Encoder {
     fn batch(&mut self, batch: &RecordBatch) -> Result<Vec<u8>, ArrowError> {
         use meshgate_planner::datafusion::arrow::{csv, json};
         match self {
-            Self::Arrow(writer) => {
-                writer.write(batch)?;
+            Self::Arrow(writer, sent) => {
+                writer.write(&crate::flight_sql::as_sent_batch(batch, sent)?)?;
                 Ok(std::mem::take(writer.get_mut()))
             }
             Self::NdJson => {
@@ -188,7 +192,7 @@ impl Encoder {
 
     fn finish(&mut self) -> Result<Vec<u8>, ArrowError> {
         match self {
-            Self::Arrow(writer) => {
+            Self::Arrow(writer, _) => {
                 writer.finish()?;
                 Ok(std::mem::take(writer.get_mut()))
             }
