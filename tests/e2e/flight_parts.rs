@@ -8,9 +8,11 @@
 use std::path::Path;
 
 use arrow_flight::sql::client::FlightSqlServiceClient;
+use arrow_flight::sql::CommandGetTables;
 use arrow_flight::{FlightInfo, Ticket};
 use datafusion::arrow::array::{AsArray, RecordBatch};
-use datafusion::arrow::datatypes::Int64Type;
+use datafusion::arrow::datatypes::{DataType, Int64Type};
+use datafusion::arrow::ipc::convert::try_schema_from_ipc_buffer;
 use datafusion::arrow::util::display::array_value_to_string;
 use datafusion::prelude::SessionContext;
 use futures::TryStreamExt;
@@ -153,6 +155,36 @@ async fn a_scan_comes_in_parts_fetched_in_parallel() {
         together.iter().map(|r| r.0).collect::<Vec<_>>(),
         (0..3 * ROWS_PER_FILE).collect::<Vec<_>>(),
         "each row exactly once"
+    );
+
+    // GetTables announces the columns as DoGet sends them (strings as
+    // plain strings, not the views DataFusion reads Parquet into).
+    let listing = admin
+        .get_tables(CommandGetTables {
+            catalog: Some("parts".into()),
+            db_schema_filter_pattern: None,
+            table_name_filter_pattern: Some("events".into()),
+            table_types: vec![],
+            include_schema: true,
+        })
+        .await
+        .unwrap();
+    let listed = fetch_parallel(&mesh, "admin", &listing).await;
+    let ipc = listed[0][0]
+        .column_by_name("table_schema")
+        .unwrap()
+        .as_binary::<i32>()
+        .value(0)
+        .to_vec();
+    let announced = try_schema_from_ipc_buffer(&ipc).unwrap();
+    let sent = parts[0][0].schema();
+    assert_eq!(
+        announced.field_with_name("region").unwrap().data_type(),
+        &DataType::Utf8
+    );
+    assert_eq!(
+        sent.field_with_name("region").unwrap().data_type(),
+        &DataType::Utf8
     );
 
     // The single-stream answer (a sorted result is never split) is the same.

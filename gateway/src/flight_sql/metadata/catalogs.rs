@@ -87,8 +87,10 @@ impl MetadataCommand for CommandGetTables {
         let tables = session.tables(catalog.as_deref()).await?;
         let mut builder = self.into_builder();
         for t in tables {
+            // Each table's columns as a DoGet of it sends them.
+            let columns = crate::flight_sql::as_sent(&t.columns);
             builder
-                .append(&t.catalog, &t.schema, &t.table, t.table_type, &t.columns)
+                .append(&t.catalog, &t.schema, &t.table, t.table_type, &columns)
                 .map_err(|e| QueryError::Internal(format!("cannot list table {}: {e}", t.table)))?;
         }
         let batch = built(builder.build());
