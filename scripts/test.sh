@@ -30,6 +30,9 @@ command -v pkg-config >/dev/null 2>&1 || apt_install pkg-config
 pkg-config --exists openssl 2>/dev/null || apt_install libssl-dev
 command -v mysql >/dev/null 2>&1 || apt_install mariadb-client
 command -v cc >/dev/null 2>&1 || apt_install build-essential
+# The JDBC test: a JDK and pgJDBC (Debian's libpostgresql-jdbc-java).
+command -v javac >/dev/null 2>&1 || apt_install default-jdk-headless
+[ -f /usr/share/java/postgresql.jar ] || apt_install libpostgresql-jdbc-java
 
 # PostgreSQL on 127.0.0.1:5432 (trust auth), started if installed but down.
 if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then

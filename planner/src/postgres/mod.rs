@@ -25,6 +25,7 @@ mod descriptions;
 mod functions;
 pub(crate) mod information_schema;
 mod pg_constraint;
+mod pg_settings;
 pub(crate) mod rewrites;
 pub(crate) mod role_registers;
 pub(crate) mod roles;
@@ -143,6 +144,13 @@ pub(crate) fn install(
                     .fold(
                         system_columns::WithSystemColumns::new(provider)
                             .replace("pg_description", descriptions)
+                            .replace(
+                                "pg_settings",
+                                Arc::new(
+                                    pg_settings::pg_settings(settings.clone())
+                                        .map_err(|e| internal(&e))?,
+                                ),
+                            )
                             .replace(
                                 "pg_stat_activity",
                                 Arc::new(activity::stat_activity(

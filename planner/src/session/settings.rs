@@ -65,6 +65,11 @@ const DEFAULTS: &[(&str, &str, &str)] = &[
     ("lc_messages", "C", "Language of messages."),
     ("max_identifier_length", "63", "Maximum identifier length."),
     (
+        "max_index_keys",
+        "32",
+        "Maximum number of columns in a key (JDBC drivers read it).",
+    ),
+    (
         "search_path",
         "\"$user\", public",
         "Schema search order for unqualified names.",
@@ -108,6 +113,7 @@ const READ_ONLY: &[&str] = &[
     "integer_datetimes",
     "is_superuser",
     "max_identifier_length",
+    "max_index_keys",
     "server_encoding",
     "server_version",
     "server_version_num",
@@ -169,6 +175,11 @@ impl SessionSettings {
             (None, _) => return Err(unrecognized(name)),
         }
         Ok(())
+    }
+
+    /// Whether `name` is a parameter a client may not change.
+    pub fn is_read_only(name: &str) -> bool {
+        READ_ONLY.contains(&name.to_ascii_lowercase().as_str())
     }
 
     pub fn reset_all(&mut self) {

@@ -9,6 +9,7 @@ use tokio_postgres::SimpleQueryMessage;
 
 mod fixtures;
 mod flightsql;
+mod jdbc;
 mod keys;
 mod mariadb;
 mod shapes;
