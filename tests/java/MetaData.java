@@ -25,7 +25,7 @@ public class MetaData {
         Connection conn = DriverManager.getConnection(a[0], a[1], a[2]);
         String schema = a[3], table = a[4], other = a[5];
         DatabaseMetaData md = conn.getMetaData();
-        attempt("getTables", () -> show("getTables", md.getTables(null, schema, "%", null), "TABLE_NAME"));
+        attempt("getTables", () -> show("getTables", md.getTables(null, schema, "%", new String[] {"TABLE", "VIEW"}), "TABLE_NAME"));
         attempt("getColumns", () -> show("getColumns", md.getColumns(null, schema, table, "%"), "COLUMN_NAME", "TYPE_NAME"));
         attempt("getPrimaryKeys", () -> show("getPrimaryKeys", md.getPrimaryKeys(null, schema, table), "COLUMN_NAME", "PK_NAME"));
         attempt("getImportedKeys", () -> show("getImportedKeys", md.getImportedKeys(null, schema, other), "PKTABLE_NAME", "PKCOLUMN_NAME", "FKCOLUMN_NAME"));

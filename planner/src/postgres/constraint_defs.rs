@@ -67,7 +67,7 @@ fn action(code: u8) -> Option<&'static str> {
 }
 
 /// An identifier as PostgreSQL prints it: bare when it may be.
-fn quote(name: &str) -> String {
+pub(crate) fn quote(name: &str) -> String {
     let bare = name
         .chars()
         .next()
@@ -82,14 +82,20 @@ fn quote(name: &str) -> String {
     }
 }
 
-/// The session's `pg_get_constraintdef`.
+/// The session's `pg_get_constraintdef` (and, over the indexes' map,
+/// `pg_get_indexdef`).
 #[derive(Debug)]
 pub(crate) struct ConstraintDef {
+    name: &'static str,
     signature: Signature,
     defs: ConstraintDefs,
+    /// For `pg_get_indexdef(oid, n, pretty)`: each index's columns, in
+    /// key order, separated by NUL (which no identifier holds).
+    columns: Option<ConstraintDefs>,
 }
 
 impl ConstraintDef {
+    /// `pg_get_constraintdef(oid [, pretty])`.
     pub(crate) fn new(defs: ConstraintDefs) -> Self {
         let oid = |t: DataType| {
             vec![
@@ -101,13 +107,31 @@ impl ConstraintDef {
             [oid(DataType::Int32), oid(DataType::Int64)].concat(),
             Volatility::Stable,
         );
-        Self { signature, defs }
+        Self {
+            name: "pg_get_constraintdef",
+            signature,
+            defs,
+            columns: None,
+        }
+    }
+
+    /// `pg_get_indexdef(oid [, column, pretty])` over the definitions (and
+    /// columns) of the primary keys' indexes (see `key_indexes`): the whole
+    /// `CREATE INDEX`, or with a column number above 0 that column; any
+    /// other OID reads NULL.
+    pub(crate) fn index(defs: ConstraintDefs, columns: ConstraintDefs) -> Self {
+        Self {
+            name: "pg_get_indexdef",
+            signature: Signature::variadic_any(Volatility::Stable),
+            defs,
+            columns: Some(columns),
+        }
     }
 }
 
 impl PartialEq for ConstraintDef {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.defs, &other.defs)
+        self.name == other.name && Arc::ptr_eq(&self.defs, &other.defs)
     }
 }
 
@@ -121,7 +145,7 @@ impl Hash for ConstraintDef {
 
 impl ScalarUDFImpl for ConstraintDef {
     fn name(&self) -> &str {
-        "pg_get_constraintdef"
+        self.name
     }
 
     fn signature(&self) -> &Signature {
@@ -135,13 +159,33 @@ impl ScalarUDFImpl for ConstraintDef {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
         let oids = cast(&arrays[0], &DataType::Int64)?;
+        // pg_get_indexdef's column number (0: the whole definition).
+        let column = match (&self.columns, arrays.get(1)) {
+            (Some(_), Some(n)) if n.data_type().is_integer() => Some(cast(n, &DataType::Int64)?),
+            _ => None,
+        };
         let defs = self.defs.read().expect("constraint definitions lock");
+        let columns = self
+            .columns
+            .as_ref()
+            .map(|c| c.read().expect("index columns lock"));
         let out: StringArray = oids
             .as_primitive::<Int64Type>()
             .iter()
-            .map(|oid| {
-                oid.and_then(|o| i32::try_from(o).ok())
-                    .and_then(|o| defs.get(&o).cloned())
+            .enumerate()
+            .map(|(row, oid)| {
+                let oid = oid.and_then(|o| i32::try_from(o).ok())?;
+                let n = column
+                    .as_ref()
+                    .map_or(0, |c| c.as_primitive::<Int64Type>().value(row));
+                match (&columns, n) {
+                    (Some(columns), n) if n > 0 => columns
+                        .get(&oid)?
+                        .split('\0')
+                        .nth(usize::try_from(n - 1).ok()?)
+                        .map(str::to_owned),
+                    _ => defs.get(&oid).cloned(),
+                }
             })
             .collect();
         Ok(ColumnarValue::Array(Arc::new(out)))

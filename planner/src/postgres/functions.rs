@@ -368,15 +368,6 @@ fn register_oid_functions(ctx: &SessionContext, user: &str) {
             DataType::Utf8,
             ScalarValue::Utf8(None),
         ),
-        // pg_get_indexdef(oid [, column, pretty]): meshgate's catalogs
-        // list no indexes, so no OID names one (PostgreSQL: NULL); pgJDBC's
-        // getIndexInfo calls it.
-        (
-            "pg_get_indexdef",
-            Signature::variadic_any(Volatility::Stable),
-            DataType::Utf8,
-            ScalarValue::Utf8(None),
-        ),
         // pg_get_function_result(oid) and pg_get_function_arguments(oid):
         // pg_proc lists no function of a source (pgJDBC's getFunctions).
         (

@@ -24,6 +24,7 @@ mod constraints;
 mod descriptions;
 mod functions;
 pub(crate) mod information_schema;
+mod key_indexes;
 mod pg_constraint;
 mod pg_settings;
 pub(crate) mod rewrites;
@@ -115,24 +116,49 @@ pub(crate) fn install(
     // The built-in tables with integer key lists; pg_constraint also with
     // the keys the sources declare (and their definitions).
     let defs = constraint_defs::ConstraintDefs::default();
+    // pg_class and pg_index also with the unique index behind each
+    // primary key (what pgJDBC's key calls and psql's `\d` look for).
+    let index_defs = (
+        constraint_defs::ConstraintDefs::default(),
+        constraint_defs::ConstraintDefs::default(),
+    );
+    let with_indexes = |kind, table| -> Arc<dyn datafusion::catalog::TableProvider> {
+        Arc::new(key_indexes::WithKeyIndexes::new(
+            kind,
+            table,
+            catalog.to_owned(),
+            catalogs.clone(),
+            sources.clone(),
+            provider.clone(),
+            index_defs.clone(),
+        ))
+    };
+    // Building a pg_catalog table awaits nothing: it is ready at once.
+    let pg_class = futures::executor::block_on(provider.table("pg_class"))
+        .map_err(|e| internal(&e))?
+        .ok_or_else(|| internal(&"pg_class is missing"))?;
     let array_tables = arrays::array_tables()
         .iter()
         .cloned()
         .map(|(name, table)| {
-            let table: Arc<dyn datafusion::catalog::TableProvider> = if name == "pg_constraint" {
-                Arc::new(pg_constraint::ConstraintTable::new(
+            let table: Arc<dyn datafusion::catalog::TableProvider> = match name {
+                "pg_constraint" => Arc::new(pg_constraint::ConstraintTable::new(
                     table,
                     catalog.to_owned(),
                     catalogs.clone(),
                     sources.clone(),
                     provider.clone(),
                     defs.clone(),
-                ))
-            } else {
-                table
+                )),
+                "pg_index" => with_indexes(key_indexes::IndexTable::PgIndex, table),
+                _ => table,
             };
             (name, table)
         })
+        .chain([(
+            "pg_class",
+            with_indexes(key_indexes::IndexTable::PgClass, pg_class),
+        )])
         .collect::<Vec<_>>();
     current
         .register_schema(
@@ -166,6 +192,9 @@ pub(crate) fn install(
     functions::register(ctx, user, settings);
     ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
         constraint_defs::ConstraintDef::new(defs),
+    ));
+    ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
+        constraint_defs::ConstraintDef::index(index_defs.0, index_defs.1),
     ));
     ctx.register_udf(activity::backend_pid_udf(&activity));
     ctx.register_udf(activity::signal_udf(activity.clone(), false));

@@ -27,6 +27,7 @@ use meshgate_connectors::KeyColumn;
 use super::catalog_oids::CatalogOids;
 use super::constraint_defs::{definition, ConstraintDefs};
 use super::constraints::{visible_keys, KeySources};
+use super::key_indexes::primary_key_indexes;
 
 /// Where the OIDs of source keys start: far above the built-in catalog's
 /// and the OIDs the session hands out to tables (from 16384 up).
@@ -81,6 +82,11 @@ impl ConstraintTable {
             return Ok(None);
         }
         let oids = CatalogOids::read(self.pg_catalog.as_ref(), state, true).await?;
+        // The unique index behind each primary key, by table.
+        let indexes: std::collections::HashMap<i64, i64> = primary_key_indexes(&keys, &oids)
+            .into_iter()
+            .map(|index| (index.relid, index.oid))
+            .collect();
         // A constraint's columns, in key order (the keys come sorted).
         let mut constraints: BTreeMap<(String, String, String), Vec<&KeyColumn>> = BTreeMap::new();
         for key in &keys {
@@ -129,10 +135,13 @@ impl ConstraintTable {
                 .write()
                 .expect("constraint definitions lock")
                 .insert(oid, definition(&parts));
+            // A primary key's own index; a foreign key's, the referenced key's.
+            let index_of = if foreign.is_some() { confrelid } else { relid };
             let row = Row {
                 oid,
                 name: &name,
                 namespace,
+                conindid: indexes.get(&index_of).copied().unwrap_or(0),
                 foreign: foreign.map(|r| (rule(r.on_update), rule(r.on_delete))),
                 relid,
                 confrelid,
@@ -163,6 +172,8 @@ struct Row<'a> {
     oid: i32,
     name: &'a str,
     namespace: i64,
+    /// The index behind the key (see `key_indexes`); 0 when none.
+    conindid: i64,
     /// A foreign key's update and delete actions.
     foreign: Option<(&'static str, &'static str)>,
     relid: i64,
@@ -187,7 +198,8 @@ impl Row<'_> {
                 ScalarValue::Boolean(Some(true))
             }
             "conrelid" => int(self.relid),
-            "contypid" | "conindid" | "conparentid" | "coninhcount" => int(0),
+            "conindid" => int(self.conindid),
+            "contypid" | "conparentid" | "coninhcount" => int(0),
             "confrelid" => int(self.confrelid),
             "confupdtype" => text(self.foreign.map_or(" ", |f| f.0)),
             "confdeltype" => text(self.foreign.map_or(" ", |f| f.1)),
@@ -264,6 +276,7 @@ mod tests {
             oid: FIRST_KEY_OID,
             name: "orders_customer_fk",
             namespace: 2200,
+            conindid: 0,
             foreign: Some((rule(3), rule(0))),
             relid: 16390,
             confrelid: 16385,

@@ -1,0 +1,264 @@
+//! The index behind each primary key a source declares, in `pg_class`
+//! (relkind `i`) and `pg_index`, with `pg_get_indexdef`. JDBC's
+//! `getPrimaryKeys` and `getImportedKeys`/`getExportedKeys` (pgJDBC), and
+//! psql's `\d`, find keys through them, as PostgreSQL backs every primary
+//! key with a unique index of the same name.
+//!
+//! The rows are computed when each table is read, from the keys of the
+//! session's catalog that the policy lets it see (see [`super::pg_constraint`],
+//! which points `conindid` at the same indexes): the indexes are numbered
+//! in the order of their (schema, table, name), so every table of one
+//! session hands out the same OIDs.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{ArrayRef, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Field, SchemaRef};
+use datafusion::catalog::{CatalogProviderList, SchemaProvider, Session, TableProvider};
+use datafusion::common::{Result, ScalarValue};
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::TableType;
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
+use meshgate_connectors::KeyColumn;
+
+use super::catalog_oids::CatalogOids;
+use super::constraint_defs::{quote, ConstraintDefs};
+use super::constraints::{visible_keys, KeySources};
+
+/// Where the OIDs of primary-key indexes start (above the constraints').
+const FIRST_INDEX_OID: i64 = 1_100_000_000;
+
+/// The unique index behind one primary key.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct KeyIndex {
+    pub oid: i64,
+    /// The key's own name (`customers_pkey`).
+    pub name: String,
+    pub namespace: i64,
+    /// The table's OID.
+    pub relid: i64,
+    /// Its columns' `attnum`s, in key order.
+    pub attnums: Vec<i32>,
+    /// What `pg_get_indexdef` prints.
+    pub definition: String,
+    /// Its columns as `pg_get_indexdef(oid, n)` prints them (quoted where
+    /// PostgreSQL would).
+    pub columns: Vec<String>,
+}
+
+/// The indexes of the primary keys among `keys` whose table and columns
+/// the session's catalog has.
+pub(crate) fn primary_key_indexes(keys: &[KeyColumn], oids: &CatalogOids) -> Vec<KeyIndex> {
+    let mut primary: BTreeMap<(&str, &str, &str), Vec<&KeyColumn>> = BTreeMap::new();
+    for key in keys.iter().filter(|k| k.references.is_none()) {
+        primary
+            .entry((&key.schema, &key.table, &key.name))
+            .or_default()
+            .push(key);
+    }
+    let mut out = Vec::new();
+    for ((schema, table, name), mut parts) in primary {
+        parts.sort_by_key(|k| k.position);
+        let (Some(namespace), Some(relid)) = (
+            oids.namespaces.get(schema).copied(),
+            oids.table(schema, table),
+        ) else {
+            continue;
+        };
+        let attnums: Option<Vec<i32>> = parts
+            .iter()
+            .map(|k| oids.column(relid, &k.column).map(|n| n as i32))
+            .collect();
+        let Some(attnums) = attnums else { continue };
+        let columns: Vec<String> = parts.iter().map(|k| quote(&k.column)).collect();
+        out.push(KeyIndex {
+            oid: FIRST_INDEX_OID + out.len() as i64,
+            name: name.to_owned(),
+            namespace,
+            relid,
+            definition: format!(
+                "CREATE UNIQUE INDEX {} ON {}.{} USING btree ({})",
+                quote(name),
+                quote(schema),
+                quote(table),
+                columns.join(", ")
+            ),
+            attnums,
+            columns,
+        });
+    }
+    out
+}
+
+/// Which catalog table the index rows go to.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum IndexTable {
+    PgClass,
+    PgIndex,
+}
+
+/// A built-in `pg_class` or `pg_index` with a row per primary-key index.
+#[derive(Debug)]
+pub(crate) struct WithKeyIndexes {
+    kind: IndexTable,
+    builtin: Arc<dyn TableProvider>,
+    current: String,
+    catalogs: Arc<dyn CatalogProviderList>,
+    sources: KeySources,
+    /// The session's pg_catalog without these rows, to resolve names.
+    pg_catalog: Arc<dyn SchemaProvider>,
+    /// Where the indexes' definitions and columns go, for `pg_get_indexdef`.
+    defs: ConstraintDefs,
+    columns: ConstraintDefs,
+}
+
+impl WithKeyIndexes {
+    pub(crate) fn new(
+        kind: IndexTable,
+        builtin: Arc<dyn TableProvider>,
+        current: String,
+        catalogs: Arc<dyn CatalogProviderList>,
+        sources: KeySources,
+        pg_catalog: Arc<dyn SchemaProvider>,
+        (defs, columns): (ConstraintDefs, ConstraintDefs),
+    ) -> Self {
+        Self {
+            kind,
+            builtin,
+            current,
+            catalogs,
+            sources,
+            pg_catalog,
+            defs,
+            columns,
+        }
+    }
+
+    async fn index_rows(&self, state: &dyn Session) -> Result<Option<RecordBatch>> {
+        let keys: Vec<KeyColumn> = visible_keys(&self.catalogs, &self.sources, Some(&self.current))
+            .await
+            .into_iter()
+            .map(|(_, key)| key)
+            .filter(|key| key.references.is_none())
+            .collect();
+        if keys.is_empty() {
+            return Ok(None);
+        }
+        let oids = CatalogOids::read(self.pg_catalog.as_ref(), state, true).await?;
+        let indexes = primary_key_indexes(&keys, &oids);
+        {
+            let mut defs = self.defs.write().expect("index definitions lock");
+            let mut columns = self.columns.write().expect("index columns lock");
+            for index in &indexes {
+                if let Ok(oid) = i32::try_from(index.oid) {
+                    defs.insert(oid, index.definition.clone());
+                    columns.insert(oid, index.columns.join("\0"));
+                }
+            }
+        }
+        let schema = self.builtin.schema();
+        let arrays = schema
+            .fields()
+            .iter()
+            .map(|field| {
+                let values = indexes
+                    .iter()
+                    .map(|index| self.value(index, field))
+                    .collect::<Result<Vec<_>>>()?;
+                if values.is_empty() {
+                    Ok(datafusion::arrow::array::new_empty_array(field.data_type()))
+                } else {
+                    ScalarValue::iter_to_array(values)
+                }
+            })
+            .collect::<Result<Vec<ArrayRef>>>()?;
+        Ok(Some(RecordBatch::try_new(schema, arrays)?))
+    }
+
+    /// `field` of `index`'s row; columns an index does not set read as
+    /// PostgreSQL's defaults (NULL where the column allows it).
+    fn value(&self, index: &KeyIndex, field: &Field) -> Result<ScalarValue> {
+        let text = |s: &str| ScalarValue::Utf8(Some(s.to_owned()));
+        let int = |n: i64| ScalarValue::Int64(Some(n));
+        let yes = ScalarValue::Boolean(Some(true));
+        let list = |values: Vec<i32>| {
+            ScalarValue::List(ScalarValue::new_list_nullable(
+                &values
+                    .into_iter()
+                    .map(|n| ScalarValue::Int32(Some(n)))
+                    .collect::<Vec<_>>(),
+                &DataType::Int32,
+            ))
+        };
+        let keys = index.attnums.len() as i64;
+        let value = match (self.kind, field.name().as_str()) {
+            (IndexTable::PgClass, "oid") => int(index.oid),
+            (IndexTable::PgClass, "relname") => text(&index.name),
+            (IndexTable::PgClass, "relnamespace") => int(index.namespace),
+            (IndexTable::PgClass, "relkind") => text("i"),
+            (IndexTable::PgClass, "relam") => int(403),
+            (IndexTable::PgClass, "relnatts") => int(keys),
+            (IndexTable::PgClass, "relpersistence") => text("p"),
+            (IndexTable::PgClass, "relispopulated") => yes,
+            (IndexTable::PgIndex, "indexrelid") => int(index.oid),
+            (IndexTable::PgIndex, "indrelid") => int(index.relid),
+            (IndexTable::PgIndex, "indnatts" | "indnkeyatts") => int(keys),
+            (
+                IndexTable::PgIndex,
+                "indisunique" | "indisprimary" | "indimmediate" | "indisvalid" | "indisready"
+                | "indislive",
+            ) => yes,
+            (IndexTable::PgIndex, "indkey") => list(index.attnums.clone()),
+            (IndexTable::PgIndex, "indcollation" | "indclass" | "indoption") => {
+                list(vec![0; index.attnums.len()])
+            }
+            _ => return default_value(field),
+        };
+        match field.data_type() {
+            DataType::List(_) => Ok(value),
+            ty => value.cast_to(ty),
+        }
+    }
+}
+
+/// NULL where `field` allows it, else its type's zero (`false`, `0`, `''`).
+fn default_value(field: &Field) -> Result<ScalarValue> {
+    if field.is_nullable() {
+        return ScalarValue::try_from(field.data_type());
+    }
+    match field.data_type() {
+        DataType::Utf8 => Ok(ScalarValue::Utf8(Some(String::new()))),
+        DataType::Boolean => Ok(ScalarValue::Boolean(Some(false))),
+        ty => ScalarValue::new_zero(ty).or_else(|_| ScalarValue::try_from(ty)),
+    }
+}
+
+#[async_trait]
+impl TableProvider for WithKeyIndexes {
+    fn schema(&self) -> SchemaRef {
+        self.builtin.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let builtin = self.builtin.scan(state, None, &[], None).await?;
+        let mut batches = datafusion::physical_plan::collect(builtin, state.task_ctx()).await?;
+        if let Some(rows) = self.index_rows(state).await? {
+            batches.push(rows);
+        }
+        MemorySourceConfig::try_new_exec(&[batches], self.schema(), projection.cloned())
+            .map(|e| e as Arc<dyn ExecutionPlan>)
+    }
+}
