@@ -87,7 +87,7 @@ async fn psql_reports_sqlstate_of_errors() {
 }
 
 /// Run psql; each line of `command` is one `-c` (a meta-command or SQL).
-fn psql(mesh: &TestMesh, dbname: &str, command: &str) -> (bool, String, String) {
+pub(crate) fn psql(mesh: &TestMesh, dbname: &str, command: &str) -> (bool, String, String) {
     let addr = mesh.pgwire_addr();
     let output = Command::new("psql")
         .arg(format!(

@@ -10,12 +10,12 @@
 //! in the order of their (schema, table, name), so every table of one
 //! session hands out the same OIDs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{ArrayRef, RecordBatch};
-use datafusion::arrow::datatypes::{DataType, Field, SchemaRef};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Field, Int64Type, SchemaRef};
 use datafusion::catalog::{CatalogProviderList, SchemaProvider, Session, TableProvider};
 use datafusion::common::{Result, ScalarValue};
 use datafusion::datasource::memory::MemorySourceConfig;
@@ -137,18 +137,21 @@ impl WithKeyIndexes {
         }
     }
 
-    async fn index_rows(&self, state: &dyn Session) -> Result<Option<RecordBatch>> {
+    /// The index rows, and the tables that have one.
+    async fn index_rows(&self, state: &dyn Session) -> Result<Option<(RecordBatch, Keyed)>> {
         let keys: Vec<KeyColumn> = visible_keys(&self.catalogs, &self.sources, Some(&self.current))
             .await
             .into_iter()
             .map(|(_, key)| key)
-            .filter(|key| key.references.is_none())
             .collect();
         if keys.is_empty() {
             return Ok(None);
         }
         let oids = CatalogOids::read(self.pg_catalog.as_ref(), state, true).await?;
         let indexes = primary_key_indexes(&keys, &oids);
+        let keyed = Keyed {
+            indexed: indexes.iter().map(|i| i.relid).collect(),
+        };
         {
             let mut defs = self.defs.write().expect("index definitions lock");
             let mut columns = self.columns.write().expect("index columns lock");
@@ -175,7 +178,7 @@ impl WithKeyIndexes {
                 }
             })
             .collect::<Result<Vec<ArrayRef>>>()?;
-        Ok(Some(RecordBatch::try_new(schema, arrays)?))
+        Ok(Some((RecordBatch::try_new(schema, arrays)?, keyed)))
     }
 
     /// `field` of `index`'s row; columns an index does not set read as
@@ -224,6 +227,46 @@ impl WithKeyIndexes {
     }
 }
 
+/// The tables that have a key index.
+struct Keyed {
+    indexed: HashSet<i64>,
+}
+
+impl Keyed {
+    /// `batch` of pg_class with `relhasindex` set as PostgreSQL sets it for
+    /// these tables (psql's `\d` lists a table's indexes only then).
+    fn mark(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+        let Some(oids) = batch.column_by_name("oid") else {
+            return Ok(batch.clone());
+        };
+        let oids = datafusion::arrow::compute::cast(oids, &DataType::Int64)?;
+        let oids = oids.as_primitive::<Int64Type>();
+        let schema = batch.schema();
+        let columns = schema
+            .fields()
+            .iter()
+            .zip(batch.columns())
+            .map(|(field, column)| {
+                // Not relhastriggers: psql would then ask for triggers
+                // (pg_get_triggerdef, pg_partition_ancestors) it cannot get.
+                let set = match field.name().as_str() {
+                    "relhasindex" => &self.indexed,
+                    _ => return Ok(column.clone()),
+                };
+                let old = column.as_boolean();
+                let marked: BooleanArray = (0..batch.num_rows())
+                    .map(|i| {
+                        let keyed = oids.is_valid(i) && set.contains(&oids.value(i));
+                        Some(keyed || (old.is_valid(i) && old.value(i)))
+                    })
+                    .collect();
+                Ok(Arc::new(marked) as ArrayRef)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(RecordBatch::try_new(schema, columns)?)
+    }
+}
+
 /// NULL where `field` allows it, else its type's zero (`false`, `0`, `''`).
 fn default_value(field: &Field) -> Result<ScalarValue> {
     if field.is_nullable() {
@@ -255,7 +298,13 @@ impl TableProvider for WithKeyIndexes {
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let builtin = self.builtin.scan(state, None, &[], None).await?;
         let mut batches = datafusion::physical_plan::collect(builtin, state.task_ctx()).await?;
-        if let Some(rows) = self.index_rows(state).await? {
+        if let Some((rows, keyed)) = self.index_rows(state).await? {
+            if let IndexTable::PgClass = self.kind {
+                batches = batches
+                    .iter()
+                    .map(|batch| keyed.mark(batch))
+                    .collect::<Result<_>>()?;
+            }
             batches.push(rows);
         }
         MemorySourceConfig::try_new_exec(&[batches], self.schema(), projection.cloned())

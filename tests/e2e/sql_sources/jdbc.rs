@@ -154,6 +154,15 @@ async fn pgjdbc_database_metadata_answers_within_the_policy() {
         ]
     );
 
+    // psql's \d lists the key's index as PostgreSQL's psql does.
+    let (ok, out, err) =
+        tokio::task::block_in_place(|| crate::cli::psql(&mesh.mesh, "shop", "\\d orders"));
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("Indexes:\n    \"orders_pkey\" PRIMARY KEY, btree (id)"),
+        "{out}"
+    );
+
     // pg_settings is the session's settings, with the fixed ones drivers read.
     let rows = simple_rows(
         &pg,
