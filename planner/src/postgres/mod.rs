@@ -19,6 +19,7 @@ pub(crate) mod activity;
 pub(crate) mod analyzer;
 mod arrays;
 mod catalog_oids;
+mod class_owner;
 mod constraint_defs;
 mod constraints;
 mod descriptions;
@@ -137,6 +138,9 @@ pub(crate) fn install(
     let pg_class = futures::executor::block_on(provider.table("pg_class"))
         .map_err(|e| internal(&e))?
         .ok_or_else(|| internal(&"pg_class is missing"))?;
+    let pg_attribute = futures::executor::block_on(provider.table("pg_attribute"))
+        .map_err(|e| internal(&e))?
+        .ok_or_else(|| internal(&"pg_attribute is missing"))?;
     let array_tables = arrays::array_tables()
         .iter()
         .cloned()
@@ -156,8 +160,17 @@ pub(crate) fn install(
             (name, table)
         })
         .chain([(
+            "pg_attribute",
+            Arc::new(class_owner::WithOwner::attributes(pg_attribute, user))
+                as Arc<dyn datafusion::catalog::TableProvider>,
+        )])
+        .chain([(
             "pg_class",
-            with_indexes(key_indexes::IndexTable::PgClass, pg_class),
+            Arc::new(class_owner::WithOwner::new(
+                with_indexes(key_indexes::IndexTable::PgClass, pg_class),
+                user,
+                roles::role_oid(true, user).into(),
+            )) as Arc<dyn datafusion::catalog::TableProvider>,
         )])
         .collect::<Vec<_>>();
     current

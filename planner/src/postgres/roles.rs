@@ -151,7 +151,7 @@ fn user_row(name: &str, admin: bool) -> RoleRow {
 
 /// A stable OID for a role: FNV-1a of its kind and name, above
 /// PostgreSQL's range of built-in OIDs.
-fn role_oid(login: bool, name: &str) -> i32 {
+pub(crate) fn role_oid(login: bool, name: &str) -> i32 {
     let mut hash: u32 = 0x811c_9dc5;
     let kind: &[u8] = if login { b"user:" } else { b"group:" };
     for byte in kind.iter().chain(name.as_bytes()) {

@@ -116,6 +116,15 @@ async fn pgjdbc_database_metadata_answers_within_the_policy() {
         call("getIndexInfo"),
         "ok 1 | INDEX_NAME=customers_pkey COLUMN_NAME=id"
     );
+    // Privileges as the policy grants them: the analyst may read, no more.
+    assert_eq!(
+        call("getTablePrivileges"),
+        "ok 1 | GRANTEE=analyst PRIVILEGE=SELECT"
+    );
+    assert_eq!(
+        call("getColumnPrivileges"),
+        "ok 2 | COLUMN_NAME=id PRIVILEGE=SELECT | COLUMN_NAME=name PRIVILEGE=SELECT"
+    );
     let functions = call("getFunctions");
     assert!(
         functions.starts_with("ok ") && functions.contains("FUNCTION_NAME=abs"),
