@@ -26,6 +26,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use datafusion::common::stats::Precision;
+use datafusion::common::tree_node::TreeNode;
 use datafusion::execution::{SessionState, TaskContext};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::{
@@ -163,9 +164,27 @@ fn exact_size(plan: &dyn ExecutionPlan) -> QueryResult<(Option<u64>, Option<u64>
     Ok((exact(&stats.num_rows), exact(&stats.total_byte_size)))
 }
 
-/// Queries only: commands, EXPLAIN and DDL come whole.
+/// Queries only: commands, EXPLAIN and DDL come whole, and so does a
+/// query whose plan holds an operator that merges partitions (checked here
+/// on the logical plan, so that such queries are not planned physically
+/// twice, here and at their execution).
 fn splittable_statement(plan: &LogicalPlan) -> bool {
+    let merges = plan
+        .exists(|node| {
+            Ok(matches!(
+                node,
+                LogicalPlan::Aggregate(_)
+                    | LogicalPlan::Sort(_)
+                    | LogicalPlan::Join(_)
+                    | LogicalPlan::Limit(_)
+                    | LogicalPlan::Window(_)
+                    | LogicalPlan::Distinct(_)
+                    | LogicalPlan::RecursiveQuery(_)
+            ))
+        })
+        .unwrap_or(true);
     returns_rows(plan)
+        && !merges
         && !matches!(
             plan,
             LogicalPlan::Statement(_)
