@@ -7,7 +7,6 @@
 
 use std::path::Path;
 
-use arrow_flight::sql::client::FlightSqlServiceClient;
 use arrow_flight::sql::CommandGetTables;
 use arrow_flight::{FlightInfo, Ticket};
 use datafusion::arrow::array::{AsArray, RecordBatch};
@@ -16,9 +15,8 @@ use datafusion::arrow::ipc::convert::try_schema_from_ipc_buffer;
 use datafusion::arrow::util::display::array_value_to_string;
 use datafusion::prelude::SessionContext;
 use futures::TryStreamExt;
-use tonic::transport::Channel;
 
-use crate::attacks::{attack_mesh_with, password, simple_rows, AttackMesh};
+use crate::attacks::{attack_mesh_with, flight, password, simple_rows, AttackMesh};
 
 const POLICY: &str = r#"
 version = 1
@@ -85,23 +83,12 @@ async fn parts_mesh_with(extra: &str) -> (AttackMesh, tempfile::TempDir) {
     (mesh, data)
 }
 
-async fn client(mesh: &AttackMesh, user: &str) -> FlightSqlServiceClient<Channel> {
-    let channel = Channel::from_shared(format!("http://{}", mesh.mesh.flight_sql_addr()))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut client = FlightSqlServiceClient::new(channel);
-    client.handshake(user, &password(user)).await.unwrap();
-    client
-}
-
 /// Every endpoint of `info`, each fetched by its own client at once.
 async fn fetch_parallel(mesh: &AttackMesh, user: &str, info: &FlightInfo) -> Vec<Vec<RecordBatch>> {
     let fetches = info.endpoint.iter().map(|endpoint| {
         let ticket: Ticket = endpoint.ticket.clone().expect("ticket");
         async move {
-            let mut client = client(mesh, user).await;
+            let mut client = flight(mesh, user).await;
             let stream = client.do_get(ticket).await.expect("do_get");
             stream.try_collect::<Vec<_>>().await.expect("part stream")
         }
@@ -128,7 +115,7 @@ fn rows(parts: &[Vec<RecordBatch>]) -> Vec<(i64, String, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scan_comes_in_parts_fetched_in_parallel() {
     let (mesh, _data) = parts_mesh().await;
-    let mut admin = client(&mesh, "admin").await;
+    let mut admin = flight(&mesh, "admin").await;
 
     // Unfiltered: three endpoints, and the exact row count from the footers.
     let info = admin
@@ -211,17 +198,20 @@ async fn a_scan_comes_in_parts_fetched_in_parallel() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_part_applies_the_policy_and_belongs_to_its_user() {
     let (mesh, _data) = parts_mesh().await;
-    let mut analyst = client(&mesh, "analyst").await;
+    let mut analyst = flight(&mesh, "analyst").await;
     let sql = "SELECT id, region, ssn FROM parts.public.events";
     let info = analyst.execute(sql.into(), None).await.unwrap();
     assert_eq!(info.endpoint.len(), 3, "the filter and mask keep the split");
     // Filtered: the count is no longer known exactly.
     assert_eq!(info.total_records, -1);
-    let flight = rows(&fetch_parallel(&mesh, "analyst", &info).await);
+    let over_flight = rows(&fetch_parallel(&mesh, "analyst", &info).await);
     // `region` is 'north' for every third row of each file.
     let north_per_file = (ROWS_PER_FILE + 2) / 3;
-    assert_eq!(flight.len() as i64, 3 * (ROWS_PER_FILE - north_per_file));
-    assert!(flight
+    assert_eq!(
+        over_flight.len() as i64,
+        3 * (ROWS_PER_FILE - north_per_file)
+    );
+    assert!(over_flight
         .iter()
         .all(|(_, region, ssn)| region != "north" && ssn == "***"));
 
@@ -243,11 +233,11 @@ async fn every_part_applies_the_policy_and_belongs_to_its_user() {
             )
         })
         .collect();
-    assert_eq!(flight, over_pg);
+    assert_eq!(over_flight, over_pg);
 
     // A part's ticket is the analyst's alone: the intruder's DoGet learns
     // nothing, and the server goes on serving the analyst.
-    let mut intruder = client(&mesh, "intruder").await;
+    let mut intruder = flight(&mesh, "intruder").await;
     let ticket = info.endpoint[1].ticket.clone().unwrap();
     let err = match intruder.do_get(ticket.clone()).await {
         Ok(stream) => stream
@@ -274,7 +264,7 @@ async fn parts_run_on_any_replica_that_splits_the_same_way() {
     let b = tokio::task::spawn_blocking(move || spawn_replica(&config))
         .await
         .unwrap();
-    let mut on_a = client(&a, "analyst").await;
+    let mut on_a = flight(&a, "analyst").await;
     let token = on_a.token().cloned().unwrap();
     let mut on_b = client_with_token(b.flight_sql, &token).await;
     let sql = "SELECT id, region, ssn FROM parts.public.events";

@@ -16,10 +16,11 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::Result;
-use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::TableType;
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
+
+use super::keyed_rows::with_rows;
 
 /// Relation kinds that carry an owner and privileges here.
 const OWNED: &[&str] = &["r", "p", "v", "m", "f"];
@@ -152,13 +153,15 @@ impl TableProvider for WithOwner {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let inner = self.inner.scan(state, None, &[], None).await?;
-        let batches = datafusion::physical_plan::collect(inner, state.task_ctx()).await?;
-        let batches = batches
-            .iter()
-            .map(|b| self.owned(b))
-            .collect::<Result<Vec<_>>>()?;
-        MemorySourceConfig::try_new_exec(&[batches], self.schema(), projection.cloned())
-            .map(|e| e as Arc<dyn ExecutionPlan>)
+        let adjust = |batch: &RecordBatch| self.owned(batch);
+        with_rows(
+            self.inner.as_ref(),
+            state,
+            self.schema(),
+            projection,
+            adjust,
+            None,
+        )
+        .await
     }
 }

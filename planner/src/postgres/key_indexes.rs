@@ -10,15 +10,14 @@
 //! in the order of their (schema, table, name), so every table of one
 //! session hands out the same OIDs.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Field, Int64Type, SchemaRef};
-use datafusion::catalog::{CatalogProviderList, SchemaProvider, Session, TableProvider};
+use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::{Result, ScalarValue};
-use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::TableType;
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
@@ -26,7 +25,7 @@ use meshgate_connectors::KeyColumn;
 
 use super::catalog_oids::CatalogOids;
 use super::constraint_defs::{quote, ConstraintDefs};
-use super::constraints::{visible_keys, KeySources};
+use super::keyed_rows::{rows_batch, with_rows, KeyScope};
 
 /// Where the OIDs of primary-key indexes start (above the constraints').
 const FIRST_INDEX_OID: i64 = 1_100_000_000;
@@ -105,11 +104,7 @@ pub(crate) enum IndexTable {
 pub(crate) struct WithKeyIndexes {
     kind: IndexTable,
     builtin: Arc<dyn TableProvider>,
-    current: String,
-    catalogs: Arc<dyn CatalogProviderList>,
-    sources: KeySources,
-    /// The session's pg_catalog without these rows, to resolve names.
-    pg_catalog: Arc<dyn SchemaProvider>,
+    scope: KeyScope,
     /// Where the indexes' definitions and columns go, for `pg_get_indexdef`.
     defs: ConstraintDefs,
     columns: ConstraintDefs,
@@ -119,19 +114,13 @@ impl WithKeyIndexes {
     pub(crate) fn new(
         kind: IndexTable,
         builtin: Arc<dyn TableProvider>,
-        current: String,
-        catalogs: Arc<dyn CatalogProviderList>,
-        sources: KeySources,
-        pg_catalog: Arc<dyn SchemaProvider>,
+        scope: KeyScope,
         (defs, columns): (ConstraintDefs, ConstraintDefs),
     ) -> Self {
         Self {
             kind,
             builtin,
-            current,
-            catalogs,
-            sources,
-            pg_catalog,
+            scope,
             defs,
             columns,
         }
@@ -139,46 +128,29 @@ impl WithKeyIndexes {
 
     /// The index rows, and the tables that have one.
     async fn index_rows(&self, state: &dyn Session) -> Result<Option<(RecordBatch, Keyed)>> {
-        let keys: Vec<KeyColumn> = visible_keys(&self.catalogs, &self.sources, Some(&self.current))
-            .await
-            .into_iter()
-            .map(|(_, key)| key)
-            .collect();
-        if keys.is_empty() {
+        // Only what this scan shows is defined (a revoke takes them away).
+        let indexes = match self.scope.keys(state).await? {
+            Some((keys, oids)) => primary_key_indexes(&keys, &oids),
+            None => Vec::new(),
+        };
+        let by_oid = |f: &dyn Fn(&KeyIndex) -> String| -> HashMap<i32, String> {
+            indexes
+                .iter()
+                .filter_map(|index| Some((i32::try_from(index.oid).ok()?, f(index))))
+                .collect()
+        };
+        *self.defs.write().expect("index definitions lock") = by_oid(&|i| i.definition.clone());
+        *self.columns.write().expect("index columns lock") = by_oid(&|i| i.columns.join("\0"));
+        if indexes.is_empty() {
             return Ok(None);
         }
-        let oids = CatalogOids::read(self.pg_catalog.as_ref(), state, true).await?;
-        let indexes = primary_key_indexes(&keys, &oids);
         let keyed = Keyed {
             indexed: indexes.iter().map(|i| i.relid).collect(),
         };
-        {
-            let mut defs = self.defs.write().expect("index definitions lock");
-            let mut columns = self.columns.write().expect("index columns lock");
-            for index in &indexes {
-                if let Ok(oid) = i32::try_from(index.oid) {
-                    defs.insert(oid, index.definition.clone());
-                    columns.insert(oid, index.columns.join("\0"));
-                }
-            }
-        }
-        let schema = self.builtin.schema();
-        let arrays = schema
-            .fields()
-            .iter()
-            .map(|field| {
-                let values = indexes
-                    .iter()
-                    .map(|index| self.value(index, field))
-                    .collect::<Result<Vec<_>>>()?;
-                if values.is_empty() {
-                    Ok(datafusion::arrow::array::new_empty_array(field.data_type()))
-                } else {
-                    ScalarValue::iter_to_array(values)
-                }
-            })
-            .collect::<Result<Vec<ArrayRef>>>()?;
-        Ok(Some((RecordBatch::try_new(schema, arrays)?, keyed)))
+        let rows = rows_batch(self.builtin.schema(), &indexes, |index, field| {
+            self.value(index, field)
+        })?;
+        Ok(Some((rows, keyed)))
     }
 
     /// `field` of `index`'s row; columns an index does not set read as
@@ -296,18 +268,19 @@ impl TableProvider for WithKeyIndexes {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let builtin = self.builtin.scan(state, None, &[], None).await?;
-        let mut batches = datafusion::physical_plan::collect(builtin, state.task_ctx()).await?;
-        if let Some((rows, keyed)) = self.index_rows(state).await? {
-            if let IndexTable::PgClass = self.kind {
-                batches = batches
-                    .iter()
-                    .map(|batch| keyed.mark(batch))
-                    .collect::<Result<_>>()?;
-            }
-            batches.push(rows);
-        }
-        MemorySourceConfig::try_new_exec(&[batches], self.schema(), projection.cloned())
-            .map(|e| e as Arc<dyn ExecutionPlan>)
+        let (rows, keyed) = self.index_rows(state).await?.unzip();
+        let mark = |batch: &RecordBatch| match (&keyed, self.kind) {
+            (Some(keyed), IndexTable::PgClass) => keyed.mark(batch),
+            _ => Ok(batch.clone()),
+        };
+        with_rows(
+            self.builtin.as_ref(),
+            state,
+            self.schema(),
+            projection,
+            mark,
+            rows,
+        )
+        .await
     }
 }

@@ -26,6 +26,7 @@ mod descriptions;
 mod functions;
 pub(crate) mod information_schema;
 mod key_indexes;
+mod keyed_rows;
 mod pg_constraint;
 mod pg_settings;
 pub(crate) mod rewrites;
@@ -123,14 +124,17 @@ pub(crate) fn install(
         constraint_defs::ConstraintDefs::default(),
         constraint_defs::ConstraintDefs::default(),
     );
+    let scope = keyed_rows::KeyScope {
+        current: catalog.to_owned(),
+        catalogs: catalogs.clone(),
+        sources: sources.clone(),
+        pg_catalog: provider.clone(),
+    };
     let with_indexes = |kind, table| -> Arc<dyn datafusion::catalog::TableProvider> {
         Arc::new(key_indexes::WithKeyIndexes::new(
             kind,
             table,
-            catalog.to_owned(),
-            catalogs.clone(),
-            sources.clone(),
-            provider.clone(),
+            scope.clone(),
             index_defs.clone(),
         ))
     };
@@ -148,10 +152,7 @@ pub(crate) fn install(
             let table: Arc<dyn datafusion::catalog::TableProvider> = match name {
                 "pg_constraint" => Arc::new(pg_constraint::ConstraintTable::new(
                     table,
-                    catalog.to_owned(),
-                    catalogs.clone(),
-                    sources.clone(),
-                    provider.clone(),
+                    scope.clone(),
                     defs.clone(),
                 )),
                 "pg_index" => with_indexes(key_indexes::IndexTable::PgIndex, table),

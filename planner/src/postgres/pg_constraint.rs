@@ -10,24 +10,22 @@
 //! whose table the policy hides, or a foreign key whose referenced table it
 //! hides, is not shown, exactly as in information_schema.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{ArrayRef, RecordBatch};
+use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, Field, SchemaRef};
-use datafusion::catalog::{CatalogProviderList, SchemaProvider, Session, TableProvider};
+use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::{Result, ScalarValue};
-use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::TableType;
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 use meshgate_connectors::KeyColumn;
 
-use super::catalog_oids::CatalogOids;
 use super::constraint_defs::{definition, ConstraintDefs};
-use super::constraints::{visible_keys, KeySources};
 use super::key_indexes::primary_key_indexes;
+use super::keyed_rows::{rows_batch, with_rows, KeyScope};
 
 /// Where the OIDs of source keys start: far above the built-in catalog's
 /// and the OIDs the session hands out to tables (from 16384 up).
@@ -37,12 +35,7 @@ const FIRST_KEY_OID: i32 = 1_000_000_000;
 pub(crate) struct ConstraintTable {
     /// The built-in rows, with key lists as integer lists.
     builtin: Arc<dyn TableProvider>,
-    /// The catalog pg_catalog describes.
-    current: String,
-    catalogs: Arc<dyn CatalogProviderList>,
-    sources: KeySources,
-    /// The session's pg_catalog, to resolve names to OIDs.
-    pg_catalog: Arc<dyn SchemaProvider>,
+    scope: KeyScope,
     /// Where the keys' definitions go, for `pg_get_constraintdef`.
     defs: ConstraintDefs,
 }
@@ -50,40 +43,28 @@ pub(crate) struct ConstraintTable {
 impl ConstraintTable {
     pub(crate) fn new(
         builtin: Arc<dyn TableProvider>,
-        current: String,
-        catalogs: Arc<dyn CatalogProviderList>,
-        sources: KeySources,
-        pg_catalog: Arc<dyn SchemaProvider>,
+        scope: KeyScope,
         defs: ConstraintDefs,
     ) -> Self {
         Self {
             builtin,
-            current,
-            catalogs,
-            sources,
-            pg_catalog,
+            scope,
             defs,
         }
     }
 
     /// One row per declared key of the current catalog the session sees.
     async fn key_rows(&self, state: &dyn Session) -> Result<Option<RecordBatch>> {
-        let keys: Vec<KeyColumn> = visible_keys(&self.catalogs, &self.sources, Some(&self.current))
-            .await
-            .into_iter()
-            .map(|(_, key)| key)
-            .collect();
         // Only what this scan shows is defined (a revoke takes them away).
         self.defs
             .write()
             .expect("constraint definitions lock")
             .clear();
-        if keys.is_empty() {
+        let Some((keys, oids)) = self.scope.keys(state).await? else {
             return Ok(None);
-        }
-        let oids = CatalogOids::read(self.pg_catalog.as_ref(), state, true).await?;
+        };
         // The unique index behind each primary key, by table.
-        let indexes: std::collections::HashMap<i64, i64> = primary_key_indexes(&keys, &oids)
+        let indexes: HashMap<i64, i64> = primary_key_indexes(&keys, &oids)
             .into_iter()
             .map(|index| (index.relid, index.oid))
             .collect();
@@ -95,8 +76,7 @@ impl ConstraintTable {
                 .or_default()
                 .push(key);
         }
-        let schema = self.builtin.schema();
-        let mut columns: Vec<Vec<ScalarValue>> = vec![Vec::new(); schema.fields().len()];
+        let mut rows = Vec::new();
         let mut next_oid = FIRST_KEY_OID;
         for ((schema_name, table, name), mut parts) in constraints {
             parts.sort_by_key(|k| k.position);
@@ -137,9 +117,9 @@ impl ConstraintTable {
                 .insert(oid, definition(&parts));
             // A primary key's own index; a foreign key's, the referenced key's.
             let index_of = if foreign.is_some() { confrelid } else { relid };
-            let row = Row {
+            rows.push(Row {
                 oid,
-                name: &name,
+                name,
                 namespace,
                 conindid: indexes.get(&index_of).copied().unwrap_or(0),
                 foreign: foreign.map(|r| (rule(r.on_update), rule(r.on_delete))),
@@ -147,30 +127,16 @@ impl ConstraintTable {
                 confrelid,
                 conkey,
                 confkey,
-            };
-            for (values, field) in columns.iter_mut().zip(schema.fields()) {
-                values.push(row.value(field)?);
-            }
+            });
         }
-        let arrays = columns
-            .into_iter()
-            .zip(schema.fields())
-            .map(|(values, field)| {
-                if values.is_empty() {
-                    Ok(datafusion::arrow::array::new_empty_array(field.data_type()))
-                } else {
-                    ScalarValue::iter_to_array(values)
-                }
-            })
-            .collect::<Result<Vec<ArrayRef>>>()?;
-        Ok(Some(RecordBatch::try_new(schema, arrays)?))
+        rows_batch(self.builtin.schema(), &rows, Row::value).map(Some)
     }
 }
 
 /// What one key constraint's row says.
-struct Row<'a> {
+struct Row {
     oid: i32,
-    name: &'a str,
+    name: String,
     namespace: i64,
     /// The index behind the key (see `key_indexes`); 0 when none.
     conindid: i64,
@@ -182,7 +148,7 @@ struct Row<'a> {
     confkey: Option<Vec<i32>>,
 }
 
-impl Row<'_> {
+impl Row {
     /// The value of `field`, of the field's type; NULL for columns keys do
     /// not use (`conbin`, operator lists).
     fn value(&self, field: &Field) -> Result<ScalarValue> {
@@ -190,7 +156,7 @@ impl Row<'_> {
         let int = |n: i64| ScalarValue::Int64(Some(n));
         let value = match field.name().as_str() {
             "oid" => int(self.oid.into()),
-            "conname" => text(self.name),
+            "conname" => text(&self.name),
             "connamespace" => int(self.namespace),
             "contype" => text(if self.foreign.is_some() { "f" } else { "p" }),
             "condeferrable" | "condeferred" => ScalarValue::Boolean(Some(false)),
@@ -256,13 +222,16 @@ impl TableProvider for ConstraintTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let builtin = self.builtin.scan(state, None, &[], None).await?;
-        let mut batches = datafusion::physical_plan::collect(builtin, state.task_ctx()).await?;
-        if let Some(keys) = self.key_rows(state).await? {
-            batches.push(keys);
-        }
-        MemorySourceConfig::try_new_exec(&[batches], self.schema(), projection.cloned())
-            .map(|e| e as Arc<dyn ExecutionPlan>)
+        let keys = self.key_rows(state).await?;
+        with_rows(
+            self.builtin.as_ref(),
+            state,
+            self.schema(),
+            projection,
+            |b| Ok(b.clone()),
+            keys,
+        )
+        .await
     }
 }
 
@@ -274,7 +243,7 @@ mod tests {
     fn key_lists_are_integer_lists_and_actions_letters() {
         let row = Row {
             oid: FIRST_KEY_OID,
-            name: "orders_customer_fk",
+            name: "orders_customer_fk".into(),
             namespace: 2200,
             conindid: 0,
             foreign: Some((rule(3), rule(0))),
