@@ -39,8 +39,9 @@ pub use error::ConnectorError;
 pub use files::FilesConnector;
 pub use freshness::{last_modified, ChangeSource};
 pub use sql::{
-    catalog_comments, catalog_keys, probe_catalog, refresh_catalog, FlightSqlConnector, KeyColumn,
-    MySqlConnector, PostgresConnector, Referenced, SqlCatalog, SqliteConnector,
+    catalog_comments, catalog_keys, probe_catalog, refresh_catalog, DirectStatement,
+    FlightSqlConnector, KeyColumn, MySqlConnector, PostgresConnector, Referenced, SqlCatalog,
+    SqliteConnector,
 };
 pub use storage::StorageOptions;
 

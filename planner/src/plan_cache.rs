@@ -16,12 +16,13 @@ use std::sync::{Arc, Mutex};
 
 use datafusion::common::metadata::ScalarAndMetadata;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
-use datafusion::common::{ParamValues, Result};
+use datafusion::common::{ParamValues, Result, ScalarValue};
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::{Expr, Extension, LogicalPlan, Volatility};
 use datafusion::optimizer::{OptimizerContext, OptimizerRule};
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
 use datafusion_federation::FederatedPlanNode;
+use meshgate_connectors::DirectStatement;
 
 use crate::like_escape::LikeEscapeRule;
 
@@ -34,13 +35,69 @@ enum State {
     Unknown,
     /// The statement's plan may differ between executions.
     Uncachable,
-    Optimized {
-        time_zone: Option<String>,
-        plan: LogicalPlan,
-    },
+    Optimized(Box<Kept>),
+}
+
+#[derive(Debug)]
+struct Kept {
+    time_zone: Option<String>,
+    plan: LogicalPlan,
+    /// The plan as one statement of the source it all runs at.
+    direct: Option<Arc<DirectStatement>>,
+}
+
+/// How a kept plan runs.
+pub(crate) enum CachedRun {
+    /// DataFusion's physical plan, with the values bound.
+    Physical(Arc<dyn ExecutionPlan>),
+    /// Rows straight from the source's prepared statement
+    /// ([`DirectStatement`]): no physical planning at all.
+    Direct(SendableRecordBatchStream),
 }
 
 impl PlanCache {
+    /// How `plan` runs with `params`, from the kept optimised plan, and the
+    /// optimised plan that runs (for the audit's columns: with the values
+    /// bound, or with placeholders for a direct statement); `None` when
+    /// this statement's plan is not kept (the caller plans it in full).
+    pub(crate) async fn run(
+        &self,
+        state: &SessionState,
+        plan: &LogicalPlan,
+        params: Option<&ParamValues>,
+    ) -> Result<Option<(CachedRun, LogicalPlan)>> {
+        let Some((optimized, direct)) = self.kept(state, plan) else {
+            return Ok(None);
+        };
+        if let Some(direct) = direct {
+            if let Some(values) = direct_values(params) {
+                let stream = direct.execute(values)?;
+                return Ok(Some((CachedRun::Direct(stream), optimized)));
+            }
+        }
+        let (physical, bound) = physical(state, optimized, params).await?;
+        Ok(Some((CachedRun::Physical(physical), bound)))
+    }
+
+    /// The rows of the kept direct statement with `params`, and the kept
+    /// optimised plan; `None` when there is none for `time_zone` (the
+    /// caller goes through [`PlanCache::run`]).
+    pub(crate) fn direct(
+        &self,
+        time_zone: &Option<String>,
+        params: Option<&ParamValues>,
+    ) -> Option<Result<(SendableRecordBatchStream, LogicalPlan)>> {
+        let (plan, direct) = match &*self.0.lock().expect("plan cache lock") {
+            State::Optimized(kept) if kept.time_zone == *time_zone => match &kept.direct {
+                Some(direct) => (kept.plan.clone(), direct.clone()),
+                None => return None,
+            },
+            _ => return None,
+        };
+        let values = direct_values(params)?;
+        Some(direct.execute(values).map(|stream| (stream, plan)))
+    }
+
     /// The physical plan for `plan` with `params`, from the kept optimised
     /// plan, and that optimised plan with the values bound; `None` when this
     /// statement's plan is not kept (the caller plans it in full).
@@ -50,49 +107,82 @@ impl PlanCache {
         plan: &LogicalPlan,
         params: Option<&ParamValues>,
     ) -> Result<Option<(Arc<dyn ExecutionPlan>, LogicalPlan)>> {
+        match self.kept(state, plan) {
+            Some((optimized, _)) => physical(state, optimized, params).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The kept optimised plan (made and kept now if it may be) and its
+    /// direct statement.
+    fn kept(
+        &self,
+        state: &SessionState,
+        plan: &LogicalPlan,
+    ) -> Option<(LogicalPlan, Option<Arc<DirectStatement>>)> {
         let time_zone = state.config().options().execution.time_zone.clone();
-        let kept = {
+        {
             let mut cached = self.0.lock().expect("plan cache lock");
             match &*cached {
-                State::Uncachable => return Ok(None),
-                State::Optimized {
-                    time_zone: tz,
-                    plan,
-                } if *tz == time_zone => Some(plan.clone()),
+                State::Uncachable => return None,
+                State::Optimized(kept) if kept.time_zone == time_zone => {
+                    return Some((kept.plan.clone(), kept.direct.clone()))
+                }
                 _ if !cachable(plan) => {
                     *cached = State::Uncachable;
-                    return Ok(None);
+                    return None;
                 }
-                _ => None,
+                _ => {}
             }
-        };
-        let optimized = match kept {
-            Some(plan) => plan,
-            None => match state.optimize(plan) {
-                Ok(optimized) => {
-                    *self.0.lock().expect("plan cache lock") = State::Optimized {
-                        time_zone,
-                        plan: optimized.clone(),
-                    };
-                    optimized
+        }
+        match state.optimize(plan) {
+            Ok(optimized) => {
+                let direct = DirectStatement::of(&optimized).map(Arc::new);
+                if let Some(direct) = &direct {
+                    tracing::debug!(sql = direct.sql(), "statement runs directly at its source");
                 }
-                // Planned with its values bound instead (by the caller).
-                Err(_) => {
-                    *self.0.lock().expect("plan cache lock") = State::Uncachable;
-                    return Ok(None);
-                }
-            },
-        };
-        let bound = match params {
-            Some(params) => bind(optimized, params)?,
-            None => optimized,
-        };
-        let physical = state
-            .query_planner()
-            .create_physical_plan(&bound, state)
-            .await?;
-        Ok(Some((physical, bound)))
+                *self.0.lock().expect("plan cache lock") = State::Optimized(Box::new(Kept {
+                    time_zone,
+                    plan: optimized.clone(),
+                    direct: direct.clone(),
+                }));
+                Some((optimized, direct))
+            }
+            // Planned with its values bound instead (by the caller).
+            Err(_) => {
+                *self.0.lock().expect("plan cache lock") = State::Uncachable;
+                None
+            }
+        }
     }
+}
+
+/// The values of `params` for a direct statement (which casts each to its
+/// placeholder's type); `None` for named parameters (planned in full).
+fn direct_values(params: Option<&ParamValues>) -> Option<Vec<ScalarValue>> {
+    match params {
+        None => Some(Vec::new()),
+        Some(ParamValues::List(values)) => Some(values.iter().map(|v| v.value.clone()).collect()),
+        Some(ParamValues::Map(_)) => None,
+    }
+}
+
+/// The physical plan of a kept optimised plan with `params` bound, and
+/// the bound plan.
+async fn physical(
+    state: &SessionState,
+    optimized: LogicalPlan,
+    params: Option<&ParamValues>,
+) -> Result<(Arc<dyn ExecutionPlan>, LogicalPlan)> {
+    let bound = match params {
+        Some(params) => bind(optimized, params)?,
+        None => optimized,
+    };
+    let physical = state
+        .query_planner()
+        .create_physical_plan(&bound, state)
+        .await?;
+    Ok((physical, bound))
 }
 
 /// A plan whose optimised form is the same for every execution.

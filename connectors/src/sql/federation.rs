@@ -15,6 +15,7 @@
 //!   `SELECT current_setting('x'), a FROM pg.public.t` would be sent whole and
 //!   fail at the source.
 
+use std::any::Any;
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -33,12 +34,13 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::sql::unparser::dialect::Dialect;
 use datafusion_federation::sql::{
-    AstAnalyzer, LogicalOptimizer, RemoteTableRef, SQLExecutor, SQLFederationProvider,
-    SQLTableSource,
+    AstAnalyzer, LogicalOptimizer, RemoteTable, RemoteTableRef, SQLExecutor, SQLFederationProvider,
+    SQLTable, SQLTableSource,
 };
 use datafusion_federation::FederatedTableProviderAdaptor;
 use futures::TryStreamExt;
 
+use super::direct::DirectRunner;
 use crate::ConnectorError;
 
 /// Functions (by DataFusion name) that a source evaluates with the same meaning.
@@ -349,6 +351,34 @@ impl SQLExecutor for CatalogExecutor {
     }
 }
 
+/// A source table as federation sees it: its name at the source and its
+/// schema, and the runner of direct statements when its source has one.
+#[derive(Debug)]
+pub(crate) struct SourceTableRef {
+    remote: RemoteTable,
+    pub(crate) direct: Option<Arc<dyn DirectRunner>>,
+}
+
+impl std::fmt::Debug for dyn DirectRunner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DirectRunner")
+    }
+}
+
+impl SQLTable for SourceTableRef {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn table_reference(&self) -> TableReference {
+        self.remote.table_reference().clone()
+    }
+
+    fn schema(&self) -> SchemaRef {
+        self.remote.schema().clone()
+    }
+}
+
 /// Wrap a source table (a provider that is also its own SQL executor) so that
 /// federation can push whole sub-plans to it.
 pub(crate) fn federated_table(
@@ -357,6 +387,7 @@ pub(crate) fn federated_table(
     provider: Arc<dyn TableProvider>,
     executor: Arc<dyn SQLExecutor>,
     functions: Arc<FunctionSet>,
+    direct: Option<Arc<dyn DirectRunner>>,
 ) -> Arc<dyn TableProvider> {
     let schema = provider.schema();
     let executor: Arc<dyn SQLExecutor> = Arc::new(CatalogExecutor {
@@ -372,11 +403,11 @@ pub(crate) fn federated_table(
         optimizer: Arc::new(Optimizer::with_rules(vec![Arc::new(boundary)])),
         executor,
     });
-    let source = Arc::new(SQLTableSource::new_with_schema(
-        federation,
-        RemoteTableRef::from(table),
-        schema,
-    ));
+    let table = SourceTableRef {
+        remote: RemoteTable::new(RemoteTableRef::from(table), schema),
+        direct,
+    };
+    let source = Arc::new(SQLTableSource::new_with_table(federation, Arc::new(table)));
     Arc::new(FederatedTableProviderAdaptor::new_with_provider(
         source, provider,
     ))

@@ -39,7 +39,7 @@ use arrow_flight::FlightInfo;
 use async_trait::async_trait;
 use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::ipc::convert::try_schema_from_ipc_buffer;
 use datafusion::catalog::streaming::StreamingTable;
 use datafusion::catalog::{CatalogProvider, TableProvider};
@@ -194,7 +194,11 @@ struct FlightKind {
 
 #[async_trait]
 impl SourceKind for FlightKind {
-    async fn connect(&self, sql: &SqlOptions) -> Result<Arc<dyn SourcePool>, DataFusionError> {
+    async fn connect(
+        &self,
+        _catalog: &str,
+        sql: &SqlOptions,
+    ) -> Result<Arc<dyn SourcePool>, DataFusionError> {
         let o = &self.options;
         let external = |e: &dyn std::fmt::Display| DataFusionError::External(e.to_string().into());
         let mut endpoint = Endpoint::from_shared(o.endpoint.clone())
@@ -417,6 +421,7 @@ impl SourcePool for FlightPool {
             provider: remote_table(arrow, &reference, executor.clone())?,
             executor,
             reference: Some(reference),
+            direct: None,
         })
     }
 }
@@ -540,7 +545,7 @@ impl SQLExecutor for FlightExecutor {
             remote.fetch_all(info).await
         })
         .try_flatten()
-        .map(move |batch| conform(batch?, &target));
+        .map(move |batch| super::direct::conform(batch?, &target, "the Flight SQL server"));
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, batches)))
     }
 
@@ -551,30 +556,4 @@ impl SQLExecutor for FlightExecutor {
     async fn get_table_schema(&self, _table_name: &str) -> DfResult<SchemaRef> {
         Ok(self.schema.clone())
     }
-}
-
-/// `batch` with `schema`'s names and types (a remote may send a string as
-/// a view or a dictionary, or name a column differently).
-fn conform(batch: RecordBatch, schema: &Schema) -> DfResult<RecordBatch> {
-    if batch.num_columns() != schema.fields().len() {
-        return Err(DataFusionError::External(
-            format!(
-                "the Flight SQL server sent {} columns, {} expected",
-                batch.num_columns(),
-                schema.fields().len()
-            )
-            .into(),
-        ));
-    }
-    let columns = batch
-        .columns()
-        .iter()
-        .zip(schema.fields())
-        .map(|(c, f)| cast(c, f.data_type()))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(RecordBatch::try_new_with_options(
-        Arc::new(schema.clone()),
-        columns,
-        &datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
-    )?)
 }

@@ -22,6 +22,7 @@
 
 mod catalog_query;
 mod comments;
+mod direct;
 mod federation;
 mod flightsql;
 mod flightsql_info;
@@ -29,6 +30,7 @@ mod keys;
 mod mysql;
 mod options;
 mod postgres;
+mod postgres_direct;
 mod sqlite;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -40,6 +42,7 @@ use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
 use datafusion::error::{DataFusionError, Result as DfResult};
 
+pub use direct::DirectStatement;
 pub use flightsql::FlightSqlConnector;
 pub use keys::{KeyColumn, Referenced};
 pub use mysql::MySqlConnector;
@@ -86,12 +89,19 @@ pub(crate) struct SourceTable {
     pub executor: Arc<dyn datafusion_federation::sql::SQLExecutor>,
     /// How SQL sent to the source names the table, when not `schema.table`.
     pub reference: Option<datafusion::common::TableReference>,
+    /// Runs whole statements at the source without DataFusion
+    /// (`direct.rs`), when the source kind has such a runner.
+    pub direct: Option<Arc<dyn direct::DirectRunner>>,
 }
 
 /// How to open a pool for one kind of source.
 #[async_trait]
 pub(crate) trait SourceKind: Send + Sync + 'static {
-    async fn connect(&self, options: &SqlOptions) -> Result<Arc<dyn SourcePool>, DataFusionError>;
+    async fn connect(
+        &self,
+        catalog: &str,
+        options: &SqlOptions,
+    ) -> Result<Arc<dyn SourcePool>, DataFusionError>;
     fn functions(&self) -> FunctionSet;
 }
 
@@ -234,23 +244,26 @@ impl Inner {
             return Ok(pool.clone());
         }
         let timeout = self.options.connect_timeout();
-        let pool = match tokio::time::timeout(timeout, self.kind.connect(&self.options)).await {
-            Ok(Ok(pool)) => pool,
-            Ok(Err(err)) => return Err(self.unavailable(&err)),
-            Err(_) => {
-                return Err(ConnectorError::Source {
-                    catalog: self.catalog.clone(),
-                    message: format!(
-                        "no connection to {} within {} s",
-                        match self.options.port {
-                            Some(port) => format!("{}:{port}", self.options.host),
-                            None => self.options.host.clone(),
-                        },
-                        timeout.as_secs()
-                    ),
-                })
-            }
-        };
+        let pool =
+            match tokio::time::timeout(timeout, self.kind.connect(&self.catalog, &self.options))
+                .await
+            {
+                Ok(Ok(pool)) => pool,
+                Ok(Err(err)) => return Err(self.unavailable(&err)),
+                Err(_) => {
+                    return Err(ConnectorError::Source {
+                        catalog: self.catalog.clone(),
+                        message: format!(
+                            "no connection to {} within {} s",
+                            match self.options.port {
+                                Some(port) => format!("{}:{port}", self.options.host),
+                                None => self.options.host.clone(),
+                            },
+                            timeout.as_secs()
+                        ),
+                    })
+                }
+            };
         *slot = Some(pool.clone());
         Ok(pool)
     }
@@ -411,6 +424,7 @@ impl Inner {
                         source.provider,
                         source.executor,
                         self.functions.clone(),
+                        source.direct,
                     )),
                     Err(err) => {
                         self.reset_pool().await;

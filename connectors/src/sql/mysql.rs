@@ -83,7 +83,11 @@ struct MySql;
 
 #[async_trait]
 impl SourceKind for MySql {
-    async fn connect(&self, o: &SqlOptions) -> Result<Arc<dyn SourcePool>, DataFusionError> {
+    async fn connect(
+        &self,
+        _catalog: &str,
+        o: &SqlOptions,
+    ) -> Result<Arc<dyn SourcePool>, DataFusionError> {
         let mut params: HashMap<String, SecretString> = HashMap::new();
         let mut put = |k: &str, v: String| {
             params.insert(k.to_owned(), SecretString::from(v));
@@ -183,6 +187,7 @@ impl SourcePool for MyPool {
             provider: table.clone() as Arc<dyn TableProvider>,
             executor: table as Arc<dyn SQLExecutor>,
             reference: None,
+            direct: None,
         })
     }
 }

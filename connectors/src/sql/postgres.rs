@@ -50,6 +50,7 @@ use super::comments::{descriptions, POSTGRES_COMMENTS_SQL};
 use super::federation::FunctionSet;
 use super::keys::{key_columns, KeyColumn, POSTGRES_KEYS_SQL};
 use super::options::{NameFilter, SqlOptions};
+use super::postgres_direct::PgDirect;
 use super::{SourceKind, SourcePool, SourceTable, SqlCatalog, SQL_SECRET_KEYS};
 use crate::{parse_options, Connector, ConnectorContext, ConnectorError};
 
@@ -91,7 +92,11 @@ struct Postgres;
 
 #[async_trait]
 impl SourceKind for Postgres {
-    async fn connect(&self, o: &SqlOptions) -> Result<Arc<dyn SourcePool>, DataFusionError> {
+    async fn connect(
+        &self,
+        catalog: &str,
+        o: &SqlOptions,
+    ) -> Result<Arc<dyn SourcePool>, DataFusionError> {
         let mut params: HashMap<String, SecretString> = HashMap::new();
         let mut put = |k: &str, v: String| {
             params.insert(k.to_owned(), SecretString::from(v));
@@ -129,6 +134,9 @@ impl SourceKind for Postgres {
             }),
             pool,
             timeout,
+            direct: Arc::new(
+                PgDirect::new(catalog, o).map_err(|e| DataFusionError::External(Box::new(e)))?,
+            ),
         }))
     }
 
@@ -185,6 +193,8 @@ struct PgPool {
     lenient: Arc<DynPool>,
     pool: Arc<PostgresConnectionPool>,
     timeout: Duration,
+    /// Whole statements with parameters, prepared once per connection.
+    direct: Arc<PgDirect>,
 }
 
 impl PgPool {
@@ -316,6 +326,7 @@ impl SourcePool for PgPool {
             provider: table.clone() as Arc<dyn TableProvider>,
             executor: table as Arc<dyn SQLExecutor>,
             reference: None,
+            direct: Some(self.direct.clone()),
         })
     }
 }

@@ -128,7 +128,11 @@ struct Sqlite;
 
 #[async_trait]
 impl SourceKind for Sqlite {
-    async fn connect(&self, o: &SqlOptions) -> Result<Arc<dyn SourcePool>, DataFusionError> {
+    async fn connect(
+        &self,
+        _catalog: &str,
+        o: &SqlOptions,
+    ) -> Result<Arc<dyn SourcePool>, DataFusionError> {
         // A URI so that SQLite opens the file read-only and never creates it.
         let escaped = o
             .host
@@ -263,6 +267,7 @@ impl SourcePool for LitePool {
             provider: table.clone() as Arc<dyn TableProvider>,
             executor: table as Arc<dyn SQLExecutor>,
             reference: None,
+            direct: None,
         })
     }
 }

@@ -30,6 +30,7 @@ use super::transaction::{Notice, TransactionState};
 use super::QuerySession;
 use crate::admission::{Admitted, AdmittedStream};
 use crate::audit::Audited;
+use crate::plan_cache::CachedRun;
 use crate::runtime::tracked::run_until_stopped;
 use crate::{QueryError, QueryResult};
 
@@ -317,6 +318,25 @@ impl QuerySession {
                 }
                 let started = tokio::time::Instant::now();
                 let run = async {
+                    // A kept direct statement needs no copy of the session's
+                    // state, only two of its settings.
+                    if returns_rows && part.is_none() {
+                        let (time_zone, schema) = {
+                            let state = self.ctx.state_ref();
+                            let state = state.read();
+                            let options = state.config().options();
+                            (
+                                options.execution.time_zone.clone(),
+                                options.catalog.default_schema.clone(),
+                            )
+                        };
+                        if let Some(direct) = cache.direct(&time_zone, params.as_ref()) {
+                            let (stream, optimized) = direct?;
+                            let read =
+                                columns_read(&optimized, prepared.tables(), &self.catalog, &schema);
+                            return Ok::<_, QueryError>(Some((stream, read)));
+                        }
+                    }
                     let state = self.ctx.state();
                     let schema = state.config().options().catalog.default_schema.clone();
                     let task = |state: &SessionState| {
@@ -342,11 +362,18 @@ impl QuerySession {
                         return Ok::<_, QueryError>(Some((stream, read(&optimized))));
                     }
                     if returns_rows {
-                        if let Some((physical, optimized)) =
-                            cache.physical_plan(&state, plan, params.as_ref()).await?
+                        if let Some((run, optimized)) =
+                            cache.run(&state, plan, params.as_ref()).await?
                         {
-                            let stream =
-                                datafusion::physical_plan::execute_stream(physical, task(&state))?;
+                            let stream = match run {
+                                CachedRun::Physical(physical) => {
+                                    datafusion::physical_plan::execute_stream(
+                                        physical,
+                                        task(&state),
+                                    )?
+                                }
+                                CachedRun::Direct(stream) => stream,
+                            };
                             return Ok::<_, QueryError>(Some((stream, read(&optimized))));
                         }
                     }

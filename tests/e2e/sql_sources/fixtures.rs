@@ -1,7 +1,15 @@
 //! The shared fixtures of the SQL-source tests: the shop tables in
 //! PostgreSQL and MariaDB, and what each database logged receiving.
 
-use meshgate_tests::{simple_rows as rows, MariaDatabase, PgDatabase};
+use arrow_flight::sql::client::FlightSqlServiceClient;
+use datafusion::arrow::array::{Array, RecordBatch};
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use futures::TryStreamExt;
+use meshgate_tests::{simple_rows as rows, MariaDatabase, PgDatabase, TestMesh};
+use tonic::transport::Channel;
+
+/// Rows of text cells (NULL as `None`).
+pub(super) type Rows = Vec<Vec<Option<String>>>;
 
 pub(super) fn cell(v: &Option<String>) -> &str {
     v.as_deref().unwrap_or("NULL")
@@ -132,4 +140,52 @@ pub(super) fn mysql_general_log(on: bool) {
     } else {
         meshgate_tests::mysql_exec("", "SET GLOBAL general_log = 0");
     }
+}
+
+/// A Flight SQL client signed in as `user` (password `{user}-pw`).
+pub(super) async fn flight(mesh: &TestMesh, user: &str) -> FlightSqlServiceClient<Channel> {
+    let channel = Channel::from_shared(format!("http://{}", mesh.flight_sql_addr()))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = FlightSqlServiceClient::new(channel);
+    client.handshake(user, &format!("{user}-pw")).await.unwrap();
+    client
+}
+
+/// Every cell of `batches` as text (NULL as `None`).
+pub(super) fn batch_rows(batches: &[RecordBatch]) -> Rows {
+    let options = FormatOptions::default();
+    let mut rows = Vec::new();
+    for batch in batches {
+        let formatters: Vec<_> = batch
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap())
+            .collect();
+        for row in 0..batch.num_rows() {
+            rows.push(
+                batch
+                    .columns()
+                    .iter()
+                    .zip(&formatters)
+                    .map(|(c, f)| (!c.is_null(row)).then(|| f.value(row).to_string()))
+                    .collect(),
+            );
+        }
+    }
+    rows
+}
+
+pub(super) async fn flight_fetch(
+    client: &mut FlightSqlServiceClient<Channel>,
+    info: arrow_flight::FlightInfo,
+) -> Rows {
+    let mut batches = Vec::new();
+    for endpoint in info.endpoint {
+        let stream = client.do_get(endpoint.ticket.unwrap()).await.unwrap();
+        batches.extend(stream.try_collect::<Vec<_>>().await.unwrap());
+    }
+    batch_rows(&batches)
 }

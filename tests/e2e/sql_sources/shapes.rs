@@ -7,17 +7,11 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use arrow_flight::sql::client::FlightSqlServiceClient;
 use datafusion::arrow::array::{Array, AsArray, Int32Array, RecordBatch};
-use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
-use futures::TryStreamExt;
 use meshgate_tests::{extra_user, pg_port, PgDatabase, TestMesh};
 use tokio_postgres::types::Type;
-use tonic::transport::Channel;
 
 use super::fixtures::*;
-
-type Rows = Vec<Vec<Option<String>>>;
 
 const PEOPLE: i64 = 40;
 
@@ -89,54 +83,6 @@ async fn shapes_mesh() -> (TestMesh, PgDatabase, tempfile::TempDir) {
         + &format!("\n[policy]\nfile = \"{}\"\n", policy.display());
     let mesh = TestMesh::start_with(|c| c.push_str(&blocks)).await;
     (mesh, db, dir)
-}
-
-/// A Flight SQL client signed in as `user` (password `{user}-pw`).
-async fn flight(mesh: &TestMesh, user: &str) -> FlightSqlServiceClient<Channel> {
-    let channel = Channel::from_shared(format!("http://{}", mesh.flight_sql_addr()))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut client = FlightSqlServiceClient::new(channel);
-    client.handshake(user, &format!("{user}-pw")).await.unwrap();
-    client
-}
-
-/// Every cell of `batches` as text (NULL as `None`).
-fn batch_rows(batches: &[RecordBatch]) -> Rows {
-    let options = FormatOptions::default();
-    let mut rows = Vec::new();
-    for batch in batches {
-        let formatters: Vec<_> = batch
-            .columns()
-            .iter()
-            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap())
-            .collect();
-        for row in 0..batch.num_rows() {
-            rows.push(
-                batch
-                    .columns()
-                    .iter()
-                    .zip(&formatters)
-                    .map(|(c, f)| (!c.is_null(row)).then(|| f.value(row).to_string()))
-                    .collect(),
-            );
-        }
-    }
-    rows
-}
-
-async fn flight_fetch(
-    client: &mut FlightSqlServiceClient<Channel>,
-    info: arrow_flight::FlightInfo,
-) -> Rows {
-    let mut batches = Vec::new();
-    for endpoint in info.endpoint {
-        let stream = client.do_get(endpoint.ticket.unwrap()).await.unwrap();
-        batches.extend(stream.try_collect::<Vec<_>>().await.unwrap());
-    }
-    batch_rows(&batches)
 }
 
 /// The rows of an extended-protocol (binary) result as text.

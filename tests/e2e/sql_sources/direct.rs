@@ -1,0 +1,226 @@
+//! Direct statements: a prepared statement that runs whole at a PostgreSQL
+//! source goes there as one parameterised statement (no DataFusion
+//! physical plan, one round trip), and still answers as the policy says.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, Int32Array, RecordBatch};
+use meshgate_tests::{extra_user, pg_port, PgDatabase, TestMesh};
+
+use super::fixtures::*;
+
+const ACCOUNTS: i32 = 60;
+
+fn region(id: i32) -> &'static str {
+    ["north", "south", "east"][(id % 3) as usize]
+}
+fn balance(id: i32) -> f64 {
+    f64::from(id) * 10.5
+}
+
+/// auditor reads everything; clerk only the north, with owners masked;
+/// intruder has no grant.
+const POLICY: &str = r#"
+[[grants]]
+effect = "allow"
+principals = ["user:clerk", "user:auditor"]
+tables = ["pg.public.*"]
+
+[[row_filters]]
+principals = ["user:clerk"]
+tables = ["pg.public.accounts"]
+filter = "region = 'north'"
+
+[[masks]]
+principals = ["user:clerk"]
+tables = ["pg.public.accounts"]
+column = "owner"
+mask = "concat(left(owner, 1), '***')"
+"#;
+
+async fn direct_mesh() -> (TestMesh, PgDatabase, tempfile::TempDir) {
+    let db = PgDatabase::create("mg_direct").await;
+    let rows: Vec<String> = (1..=ACCOUNTS)
+        .map(|i| {
+            format!(
+                "({i}, 'owner{i}', '{}', {}, DATE '2024-01-01' + {i})",
+                region(i),
+                balance(i)
+            )
+        })
+        .collect();
+    db.client
+        .batch_execute(&format!(
+            "CREATE TABLE accounts (id int PRIMARY KEY, owner text, region text NOT NULL,
+                                    balance float8, opened date);
+             INSERT INTO accounts VALUES {};
+             INSERT INTO accounts VALUES (1000, NULL, 'north', NULL, NULL);",
+            rows.join(",")
+        ))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, POLICY).unwrap();
+    let blocks = db.catalog_toml("pg", pg_port(), "")
+        + &extra_user("clerk", "clerk-pw")
+        + &extra_user("auditor", "auditor-pw")
+        + &extra_user("intruder", "intruder-pw")
+        + &format!("\n[policy]\nfile = \"{}\"\n", policy.display());
+    let mesh = TestMesh::start_with(|c| c.push_str(&blocks)).await;
+    (mesh, db, dir)
+}
+
+#[tokio::test]
+async fn prepared_lookups_run_at_the_source_with_parameters() {
+    let (mesh, db, _dir) = direct_mesh().await;
+    let client = mesh
+        .connect_as("auditor", "auditor-pw", "pg")
+        .await
+        .unwrap();
+    let by_id = client
+        .prepare("SELECT owner, balance, opened FROM pg.public.accounts WHERE id = $1")
+        .await
+        .unwrap();
+    for id in (1..=ACCOUNTS).step_by(7) {
+        let rows = client.query(&by_id, &[&id]).await.unwrap();
+        assert_eq!(rows.len(), 1, "id {id}");
+        let owner: Option<String> = rows[0].get(0);
+        let got_balance: Option<f64> = rows[0].get(1);
+        let opened: Option<chrono::NaiveDate> = rows[0].get(2);
+        assert_eq!(owner.as_deref(), Some(format!("owner{id}").as_str()));
+        assert_eq!(got_balance, Some(balance(id)));
+        assert_eq!(
+            opened,
+            chrono::NaiveDate::from_ymd_opt(2024, 1, 1)
+                .map(|d| d + chrono::Duration::days(i64::from(id)))
+        );
+    }
+    // No row, and a row of NULLs.
+    assert!(client
+        .query(&by_id, &[&99_999i32])
+        .await
+        .unwrap()
+        .is_empty());
+    let nulls = client.query(&by_id, &[&1000i32]).await.unwrap();
+    assert_eq!(nulls[0].get::<_, Option<String>>(0), None);
+    assert_eq!(nulls[0].get::<_, Option<f64>>(1), None);
+
+    // The source was sent the statement with its parameter, not a value.
+    let sent = meshgate_activity(&db).await;
+    assert!(
+        sent.iter()
+            .any(|q| q.contains("accounts") && q.contains("$1")),
+        "the source ran no parameterised statement: {sent:?}"
+    );
+
+    // Text, date and two parameters; a filter that matches several rows.
+    let by_region = client
+        .prepare("SELECT id FROM pg.public.accounts WHERE region = $1 AND opened < $2 ORDER BY id")
+        .await
+        .unwrap();
+    let before = chrono::NaiveDate::from_ymd_opt(2024, 1, 20).unwrap();
+    let ids: Vec<i32> = client
+        .query(&by_region, &[&"south", &before])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let expected: Vec<i32> = (1..19).filter(|&i| region(i) == "south").collect();
+    assert_eq!(ids, expected);
+
+    // A value out of the parameter's range is refused with a SQLSTATE, and
+    // the connection goes on.
+    let wide = client
+        .prepare_typed(
+            "SELECT owner FROM pg.public.accounts WHERE id = $1",
+            &[tokio_postgres::types::Type::INT8],
+        )
+        .await
+        .unwrap();
+    assert_eq!(client.query(&wide, &[&5i64]).await.unwrap().len(), 1);
+    let err = client.query(&wide, &[&9_999_999_999i64]).await.unwrap_err();
+    assert!(err.as_db_error().is_some(), "{err}");
+    assert_eq!(client.query(&by_id, &[&3i32]).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn prepared_lookups_keep_the_policy() {
+    let (mesh, _db, _dir) = direct_mesh().await;
+    let clerk = mesh.connect_as("clerk", "clerk-pw", "pg").await.unwrap();
+    let by_id = clerk
+        .prepare("SELECT id, region FROM pg.public.accounts WHERE id = $1")
+        .await
+        .unwrap();
+    for id in 1..=12 {
+        let rows = clerk.query(&by_id, &[&id]).await.unwrap();
+        if region(id) == "north" {
+            assert_eq!(rows.len(), 1, "north id {id}");
+            assert_eq!(rows[0].get::<_, String>(1), "north");
+        } else {
+            assert!(rows.is_empty(), "the clerk read a {} row", region(id));
+        }
+    }
+    // The masked column comes back masked, by id as by owner.
+    let owner = clerk
+        .prepare("SELECT owner FROM pg.public.accounts WHERE id = $1")
+        .await
+        .unwrap();
+    let row = clerk.query_one(&owner, &[&3i32]).await.unwrap();
+    assert_eq!(row.get::<_, String>(0), "o***");
+    let by_owner = clerk
+        .prepare("SELECT count(*) FROM pg.public.accounts WHERE owner = $1")
+        .await
+        .unwrap();
+    let seen: i64 = clerk
+        .query_one(&by_owner, &[&"owner3"])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(seen, 0, "a mask must not match its hidden value");
+    // A south row is not found through its unmasked value either.
+    let by_balance = clerk
+        .prepare("SELECT count(*) FROM pg.public.accounts WHERE balance = $1")
+        .await
+        .unwrap();
+    let south: i64 = clerk
+        .query_one(&by_balance, &[&balance(2)])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(south, 0);
+
+    // Flight SQL prepared statements take the same path and the same policy.
+    let mut flight = flight(&mesh, "clerk").await;
+    let mut stmt = flight
+        .prepare(
+            "SELECT id FROM pg.public.accounts WHERE id = $1".into(),
+            None,
+        )
+        .await
+        .unwrap();
+    for (id, rows) in [(3, 1), (4, 0)] {
+        let params = RecordBatch::try_from_iter(vec![(
+            "$1",
+            Arc::new(Int32Array::from(vec![id])) as Arc<dyn Array>,
+        )])
+        .unwrap();
+        stmt.set_parameters(params).unwrap();
+        let info = stmt.execute().await.unwrap();
+        assert_eq!(flight_fetch(&mut flight, info).await.len(), rows, "id {id}");
+    }
+
+    // The intruder learns nothing, and the server keeps serving.
+    let intruder = mesh
+        .connect_as("intruder", "intruder-pw", "pg")
+        .await
+        .unwrap();
+    let err = intruder
+        .prepare("SELECT owner FROM pg.public.accounts WHERE id = $1")
+        .await
+        .unwrap_err();
+    let code = err.as_db_error().map(|e| e.code().code().to_owned());
+    assert!(matches!(code.as_deref(), Some("42501" | "42P01")), "{err}");
+    assert_eq!(clerk.query(&by_id, &[&3i32]).await.unwrap().len(), 1);
+}
