@@ -6,15 +6,17 @@
 # database, serves it through a release `meshgate` as catalog `bench`
 # (connector = "postgres"), and runs
 #   SELECT abalance FROM pgbench_accounts WHERE aid = :aid
-# with `-M prepared` at 1, 8 and 32 clients. At 1 client every transaction's
+# with `-M prepared` (or the mode given third: simple, extended) at 1, 8
+# and 32 clients. At 1 client every transaction's
 # latency is logged and p50/p99 are computed from the logs.
 #
 #   export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/meshgate/target}
 #   cargo build --release --workspace --bins
-#   benches/pgbench_postgres_source.sh [seconds-per-run] [scale]
+#   benches/pgbench_postgres_source.sh [seconds-per-run] [scale] [prepared|simple|extended]
 set -euo pipefail
 secs=${1:-15}
 scale=${2:-10}
+mode=${3:-prepared}
 bin=${MESHGATE_BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/meshgate/target}/release/meshgate}
 work=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -58,7 +60,7 @@ run() { # target clients [extra pgbench args]
     conn="host=127.0.0.1 port=5432 user=postgres dbname=$db"
     unset PGPASSWORD
   fi
-  pgbench -n -M prepared -f "$work/point.sql" -c "$clients" -j "$(( clients < 2 ? clients : 2 ))" -T "$secs" "$@" "$conn" 2>&1
+  pgbench -n -M "$mode" -f "$work/point.sql" -c "$clients" -j "$(( clients < 2 ? clients : 2 ))" -T "$secs" "$@" "$conn" 2>&1
 }
 
 echo "| target | clients | TPS | avg latency (ms) | p50 (ms) | p99 (ms) |"

@@ -188,16 +188,21 @@ impl LatestDeltaTable {
         })
     }
 
+    /// The table's newest version.
+    pub(crate) async fn latest_version(&self) -> Result<u64, ConnectorError> {
+        let table = self.log_store.root_url().to_string();
+        self.log_store
+            .get_latest_version(0)
+            .await
+            .map_err(|e| ConnectorError::table(&table, e))
+    }
+
     /// When the table's newest commit was written.
     pub(crate) async fn last_commit(
         &self,
     ) -> Result<chrono::DateTime<chrono::Utc>, ConnectorError> {
         let table = self.log_store.root_url().to_string();
-        let version = self
-            .log_store
-            .get_latest_version(0)
-            .await
-            .map_err(|e| ConnectorError::table(&table, e))?;
+        let version = self.latest_version().await?;
         let commit = deltalake::logstore::commit_uri_from_version(Some(version));
         let meta = self
             .log_store

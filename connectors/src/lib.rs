@@ -37,7 +37,7 @@ pub use delta::DeltaConnector;
 pub use delta_write::{append_delta_table, create_delta_table};
 pub use error::ConnectorError;
 pub use files::FilesConnector;
-pub use freshness::{last_modified, ChangeSource};
+pub use freshness::{change_stamp, has_change_stamp, last_modified, ChangeSource};
 pub use sql::{
     catalog_comments, catalog_keys, probe_catalog, refresh_catalog, DirectStatement,
     FlightSqlConnector, KeyColumn, MySqlConnector, PostgresConnector, Referenced, SqlCatalog,

@@ -87,6 +87,7 @@ impl Gateway {
             QueryService::new(Arc::new(registry), config.server.default_catalog.clone())
                 .with_statement_timeout(limits.statement_timeout)
                 .with_execution(config.execution.options())
+                .with_result_cache(config.result_cache()?)
                 .with_admission(admission)
                 .with_roles(config.users.keys().cloned().collect())
                 .with_token_users(config.auth.jwt.is_some());

@@ -25,6 +25,7 @@
 //! product descriptors, their tags and the discovery tables); `catalogs`
 //! (the registry of source catalogs); `access` (policy enforcement, each session's policy-filtered
 //! view of the catalogs, EXPLAIN redaction, policy administration);
+//! `result_cache` (results kept per query and effective policy);
 //! `postgres` (everything that makes DataFusion look like PostgreSQL,
 //! installed only into pgwire sessions); `session` (one client's session and
 //! the statement pipeline); `service` (the [`QueryService`] that opens
@@ -44,6 +45,7 @@ mod postgres;
 mod products;
 mod query_memory;
 mod read_only;
+mod result_cache;
 mod runtime;
 mod service;
 mod session;
@@ -66,6 +68,7 @@ pub use products::{
     DataProducts, DescriptorFile, Problem, Product, ProductDescriptor, ProductStatus,
     ProductsError, VisibleProduct,
 };
+pub use result_cache::{ResultCache, ResultCacheSettings, ResultCacheStats};
 pub use runtime::{QueryInfo, QueryRegistry, QueryState};
 pub use service::{ExecutionOptions, QueryService, SessionOptions};
 pub use session::settings::{SessionSettings, SERVER_VERSION};

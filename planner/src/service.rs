@@ -46,7 +46,7 @@ pub struct SessionOptions {
 
 /// How DataFusion runs every session's queries (`[execution]`); `None`
 /// keeps DataFusion's default.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExecutionOptions {
     /// Partitions a query's scans and operators are split into (default:
     /// the machine's CPU count). A query over files comes back in this
@@ -54,6 +54,35 @@ pub struct ExecutionOptions {
     pub target_partitions: Option<std::num::NonZeroUsize>,
     /// Rows per record batch (default 8,192).
     pub batch_size: Option<std::num::NonZeroUsize>,
+    /// DataFusion settings by name (`execution.parquet.pushdown_filters`,
+    /// with or without the `datafusion.` prefix) and value, applied to
+    /// every session after meshgate's own.
+    pub datafusion: Vec<(String, String)>,
+}
+
+impl ExecutionOptions {
+    /// `config` with the DataFusion settings applied; the first that
+    /// DataFusion refuses is returned as (its key, the problem).
+    pub fn apply(&self, mut config: SessionConfig) -> Result<SessionConfig, (String, String)> {
+        if let Some(n) = self.target_partitions {
+            config = config.with_target_partitions(n.get());
+        }
+        if let Some(n) = self.batch_size {
+            config = config.with_batch_size(n.get());
+        }
+        for (key, value) in &self.datafusion {
+            let name = if key.starts_with("datafusion.") {
+                key.clone()
+            } else {
+                format!("datafusion.{key}")
+            };
+            config
+                .options_mut()
+                .set(&name, value)
+                .map_err(|e| (key.clone(), e.strip_backtrace()))?;
+        }
+        Ok(config)
+    }
 }
 
 /// Plans and runs SQL for authenticated identities over the configured catalogs.
@@ -76,6 +105,8 @@ pub struct QueryService {
     admission: Arc<crate::admission::Admission>,
     /// Every running statement and the last finished ones.
     runtime: crate::runtime::QueryRegistry,
+    /// Results kept for the next run of the same query (`[result_cache]`).
+    result_cache: Arc<crate::ResultCache>,
 }
 
 impl QueryService {
@@ -106,7 +137,19 @@ impl QueryService {
             execution: ExecutionOptions::default(),
             admission: Default::default(),
             runtime: Default::default(),
+            result_cache: Default::default(),
         }
+    }
+
+    /// Keep results as `settings` say (`[result_cache]`).
+    pub fn with_result_cache(mut self, settings: crate::ResultCacheSettings) -> Self {
+        self.result_cache = Arc::new(crate::ResultCache::new(settings));
+        self
+    }
+
+    /// The kept results (their counts for the metrics; clearing them).
+    pub fn result_cache(&self) -> &crate::ResultCache {
+        &self.result_cache
     }
 
     /// Admit queries under `limits`: how many may run and wait at once,
@@ -144,6 +187,7 @@ impl QueryService {
     /// Replace the policy atomically; sessions opened afterwards use it.
     pub fn set_policy(&self, policy: Policy) {
         *self.policy.write().expect("policy lock") = Some(Arc::new(policy));
+        self.result_cache.clear();
     }
 
     /// Replace the policy unless `policy` is older (a lower `version`) than
@@ -159,6 +203,7 @@ impl QueryService {
             }
         }
         *current = Some(Arc::new(policy));
+        self.result_cache.clear();
         Ok(())
     }
 
@@ -349,16 +394,16 @@ impl QueryService {
         }
         // pgwire sessions get PostgreSQL's information_schema (registered
         // below), others DataFusion's.
-        let mut config = SessionConfig::new()
+        let config = SessionConfig::new()
             .with_information_schema(!options.postgres_catalog)
             .with_create_default_catalog_and_schema(false)
             .with_default_catalog_and_schema(&catalog, "public");
-        if let Some(n) = self.execution.target_partitions {
-            config = config.with_target_partitions(n.get());
-        }
-        if let Some(n) = self.execution.batch_size {
-            config = config.with_batch_size(n.get());
-        }
+        // Checked when the configuration was loaded.
+        let config = self
+            .execution
+            .apply(config)
+            .map_err(|(key, problem)| QueryError::Internal(format!("{key}: {problem}")))?;
+        let mut config = config;
         // TIMESTAMP WITH TIME ZONE needs a session zone to carry one.
         config.options_mut().execution.time_zone = Some(settings.get("TimeZone")?.to_owned());
         let guard = self.policy().map(|policy| {
@@ -453,6 +498,7 @@ impl QueryService {
             max_statement_time: self.max_statement_time,
             admission: self.admission.clone(),
             runtime: self.runtime.clone(),
+            result_cache: self.result_cache.clone(),
             backend: None,
             own_pid,
             last_notices: Vec::new(),

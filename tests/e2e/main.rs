@@ -21,6 +21,7 @@ mod products;
 mod python_clients;
 mod replay;
 mod replicas;
+mod result_cache;
 mod s3;
 mod sql_sources;
 mod tls;

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::TableProvider;
+use datafusion::common::stats::Precision;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{Statistics, TableReference};
 use datafusion::error::{DataFusionError, Result as DfResult};
@@ -41,6 +42,7 @@ use datafusion_federation::FederatedTableProviderAdaptor;
 use futures::TryStreamExt;
 
 use super::direct::DirectRunner;
+use super::SourceTable;
 use crate::ConnectorError;
 
 /// Functions (by DataFusion name) that a source evaluates with the same meaning.
@@ -275,10 +277,52 @@ impl OptimizerRule for PortableBoundary {
     }
 }
 
+/// How many rows `plan` returns from a table of `table_rows` rows, when it
+/// reads only that table and neither groups, joins nor combines rows: a
+/// filter keeps a fifth (DataFusion's default selectivity), a limit caps.
+/// This is what lets DataFusion build a join's hash table from the small
+/// side and pass its keys to the large one.
+fn estimate_rows(plan: &LogicalPlan, table_rows: usize) -> Option<usize> {
+    let mut scans = 0;
+    let mut filtered = false;
+    let mut limit: Option<usize> = None;
+    let mut simple = true;
+    plan.apply(|node| {
+        match node {
+            LogicalPlan::TableScan(scan) => {
+                scans += 1;
+                filtered |= !scan.filters.is_empty();
+                if let Some(fetch) = scan.fetch {
+                    limit = Some(limit.map_or(fetch, |l| l.min(fetch)));
+                }
+            }
+            LogicalPlan::Filter(_) => filtered = true,
+            LogicalPlan::Limit(l) => {
+                if let Ok(datafusion::logical_expr::FetchType::Literal(Some(fetch))) =
+                    l.get_fetch_type()
+                {
+                    limit = Some(limit.map_or(fetch, |l| l.min(fetch)));
+                }
+            }
+            LogicalPlan::Projection(_) | LogicalPlan::SubqueryAlias(_) | LogicalPlan::Sort(_) => {}
+            _ => simple = false,
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })
+    .ok()?;
+    if !simple || scans != 1 {
+        return None;
+    }
+    let rows = if filtered { table_rows / 5 } else { table_rows };
+    Some(limit.map_or(rows, |l| l.min(rows)))
+}
+
 /// The executor a catalog's tables federate through.
 pub(crate) struct CatalogExecutor {
     catalog: String,
     inner: Arc<dyn SQLExecutor>,
+    /// The source's estimate of the table's rows, for join planning.
+    rows: Option<usize>,
 }
 
 impl CatalogExecutor {
@@ -320,10 +364,30 @@ impl SQLExecutor for CatalogExecutor {
         filters: &[Arc<dyn PhysicalExpr>],
     ) -> DfResult<SendableRecordBatchStream> {
         tracing::debug!(catalog = %self.catalog, sql = %query, "remote query");
-        let stream = self
-            .inner
-            .execute(query, schema.clone(), filters)
-            .map_err(|e| self.source_error(e))?;
+        let stream: SendableRecordBatchStream = if filters.is_empty() {
+            self.inner
+                .execute(query, schema.clone(), filters)
+                .map_err(|e| self.source_error(e))?
+        } else {
+            // Sent at the first poll, with the join keys known by then
+            // (see `key_filter`).
+            let (inner, query, filters) = (self.inner.clone(), query.to_owned(), filters.to_vec());
+            let (out_schema, catalog) = (schema.clone(), self.catalog.clone());
+            let stream = futures::stream::once(async move {
+                let sql = super::key_filter::narrowed_sql(
+                    &query,
+                    &out_schema,
+                    &filters,
+                    inner.dialect().as_ref(),
+                );
+                if let Some(sql) = &sql {
+                    tracing::debug!(catalog = %catalog, sql = %sql, "remote query with join keys");
+                }
+                inner.execute(sql.as_deref().unwrap_or(&query), out_schema, &[])
+            })
+            .try_flatten();
+            Box::pin(RecordBatchStreamAdapter::new(schema.clone(), stream))
+        };
         let catalog = self.catalog.clone();
         let stream = stream.map_err(move |e| {
             DataFusionError::External(Box::new(ConnectorError::source(&catalog, &e)))
@@ -332,7 +396,13 @@ impl SQLExecutor for CatalogExecutor {
     }
 
     async fn statistics(&self, plan: &LogicalPlan) -> DfResult<Statistics> {
-        self.inner.statistics(plan).await
+        let mut statistics = self.inner.statistics(plan).await?;
+        if statistics.num_rows.get_value().is_none() {
+            if let Some(rows) = self.rows.and_then(|rows| estimate_rows(plan, rows)) {
+                statistics.num_rows = Precision::Inexact(rows);
+            }
+        }
+        Ok(statistics)
     }
 
     async fn table_names(&self) -> DfResult<Vec<String>> {
@@ -384,15 +454,21 @@ impl SQLTable for SourceTableRef {
 pub(crate) fn federated_table(
     catalog: &str,
     table: TableReference,
-    provider: Arc<dyn TableProvider>,
-    executor: Arc<dyn SQLExecutor>,
+    source: SourceTable,
     functions: Arc<FunctionSet>,
-    direct: Option<Arc<dyn DirectRunner>>,
 ) -> Arc<dyn TableProvider> {
+    let SourceTable {
+        provider,
+        executor,
+        direct,
+        rows,
+        ..
+    } = source;
     let schema = provider.schema();
     let executor: Arc<dyn SQLExecutor> = Arc::new(CatalogExecutor {
         catalog: catalog.to_owned(),
         inner: executor,
+        rows,
     });
     let sql = SQLFederationProvider::new(executor.clone());
     let boundary = PortableBoundary {

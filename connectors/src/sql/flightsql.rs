@@ -422,6 +422,7 @@ impl SourcePool for FlightPool {
             executor,
             reference: Some(reference),
             direct: None,
+            rows: None,
         })
     }
 }

@@ -26,6 +26,7 @@ mod direct;
 mod federation;
 mod flightsql;
 mod flightsql_info;
+mod key_filter;
 mod keys;
 mod mysql;
 mod options;
@@ -92,6 +93,9 @@ pub(crate) struct SourceTable {
     /// Runs whole statements at the source without DataFusion
     /// (`direct.rs`), when the source kind has such a runner.
     pub direct: Option<Arc<dyn direct::DirectRunner>>,
+    /// The source's estimate of the table's rows (PostgreSQL `reltuples`,
+    /// MySQL `TABLE_ROWS`), when it keeps one.
+    pub rows: Option<usize>,
 }
 
 /// How to open a pool for one kind of source.
@@ -421,10 +425,8 @@ impl Inner {
                         source.reference.clone().unwrap_or_else(|| {
                             datafusion::common::TableReference::partial(schema, table)
                         }),
-                        source.provider,
-                        source.executor,
+                        source,
                         self.functions.clone(),
-                        source.direct,
                     )),
                     Err(err) => {
                         self.reset_pool().await;

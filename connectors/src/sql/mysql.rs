@@ -126,6 +126,23 @@ struct MyPool {
     pool: Arc<MySQLConnectionPool>,
 }
 
+impl MyPool {
+    /// The server's estimate of a table's rows (`TABLE_ROWS`; exact for
+    /// MyISAM, sampled for InnoDB, unknown for views).
+    async fn row_estimate(&self, schema: &str, table: &str) -> Option<usize> {
+        let literal = |s: &str| format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''"));
+        let sql = format!(
+            "SELECT CAST(TABLE_ROWS AS CHAR) FROM information_schema.TABLES \
+              WHERE TABLE_SCHEMA = {} AND TABLE_NAME = {}",
+            literal(schema),
+            literal(table)
+        );
+        let batches = query_batches(self.pool.as_ref(), &sql).await.ok()?;
+        let rows = rows_of::<1>(&batches).ok()?;
+        rows.first()?[0].as_deref()?.parse().ok()
+    }
+}
+
 #[async_trait]
 impl SourcePool for MyPool {
     async fn list(&self, filter: &NameFilter) -> Result<Vec<(String, String)>, DataFusionError> {
@@ -179,6 +196,7 @@ impl SourcePool for MyPool {
     }
 
     async fn table(&self, schema: &str, table: &str) -> DfResult<SourceTable> {
+        let rows = self.row_estimate(schema, table).await;
         let table = MySQLTable::new(&self.pool, TableReference::partial(schema, table))
             .await
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
@@ -188,6 +206,7 @@ impl SourcePool for MyPool {
             executor: table as Arc<dyn SQLExecutor>,
             reference: None,
             direct: None,
+            rows,
         })
     }
 }

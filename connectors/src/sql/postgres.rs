@@ -200,6 +200,30 @@ struct PgPool {
 impl PgPool {
     /// Run one catalog query on a pooled connection.
     async fn query(&self, sql: &str) -> Result<Vec<tokio_postgres::Row>, DataFusionError> {
+        self.query_with(sql, &[]).await
+    }
+
+    /// The planner's estimate of a table's rows (`reltuples`; unknown for a
+    /// table never analysed or vacuumed).
+    async fn row_estimate(&self, schema: &str, table: &str) -> Option<usize> {
+        let rows = self
+            .query_with(
+                "SELECT c.reltuples::float8 FROM pg_class c
+                   JOIN pg_namespace n ON n.oid = c.relnamespace
+                  WHERE n.nspname = $1 AND c.relname = $2",
+                &[&schema, &table],
+            )
+            .await
+            .ok()?;
+        let estimate: f64 = rows.first()?.try_get(0).ok()?;
+        (estimate >= 0.0).then_some(estimate as usize)
+    }
+
+    async fn query_with(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>, DataFusionError> {
         let conn = self
             .strict
             .connect()
@@ -210,7 +234,7 @@ impl PgPool {
             .downcast_ref::<PostgresConnection>()
             .ok_or_else(|| DataFusionError::Internal("unexpected connection type".into()))?;
         conn.conn
-            .query(sql, &[])
+            .query(sql, params)
             .await
             .map_err(|e| DataFusionError::External(Box::new(e)))
     }
@@ -304,6 +328,7 @@ impl SourcePool for PgPool {
     }
 
     async fn table(&self, schema: &str, table: &str) -> DfResult<SourceTable> {
+        let rows = self.row_estimate(schema, table).await;
         let reference = TableReference::partial(schema, table);
         let table = match SqlTable::new("postgres", &self.strict, reference.clone()).await {
             Ok(t) => t,
@@ -327,6 +352,7 @@ impl SourcePool for PgPool {
             executor: table as Arc<dyn SQLExecutor>,
             reference: None,
             direct: Some(self.direct.clone()),
+            rows,
         })
     }
 }

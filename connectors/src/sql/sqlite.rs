@@ -268,6 +268,7 @@ impl SourcePool for LitePool {
             executor: table as Arc<dyn SQLExecutor>,
             reference: None,
             direct: None,
+            rows: None,
         })
     }
 }

@@ -52,7 +52,7 @@ use crate::auth::{JwtVerifier, PasswordHash};
 use env::substitute_env;
 pub use sections::{
     AuditConfig, CatalogConfig, ExecutionConfig, HttpListenerConfig, ListenerConfig, Listeners,
-    PolicyConfig, ProductsConfig, ServerConfig, TlsConfig,
+    PolicyConfig, ProductsConfig, ResultCacheConfig, ServerConfig, TlsConfig,
 };
 
 /// A configuration that cannot be used: every variant names the file, and
@@ -103,6 +103,9 @@ pub struct Config {
     /// How queries run (partitions, batch size).
     #[serde(default)]
     pub execution: ExecutionConfig,
+    /// Results kept for repeated queries.
+    #[serde(default)]
+    pub result_cache: ResultCacheConfig,
     /// Directory relative paths resolve against (the file's own directory).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -273,10 +276,51 @@ impl Config {
         }
         self.quality_schedule()?;
         self.openlineage()?;
+        self.result_cache()?;
+        self.execution
+            .options()
+            .apply(meshgate_planner::datafusion::prelude::SessionConfig::new())
+            .map_err(|(key, problem)| {
+                self.invalid(format!("execution.datafusion.{key}"), problem)
+            })?;
         CatalogRegistry::validate(&self.catalog_specs()?, &ConnectorRegistry::builtin())
             .map_err(|e| self.registry_error(e))?;
         self.load_policy()?;
         Ok(())
+    }
+
+    /// `[result_cache]` and each catalog's `result_cache_ttl`.
+    pub fn result_cache(&self) -> Result<meshgate_planner::ResultCacheSettings, ConfigError> {
+        let mut settings = meshgate_planner::ResultCacheSettings::default();
+        let section = &self.result_cache;
+        for (key, text, value) in [
+            ("max_bytes", &section.max_bytes, &mut settings.max_bytes),
+            (
+                "max_entry_bytes",
+                &section.max_entry_bytes,
+                &mut settings.max_entry_bytes,
+            ),
+        ] {
+            if let Some(text) = text {
+                *value = meshgate_planner::parse_bytes(text)
+                    .map_err(|problem| self.invalid(format!("result_cache.{key}"), problem))?;
+            }
+        }
+        for (name, catalog) in &self.catalogs {
+            if let Some(ttl) = &catalog.result_cache_ttl {
+                let ttl = meshgate_planner::parse_duration(ttl)
+                    .ok()
+                    .filter(|d| !d.is_zero())
+                    .ok_or_else(|| {
+                        self.invalid(
+                            format!("catalogs.{name}.result_cache_ttl"),
+                            format!("`{ttl}` is not a duration above zero such as `30s` or `5min`"),
+                        )
+                    })?;
+                settings.catalog_ttl.insert(name.clone(), ttl);
+            }
+        }
+        Ok(settings)
     }
 
     /// `[products]`: how often the quality rules run, and as whom (`None`:

@@ -18,7 +18,7 @@ pub struct ServerConfig {
 }
 
 /// `[execution]`: how queries run.
-#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExecutionConfig {
     /// Partitions a query's scans and operators are split into (default:
@@ -27,6 +27,11 @@ pub struct ExecutionConfig {
     pub target_partitions: Option<std::num::NonZeroUsize>,
     /// Rows per record batch (default 8192).
     pub batch_size: Option<std::num::NonZeroUsize>,
+    /// DataFusion's own settings by name (`[execution.datafusion]`,
+    /// e.g. `"execution.parquet.pushdown_filters" = true`), checked when
+    /// the file is loaded.
+    #[serde(default)]
+    pub datafusion: toml::Table,
 }
 
 impl ExecutionConfig {
@@ -34,8 +39,30 @@ impl ExecutionConfig {
         meshgate_planner::ExecutionOptions {
             target_partitions: self.target_partitions,
             batch_size: self.batch_size,
+            datafusion: self
+                .datafusion
+                .iter()
+                .map(|(key, value)| {
+                    let value = match value {
+                        toml::Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    (key.clone(), value)
+                })
+                .collect(),
         }
     }
+}
+
+/// `[result_cache]`: results kept for the next run of the same query
+/// under the same effective policy (see `meshgate_planner::ResultCache`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResultCacheConfig {
+    /// Bytes of results kept in all (`"64MiB"` by default; `"0"` keeps none).
+    pub max_bytes: Option<String>,
+    /// The largest single result kept (`"8MiB"` by default).
+    pub max_entry_bytes: Option<String>,
 }
 
 /// `[products]`: the data products' quality rules on a schedule, and
@@ -191,6 +218,11 @@ pub struct CatalogConfig {
     /// Data products declared inline (`[[catalogs.NAME.products]]`).
     #[serde(default)]
     pub products: Vec<ProductDescriptor>,
+    /// How stale a kept result of this database catalog may be served
+    /// (`"30s"`); without it, results that read its tables are not kept.
+    /// File and Delta tables need none: their results are checked against
+    /// the files at every run.
+    pub result_cache_ttl: Option<String>,
     /// Everything else belongs to the connector.
     #[serde(flatten)]
     pub options: toml::Table,
@@ -204,6 +236,7 @@ impl std::fmt::Debug for CatalogConfig {
             .field("description", &self.description)
             .field("products_file", &self.products_file)
             .field("products", &self.products.len())
+            .field("result_cache_ttl", &self.result_cache_ttl)
             .field(
                 "options",
                 &meshgate_connectors::secrets::RedactedOptions::new(&self.connector, &self.options),

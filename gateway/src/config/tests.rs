@@ -174,3 +174,45 @@ fn the_policy_and_the_audit_need_a_file_or_a_postgres_store() {
     }
     parse("[audit]\nstore = 'postgres://db/audit'\n").unwrap();
 }
+
+#[test]
+fn datafusion_settings_and_the_result_cache_are_checked_at_load() {
+    let err = parse("[execution.datafusion]\n\"execution.no_such_knob\" = 1\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("meshgate.toml: execution.datafusion.execution.no_such_knob:"),
+        "{err}"
+    );
+    let err = parse("[execution.datafusion]\n\"execution.parquet.pushdown_filters\" = \"maybe\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("execution.parquet.pushdown_filters"), "{err}");
+    let ok =
+        parse("[execution.datafusion]\n\"execution.parquet.pushdown_filters\" = true\n").unwrap();
+    assert_eq!(
+        ok.execution.options().datafusion,
+        vec![(
+            "execution.parquet.pushdown_filters".to_owned(),
+            "true".to_owned()
+        )]
+    );
+
+    let err = parse("[result_cache]\nmax_bytes = \"lots\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("meshgate.toml: result_cache.max_bytes:"),
+        "{err}"
+    );
+    let err =
+        parse("[catalogs.s]\nconnector = \"files\"\nroot = \".\"\nresult_cache_ttl = \"0s\"\n")
+            .unwrap_err()
+            .to_string();
+    assert!(
+        err.starts_with("meshgate.toml: catalogs.s.result_cache_ttl:"),
+        "{err}"
+    );
+    let ok = parse("[result_cache]\nmax_bytes = \"1MiB\"\n").unwrap();
+    assert_eq!(ok.result_cache().unwrap().max_bytes, 1 << 20);
+}

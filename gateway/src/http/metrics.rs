@@ -65,6 +65,53 @@ pub struct Snapshot {
     pub bytes_sent: u64,
     /// `(protocol, queued, running)` statements now.
     pub active: Vec<(String, u64, u64)>,
+    /// The result cache's counts since start.
+    pub result_cache: meshgate_planner::ResultCacheStats,
+}
+
+/// The result cache's series (see `meshgate_planner::ResultCache`).
+#[derive(Default)]
+struct ResultCacheMetrics {
+    hits: Counter,
+    misses: Counter,
+    bytes: IntGauge,
+    entries: IntGauge,
+}
+
+impl ResultCacheMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let this = Self::default();
+        registry.register(
+            "meshgate_result_cache_hits",
+            "Statements answered from a kept result",
+            this.hits.clone(),
+        );
+        registry.register(
+            "meshgate_result_cache_misses",
+            "Statements whose result could be kept but was not at hand (run and kept)",
+            this.misses.clone(),
+        );
+        registry.register(
+            "meshgate_result_cache_bytes",
+            "Bytes of results kept now",
+            this.bytes.clone(),
+        );
+        registry.register(
+            "meshgate_result_cache_entries",
+            "Results kept now",
+            this.entries.clone(),
+        );
+        this
+    }
+
+    fn update(&self, now: &meshgate_planner::ResultCacheStats) {
+        let int = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.hits.inc_by(now.hits.saturating_sub(self.hits.get()));
+        self.misses
+            .inc_by(now.misses.saturating_sub(self.misses.get()));
+        self.bytes.set(int(now.bytes));
+        self.entries.set(int(now.entries));
+    }
 }
 
 /// Every metric the gateway exports.
@@ -85,6 +132,7 @@ pub struct Metrics {
     source_up: Family<CatalogLabels, Gauge>,
     source_errors: Family<CatalogLabels, Counter<u64, AtomicU64>>,
     audit_store: crate::audit_store::AuditStoreCounts,
+    result_cache: ResultCacheMetrics,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -178,8 +226,10 @@ impl Metrics {
             "Audit records dropped because the audit store's buffer was full",
             audit_store.dropped.clone(),
         );
+        let result_cache = ResultCacheMetrics::register(&mut registry);
         Self {
             audit_store,
+            result_cache,
             registry,
             queries,
             duration,
@@ -246,6 +296,7 @@ impl Metrics {
         self.spilled.set(int(now.spilled));
         self.bytes_sent
             .inc_by(now.bytes_sent.saturating_sub(self.bytes_sent.get()));
+        self.result_cache.update(&now.result_cache);
         // A protocol with nothing active now reads 0 rather than vanish.
         protocols.extend(now.active.iter().map(|(protocol, _, _)| protocol.clone()));
         for protocol in protocols.iter() {
@@ -288,6 +339,13 @@ mod tests {
             spilled: 7,
             bytes_sent: 100,
             active: vec![("flight".into(), 2, 1)],
+            result_cache: meshgate_planner::ResultCacheStats {
+                hits: 5,
+                misses: 2,
+                stores: 2,
+                bytes: 1024,
+                entries: 2,
+            },
         });
         for line in [
             "meshgate_queries_total{protocol=\"pgwire\",outcome=\"allowed\"} 1",
@@ -297,6 +355,9 @@ mod tests {
             "meshgate_memory_reserved_bytes 42",
             "meshgate_spill_bytes 7",
             "meshgate_result_bytes_total 100",
+            "meshgate_result_cache_hits_total 5",
+            "meshgate_result_cache_misses_total 2",
+            "meshgate_result_cache_bytes 1024",
             "meshgate_queries_active{protocol=\"flight\",state=\"queued\"} 2",
             "meshgate_queries_active{protocol=\"flight\",state=\"running\"} 1",
             "meshgate_source_up{catalog=\"sales\"} 0",

@@ -62,6 +62,7 @@ pub async fn metrics(State(state): State<HttpState>) -> Response {
         spilled: runtime.disk_manager.used_disk_space(),
         bytes_sent: queries.bytes_sent(),
         active: queries.active_counts(),
+        result_cache: state.service.result_cache().stats(),
     };
     (
         [(header::CONTENT_TYPE, super::metrics::CONTENT_TYPE)],

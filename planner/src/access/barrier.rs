@@ -74,6 +74,30 @@ impl PolicyTable {
         })
     }
 
+    /// `Filter(row filters) ← TableScan(raw)`: what the view reads.
+    pub(crate) fn filtered(&self) -> &LogicalPlan {
+        &self.filtered
+    }
+
+    /// What the view shows, as text: its row filters and the expression
+    /// each column reads (with the identity's values already put in). Two
+    /// views with the same fingerprint over the same table show the same
+    /// rows.
+    pub(crate) fn fingerprint(&self) -> String {
+        let mut columns: Vec<_> = self.columns.iter().collect();
+        columns.sort_by(|a, b| a.0.cmp(b.0));
+        let columns: Vec<String> = columns
+            .into_iter()
+            .map(|(name, expr)| format!("{name}={expr}"))
+            .collect();
+        format!(
+            "{} [{}] {}",
+            self.name,
+            columns.join(", "),
+            self.filtered.display_indent_schema()
+        )
+    }
+
     /// The view's schema with columns known by their bare names.
     fn df_schema(&self) -> Result<DFSchema> {
         DFSchema::try_from(self.schema.as_ref().clone())

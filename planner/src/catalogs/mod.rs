@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use datafusion::catalog::CatalogProvider;
+use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::disk_manager::DiskManagerBuilder;
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
@@ -80,6 +81,10 @@ pub enum RegistryError {
     #[error(transparent)]
     Products(#[from] ProductsError),
 }
+
+/// How long a file table's file listing is reused before its directory is
+/// listed again.
+pub const FILE_LISTING_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The built catalogs, by name.
 pub struct CatalogRegistry {
@@ -152,6 +157,11 @@ impl CatalogRegistry {
                 DiskManagerBuilder::default().with_max_temp_directory_size(limits.spill_bytes),
             )
             .with_object_store_registry(Arc::new(ReadOnlyStoreRegistry::new()))
+            // A file table's listing is kept briefly: a file added to or
+            // replaced in its directory is read within this time.
+            .with_cache_manager(
+                CacheManagerConfig::default().with_list_files_cache_ttl(Some(FILE_LISTING_TTL)),
+            )
             .build_arc()
             .map_err(|e| RegistryError::Runtime(e.to_string()))?;
         let session = SessionStateBuilder::new()

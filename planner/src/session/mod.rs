@@ -27,6 +27,7 @@ mod placeholders;
 mod plan;
 mod prepared;
 mod products;
+mod result_reuse;
 mod running;
 pub(crate) mod settings;
 mod sql_prepared;
@@ -149,6 +150,8 @@ pub struct QuerySession {
     pub(crate) query_id: Option<String>,
     /// How many queries may run at once (`[limits]` concurrency limits).
     pub(crate) admission: Arc<crate::admission::Admission>,
+    /// Results kept for the next run of the same query.
+    pub(crate) result_cache: Arc<crate::ResultCache>,
 }
 
 impl QuerySession {

@@ -24,6 +24,7 @@ use super::columns_read::columns_read;
 use super::deadline::Deadline;
 use super::parts::{self, ResultPart, ResultParts};
 use super::prepared::{returns_rows, Prepared, QueryOutput, TxEffect};
+use super::result_reuse::Reuse;
 use super::running::tracked;
 use super::sql_prepared::PreparedChange;
 use super::transaction::{Notice, TransactionState};
@@ -317,6 +318,18 @@ impl QuerySession {
                     self.runtime.watch_memory(id, peak);
                 }
                 let started = tokio::time::Instant::now();
+                // The kept result of this query under this effective
+                // policy, or this run kept for the next.
+                let reuse = if returns_rows && part.is_none() {
+                    self.reuse(plan, params.as_ref()).await?
+                } else {
+                    Reuse::None
+                };
+                let (hit, filling) = match reuse {
+                    Reuse::Hit(stream, columns) => (Some((stream, columns)), None),
+                    Reuse::Fill(filling) => (None, Some(filling)),
+                    Reuse::None => (None, None),
+                };
                 let run = async {
                     // A kept direct statement needs no copy of the session's
                     // state, only two of its settings.
@@ -400,13 +413,21 @@ impl QuerySession {
                         Ok(None)
                     }
                 };
-                let stream = match timeout {
-                    Some(limit) => tokio::time::timeout(limit, run)
+                let stream = match (hit, timeout) {
+                    (Some(hit), _) => {
+                        drop(run);
+                        Some(hit)
+                    }
+                    (None, Some(limit)) => tokio::time::timeout(limit, run)
                         .await
                         .map_err(|_| QueryError::Timeout)??,
-                    None => run.await?,
+                    (None, None) => run.await?,
                 };
                 if let Some((stream, columns)) = stream {
+                    let stream = match filling {
+                        Some(filling) => filling.wrap(stream, columns.clone()),
+                        None => stream,
+                    };
                     self.columns_read = columns;
                     // EXPLAIN output as this user may read it (see `explain`).
                     let stream = if crate::access::explain::is_explain_output(&stream.schema()) {

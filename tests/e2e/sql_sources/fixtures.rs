@@ -9,7 +9,7 @@ use meshgate_tests::{simple_rows as rows, MariaDatabase, PgDatabase, TestMesh};
 use tonic::transport::Channel;
 
 /// Rows of text cells (NULL as `None`).
-pub(super) type Rows = Vec<Vec<Option<String>>>;
+pub(crate) type Rows = Vec<Vec<Option<String>>>;
 
 pub(super) fn cell(v: &Option<String>) -> &str {
     v.as_deref().unwrap_or("NULL")
@@ -131,19 +131,31 @@ pub(super) fn postgres_log_len() -> u64 {
         .unwrap_or(0)
 }
 
-pub(super) fn mysql_general_log(on: bool) {
-    if on {
-        meshgate_tests::mysql_exec(
-            "",
-            "SET GLOBAL log_output = 'TABLE'; SET GLOBAL general_log = 1",
-        );
-    } else {
+/// MariaDB's general log (to `mysql.general_log`), on while the guard
+/// lives; one test at a time holds it, so no test turns it off under
+/// another.
+pub(super) async fn mysql_general_log() -> GeneralLog {
+    static HELD: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let held = HELD.lock().await;
+    meshgate_tests::mysql_exec(
+        "",
+        "SET GLOBAL log_output = 'TABLE'; SET GLOBAL general_log = 1",
+    );
+    GeneralLog { _held: held }
+}
+
+pub(super) struct GeneralLog {
+    _held: tokio::sync::MutexGuard<'static, ()>,
+}
+
+impl Drop for GeneralLog {
+    fn drop(&mut self) {
         meshgate_tests::mysql_exec("", "SET GLOBAL general_log = 0");
     }
 }
 
 /// A Flight SQL client signed in as `user` (password `{user}-pw`).
-pub(super) async fn flight(mesh: &TestMesh, user: &str) -> FlightSqlServiceClient<Channel> {
+pub(crate) async fn flight(mesh: &TestMesh, user: &str) -> FlightSqlServiceClient<Channel> {
     let channel = Channel::from_shared(format!("http://{}", mesh.flight_sql_addr()))
         .unwrap()
         .connect()
@@ -155,7 +167,7 @@ pub(super) async fn flight(mesh: &TestMesh, user: &str) -> FlightSqlServiceClien
 }
 
 /// Every cell of `batches` as text (NULL as `None`).
-pub(super) fn batch_rows(batches: &[RecordBatch]) -> Rows {
+pub(crate) fn batch_rows(batches: &[RecordBatch]) -> Rows {
     let options = FormatOptions::default();
     let mut rows = Vec::new();
     for batch in batches {
@@ -178,7 +190,7 @@ pub(super) fn batch_rows(batches: &[RecordBatch]) -> Rows {
     rows
 }
 
-pub(super) async fn flight_fetch(
+pub(crate) async fn flight_fetch(
     client: &mut FlightSqlServiceClient<Channel>,
     info: arrow_flight::FlightInfo,
 ) -> Rows {

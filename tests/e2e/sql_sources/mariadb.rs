@@ -71,7 +71,7 @@ async fn mariadb_receives_filters_aggregates_and_limits() {
         "{remote}"
     );
 
-    mysql_general_log(true);
+    let general_log = mysql_general_log().await;
     let got = rows(&client.simple_query(&query).await.unwrap());
     let logged = meshgate_tests::mysql_exec(
         "",
@@ -80,7 +80,7 @@ async fn mariadb_receives_filters_aggregates_and_limits() {
             db.name
         ),
     );
-    mysql_general_log(false);
+    drop(general_log);
     assert_eq!(
         got,
         vec![

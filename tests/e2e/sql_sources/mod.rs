@@ -8,9 +8,10 @@ use meshgate_tests::{pg_port, simple_rows as rows, MariaDatabase, PgDatabase, Tc
 use tokio_postgres::SimpleQueryMessage;
 
 mod direct;
-mod fixtures;
+pub(crate) mod fixtures;
 mod flightsql;
 mod jdbc;
+mod joins;
 mod keys;
 mod mariadb;
 mod shapes;

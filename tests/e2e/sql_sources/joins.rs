@@ -1,0 +1,104 @@
+//! Cross-source joins: the join's build side is the source the statistics
+//! say is small (PostgreSQL `reltuples`, MySQL's table rows, Parquet
+//! footers), and its keys reach the large side before it is read — into
+//! the SQL a database receives, into a Parquet scan as a dynamic filter.
+
+use meshgate_tests::{pg_port, simple_rows as rows, MariaDatabase, PgDatabase, TestMesh};
+
+use super::fixtures::*;
+
+/// The EXPLAIN text of `sql`, every line.
+async fn explain(client: &tokio_postgres::Client, sql: &str) -> String {
+    rows(
+        &client
+            .simple_query(&format!("EXPLAIN {sql}"))
+            .await
+            .unwrap(),
+    )
+    .into_iter()
+    .map(|r| cell(&r[1]).to_owned())
+    .collect::<Vec<_>>()
+    .join("\n")
+}
+
+#[tokio::test]
+async fn join_keys_of_the_small_side_reach_the_large_side() {
+    let pg = PgDatabase::create("mg_keys").await;
+    shop_in_postgres(&pg).await;
+    pg.client
+        .batch_execute(&format!(
+            "ANALYZE accounts; ANALYZE orders; ALTER DATABASE {} SET log_statement = 'all'",
+            pg.name
+        ))
+        .await
+        .unwrap();
+    let my = MariaDatabase::create("mg_keys");
+    products_in_mariadb(&my);
+    my.exec("ANALYZE TABLE products");
+    let blocks = pg.catalog_toml("sales", pg_port(), "") + &my.catalog_toml("shop", "");
+    let mesh = TestMesh::start_with(|c| c.push_str(&blocks)).await;
+    let client = mesh.connect("members").await;
+
+    // One provider (Parquet, 25 rows) joins the accounts in PostgreSQL: the
+    // provider side is built, and PostgreSQL is asked only for its key.
+    let query = "SELECT a.account_id, a.region FROM providers.public.providers p \
+                 JOIN sales.public.accounts a ON a.account_id = p.provider_id \
+                 WHERE p.name LIKE '% Clinic 7'";
+    let plan = explain(&client, query).await;
+    assert!(plan.contains("HashJoinExec"), "{plan}");
+    let log_start = postgres_log_len();
+    let got = rows(&client.simple_query(query).await.unwrap());
+    assert_eq!(
+        got,
+        vec![vec![Some("7".into()), Some(account_region(7).into())]]
+    );
+    let log = postgres_log_since(log_start).unwrap_or_default();
+    let sent = log
+        .lines()
+        .find(|l| l.contains("meshgate_keys"))
+        .unwrap_or_else(|| panic!("no statement narrowed by the join keys:\n{log}"));
+    assert!(
+        sent.contains("\"account_id\" IN (7)") && sent.contains("\"account_id\" >= 7"),
+        "{sent}"
+    );
+
+    // The same with MariaDB as the large side.
+    let query = format!(
+        "SELECT pr.product_id, pr.category FROM providers.public.providers p \
+         JOIN shop.{}.products pr ON pr.product_id = p.provider_id \
+         WHERE p.name LIKE '% Clinic 3'",
+        my.name
+    );
+    let general_log = mysql_general_log().await;
+    let got = rows(&client.simple_query(&query).await.unwrap());
+    let logged = meshgate_tests::mysql_exec(
+        "",
+        &format!(
+            "SELECT argument FROM mysql.general_log \
+              WHERE argument LIKE '%meshgate_keys%' AND argument LIKE '%{}%'",
+            my.name
+        ),
+    );
+    drop(general_log);
+    assert_eq!(
+        got,
+        vec![vec![Some("3".into()), Some(product_category(3).into())]]
+    );
+    assert!(logged.contains("`product_id` IN (3)"), "{logged}");
+
+    // A few accounts (PostgreSQL) join the providers file: the accounts are
+    // built, and the Parquet scan takes their keys as a dynamic filter.
+    let query = "SELECT p.name, a.region FROM sales.public.accounts a \
+                 JOIN providers.public.providers p ON p.provider_id = a.account_id \
+                 WHERE a.region = 'west' ORDER BY p.name";
+    let plan = explain(&client, query).await;
+    let scan = plan
+        .lines()
+        .find(|l| l.contains("DataSourceExec") && l.contains("parquet"))
+        .unwrap_or_else(|| panic!("no Parquet scan:\n{plan}"));
+    assert!(scan.contains("DynamicFilter"), "{plan}");
+    let got = rows(&client.simple_query(query).await.unwrap());
+    let expected = (1..=25).filter(|a| account_region(*a) == "west").count();
+    assert_eq!(got.len(), expected, "{got:?}");
+    assert!(got.iter().all(|r| cell(&r[1]) == "west"));
+}
