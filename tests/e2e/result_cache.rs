@@ -236,4 +236,3 @@ async fn a_file_change_a_delta_commit_and_a_policy_reload_are_seen_at_the_next_r
     }
     assert_eq!(rows(&alice, BY_STATE).await[0][2].as_deref(), Some("XX"));
 }
-
