@@ -41,6 +41,7 @@ mod identity;
 mod like_escape;
 mod limits;
 mod plan_cache;
+mod plan_shape;
 mod postgres;
 mod products;
 mod query_memory;

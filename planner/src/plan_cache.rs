@@ -15,10 +15,10 @@
 use std::sync::{Arc, Mutex};
 
 use datafusion::common::metadata::ScalarAndMetadata;
-use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::tree_node::Transformed;
 use datafusion::common::{ParamValues, Result, ScalarValue};
 use datafusion::execution::SessionState;
-use datafusion::logical_expr::{Expr, Extension, LogicalPlan, Volatility};
+use datafusion::logical_expr::{Extension, LogicalPlan};
 use datafusion::optimizer::{OptimizerContext, OptimizerRule};
 use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
 use datafusion_federation::FederatedPlanNode;
@@ -187,46 +187,11 @@ async fn physical(
 
 /// A plan whose optimised form is the same for every execution.
 fn cachable(plan: &LogicalPlan) -> bool {
-    if !matches!(
-        plan,
-        LogicalPlan::Projection(_)
-            | LogicalPlan::Filter(_)
-            | LogicalPlan::Sort(_)
-            | LogicalPlan::Limit(_)
-            | LogicalPlan::Aggregate(_)
-            | LogicalPlan::Join(_)
-            | LogicalPlan::Union(_)
-            | LogicalPlan::Distinct(_)
-            | LogicalPlan::SubqueryAlias(_)
-            | LogicalPlan::TableScan(_)
-            | LogicalPlan::Window(_)
-    ) {
-        return false;
-    }
     match plan.get_parameter_types() {
         Ok(types) if types.values().all(Option::is_some) => {}
         _ => return false,
     }
-    let mut volatile = false;
-    let _ = plan.apply_with_subqueries(|node| {
-        for expr in node.expressions() {
-            let _ = expr.apply(|e| {
-                if let Expr::ScalarFunction(f) = e {
-                    if f.func.signature().volatility != Volatility::Immutable {
-                        volatile = true;
-                        return Ok(TreeNodeRecursion::Stop);
-                    }
-                }
-                Ok(TreeNodeRecursion::Continue)
-            });
-        }
-        Ok(if volatile {
-            TreeNodeRecursion::Stop
-        } else {
-            TreeNodeRecursion::Continue
-        })
-    });
-    !volatile
+    crate::plan_shape::deterministic_query(plan)
 }
 
 /// Put the parameter values into an optimised plan: each value cast to its

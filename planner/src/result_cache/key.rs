@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::ParamValues;
 use datafusion::datasource::source_as_provider;
-use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
+use datafusion::logical_expr::LogicalPlan;
 use datafusion_federation::FederatedTableProviderAdaptor;
 
 use super::ResultCache;
@@ -61,7 +61,7 @@ pub(crate) struct Sources {
 impl ResultCache {
     /// What `plan` reads, when its result may be kept (no I/O).
     pub(crate) fn candidate(&self, plan: &LogicalPlan, default_catalog: &str) -> Option<Sources> {
-        if !self.enabled() || !deterministic_query(plan) {
+        if !self.enabled() || !crate::plan_shape::deterministic_query(plan) {
             return None;
         }
         let mut sources = Sources::default();
@@ -151,50 +151,6 @@ impl ResultCache {
             })
         });
     }
-}
-
-/// A query (not a command) whose every function is immutable: the same
-/// answer from the same data.
-fn deterministic_query(plan: &LogicalPlan) -> bool {
-    if !matches!(
-        plan,
-        LogicalPlan::Projection(_)
-            | LogicalPlan::Filter(_)
-            | LogicalPlan::Sort(_)
-            | LogicalPlan::Limit(_)
-            | LogicalPlan::Aggregate(_)
-            | LogicalPlan::Join(_)
-            | LogicalPlan::Union(_)
-            | LogicalPlan::Distinct(_)
-            | LogicalPlan::SubqueryAlias(_)
-            | LogicalPlan::TableScan(_)
-            | LogicalPlan::Window(_)
-    ) {
-        return false;
-    }
-    let mut volatile = false;
-    let _ = plan.apply_with_subqueries(|node| {
-        for expr in node.expressions() {
-            let _ = expr.apply(|e| {
-                let volatility = match e {
-                    Expr::ScalarFunction(f) => Some(f.func.signature().volatility),
-                    Expr::AggregateFunction(f) => Some(f.func.signature().volatility),
-                    _ => None,
-                };
-                if volatility.is_some_and(|v| v != Volatility::Immutable) {
-                    volatile = true;
-                    return Ok(TreeNodeRecursion::Stop);
-                }
-                Ok(TreeNodeRecursion::Continue)
-            });
-        }
-        Ok(if volatile {
-            TreeNodeRecursion::Stop
-        } else {
-            TreeNodeRecursion::Continue
-        })
-    });
-    !volatile
 }
 
 impl Sources {
