@@ -40,8 +40,8 @@ pub use files::FilesConnector;
 pub use freshness::{change_stamp, has_change_stamp, last_modified, ChangeSource};
 pub use sql::{
     catalog_comments, catalog_keys, probe_catalog, refresh_catalog, DirectStatement,
-    FlightSqlConnector, KeyColumn, MySqlConnector, PostgresConnector, Referenced, SqlCatalog,
-    SqliteConnector,
+    FlightSqlConnector, KeyColumn, MySqlConnector, PostgresConnector, Referenced, ShowSourceKeys,
+    SourceKeyFilterExec, SqlCatalog, SqliteConnector,
 };
 pub use storage::StorageOptions;
 

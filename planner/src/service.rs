@@ -444,6 +444,8 @@ impl QueryService {
             // runs there (see meshgate_connectors' `sql` module).
             .with_optimizer_rules(datafusion_federation::default_optimizer_rules())
             .with_query_planner(Arc::new(datafusion_federation::FederatedQueryPlanner::new()))
+            // EXPLAIN shows the join keys each SQL source is sent.
+            .with_physical_optimizer_rule(Arc::new(meshgate_connectors::ShowSourceKeys))
             .with_optimizer_rule(Arc::new(crate::like_escape::LikeEscapeRule));
         let state = if options.postgres_catalog {
             state.with_analyzer_rules(crate::postgres::analyzer::analyzer_rules())

@@ -37,6 +37,23 @@ pub(crate) fn narrowed_sql(
     filters: &[Arc<dyn PhysicalExpr>],
     dialect: &dyn Dialect,
 ) -> Option<String> {
+    let conditions = key_conditions(schema, filters, dialect);
+    if conditions.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "SELECT * FROM ({query}) AS meshgate_keys WHERE {}",
+        conditions.join(" AND ")
+    ))
+}
+
+/// The conjuncts of what `filters` hold now that can be written as SQL
+/// over `schema`, each one condition.
+pub(crate) fn key_conditions(
+    schema: &Schema,
+    filters: &[Arc<dyn PhysicalExpr>],
+    dialect: &dyn Dialect,
+) -> Vec<String> {
     let unparser = Unparser::new(dialect);
     let mut conditions = Vec::new();
     for filter in filters {
@@ -51,13 +68,7 @@ pub(crate) fn narrowed_sql(
                 .filter_map(|c| condition(c, schema, &unparser)),
         );
     }
-    if conditions.is_empty() {
-        return None;
-    }
-    Some(format!(
-        "SELECT * FROM ({query}) AS meshgate_keys WHERE {}",
-        conditions.join(" AND ")
-    ))
+    conditions
 }
 
 fn split_and<'a>(expr: &'a Arc<dyn PhysicalExpr>, out: &mut Vec<&'a Arc<dyn PhysicalExpr>>) {

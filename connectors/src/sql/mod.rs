@@ -27,6 +27,7 @@ mod federation;
 mod flightsql;
 mod flightsql_info;
 mod key_filter;
+mod key_filter_exec;
 mod keys;
 mod mysql;
 mod options;
@@ -45,6 +46,7 @@ use datafusion::error::{DataFusionError, Result as DfResult};
 
 pub use direct::DirectStatement;
 pub use flightsql::FlightSqlConnector;
+pub use key_filter_exec::{ShowSourceKeys, SourceKeyFilterExec};
 pub use keys::{KeyColumn, Referenced};
 pub use mysql::MySqlConnector;
 pub use postgres::PostgresConnector;

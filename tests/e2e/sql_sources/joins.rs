@@ -46,6 +46,18 @@ async fn join_keys_of_the_small_side_reach_the_large_side() {
                  WHERE p.name LIKE '% Clinic 7'";
     let plan = explain(&client, query).await;
     assert!(plan.contains("HashJoinExec"), "{plan}");
+    // EXPLAIN shows the scan takes the join's keys; EXPLAIN ANALYZE, which
+    // keys it was sent.
+    assert!(plan.contains("SourceKeyFilterExec: keys=pending"), "{plan}");
+    let analyzed = explain(&client, &format!("ANALYZE {query}")).await;
+    let keys = analyzed
+        .lines()
+        .find(|l| l.contains("SourceKeyFilterExec"))
+        .unwrap_or_else(|| panic!("no key filter line:\n{analyzed}"));
+    assert!(
+        keys.contains("keys=account_id >= 7") && keys.contains("account_id IN (7)"),
+        "{keys}"
+    );
     let log_start = postgres_log_len();
     let got = rows(&client.simple_query(query).await.unwrap());
     assert_eq!(
