@@ -156,6 +156,22 @@ async fn psql_meta_commands_describe_the_mesh() {
                 && l.contains("One row per insured member.")),
             "\\dt+ shows the table description: {out}"
         );
+        // \dp: what the session may do with each table it sees (read).
+        let (ok, out, err) = psql(mesh, "members", "\\dp");
+        assert!(ok, "{err}");
+        assert!(
+            out.lines()
+                .any(|l| l.contains("members") && l.contains("analyst=r/analyst")),
+            "\\dp shows the table's privileges: {out}"
+        );
+        // An array written as text compares with an array column, also
+        // inside an aggregate.
+        let (ok, out, err) = psql(
+            mesh,
+            "members",
+            "SELECT count(CASE WHEN polroles <> '{0}' THEN 1 END) AS n, count(*) FILTER (WHERE indisprimary = 't') AS k FROM pg_catalog.pg_policy, pg_catalog.pg_index",
+        );
+        assert!(ok && out.contains(" 0 | 0"), "{out}{err}");
         let (ok, out, err) = psql(mesh, "members", "\\dt *.*");
         assert!(ok, "{err}");
         assert!(

@@ -12,6 +12,7 @@ use datafusion::arrow::datatypes::{DataType, Int64Type};
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Column, Result};
 use datafusion::config::ConfigOptions;
+use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::utils::{conjunction, merge_schema, split_conjunction_owned};
 use datafusion::logical_expr::{
     create_udf, when, BinaryExpr, ColumnarValue, Expr, ExprSchemable, Filter, LogicalPlan,
@@ -37,8 +38,9 @@ pub(crate) fn analyzer_rules() -> Vec<Arc<dyn AnalyzerRule + Send + Sync>> {
 ///   its context gives it one, so `indisprimary = 't'` compares booleans.
 ///   DataFusion types the literal as text and refuses the comparison; a
 ///   text literal compared with a boolean becomes the boolean it spells
-///   (`t`, `true`, `yes`, `on`, `1`, ... as PostgreSQL reads them). Text
-///   that spells no boolean is left for coercion to refuse.
+///   (`t`, `true`, `yes`, `on`, `1`, ... as PostgreSQL reads them), and
+///   one compared with an array column the array it spells (`'{0}'`).
+///   Text that spells neither is left for coercion to refuse.
 #[derive(Debug, Default)]
 pub(crate) struct PgComparisonRule;
 
@@ -53,32 +55,34 @@ impl AnalyzerRule for PgComparisonRule {
                 return Ok(Transformed::no(plan));
             }
             let schema = merge_schema(&plan.inputs());
+            // A rewritten expression keeps its name, so that the plan above
+            // (which refers to an aggregate's output by name) still finds it.
+            let names = NamePreserver::new(&plan);
             plan.map_expressions(|expr| {
-                expr.transform_up(|e| {
+                let name = names.save(&expr);
+                let rewritten = expr.transform_up(|e| {
                     let Expr::BinaryExpr(BinaryExpr { left, op, right }) = &e else {
                         return Ok(Transformed::no(e));
                     };
                     if !is_comparison(op) {
                         return Ok(Transformed::no(e));
                     }
-                    let is_bool =
-                        |side: &Expr| matches!(side.get_type(&schema), Ok(DataType::Boolean));
                     if let Some(rewritten) = regproc_comparison(left, op, right, &schema) {
                         return Ok(Transformed::yes(rewritten));
                     }
+                    let typed = |text: &str, other: &Expr| {
+                        other
+                            .get_type(&schema)
+                            .ok()
+                            .and_then(|ty| typed_literal(text, &ty))
+                    };
                     let (left, right) = match (text_literal(left), text_literal(right)) {
-                        (Some(text), None) if is_bool(right) => match parse_bool(text) {
-                            Some(b) => (
-                                Expr::Literal(ScalarValue::Boolean(Some(b)), None),
-                                *right.clone(),
-                            ),
+                        (Some(text), None) => match typed(text, right) {
+                            Some(value) => (value, *right.clone()),
                             None => return Ok(Transformed::no(e)),
                         },
-                        (None, Some(text)) if is_bool(left) => match parse_bool(text) {
-                            Some(b) => (
-                                *left.clone(),
-                                Expr::Literal(ScalarValue::Boolean(Some(b)), None),
-                            ),
+                        (None, Some(text)) => match typed(text, left) {
+                            Some(value) => (*left.clone(), value),
                             None => return Ok(Transformed::no(e)),
                         },
                         _ => return Ok(Transformed::no(e)),
@@ -88,7 +92,8 @@ impl AnalyzerRule for PgComparisonRule {
                         *op,
                         Box::new(right),
                     ))))
-                })
+                })?;
+                Ok(rewritten.update_data(|e| name.restore(e)))
             })
         })
         .map(|t| t.data)
@@ -249,6 +254,39 @@ fn text_literal(expr: &Expr) -> Option<&str> {
         ) => Some(s),
         _ => None,
     }
+}
+
+/// A text literal as the value of `ty` it spells, for the types whose
+/// text DataFusion does not read in a comparison: a boolean (`'t'`) and
+/// an array (`'{0}'`, as psql's `\dp` compares `polroles <> '{0}'`).
+fn typed_literal(text: &str, ty: &DataType) -> Option<Expr> {
+    let value = match ty {
+        DataType::Boolean => ScalarValue::Boolean(Some(parse_bool(text)?)),
+        DataType::List(item) => parse_array(text, item.data_type())?,
+        _ => return None,
+    };
+    Some(Expr::Literal(value, None))
+}
+
+/// PostgreSQL's one-dimensional array text (`{1,2}`, `{}`) as a list of
+/// `item`; `None` for anything else (quoted or nested elements).
+fn parse_array(text: &str, item: &DataType) -> Option<ScalarValue> {
+    let inner = text.trim().strip_prefix('{')?.strip_suffix('}')?;
+    if inner.contains(['{', '}', '"']) {
+        return None;
+    }
+    let values = inner
+        .split(',')
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(|v| match v {
+            _ if v.eq_ignore_ascii_case("null") => ScalarValue::try_from(item).ok(),
+            _ => ScalarValue::Utf8(Some(v.to_owned())).cast_to(item).ok(),
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(ScalarValue::List(ScalarValue::new_list(
+        &values, item, true,
+    )))
 }
 
 /// PostgreSQL's `boolin`: any unique prefix of true/false/yes/no, on/off, 1/0.
@@ -423,7 +461,26 @@ fn take_outer_only_conditions(plan: LogicalPlan) -> Result<(LogicalPlan, Vec<Exp
 
 #[cfg(test)]
 mod tests {
-    use super::parse_bool;
+    use super::{parse_array, parse_bool};
+    use datafusion::arrow::datatypes::DataType;
+    use datafusion::scalar::ScalarValue;
+
+    #[test]
+    fn array_text_is_read_like_postgresql() {
+        let list = |values: &[Option<i32>]| {
+            let values: Vec<ScalarValue> = values.iter().map(|v| ScalarValue::Int32(*v)).collect();
+            ScalarValue::List(ScalarValue::new_list(&values, &DataType::Int32, true))
+        };
+        assert_eq!(parse_array("{0}", &DataType::Int32), Some(list(&[Some(0)])));
+        assert_eq!(
+            parse_array(" {1, 2,NULL} ", &DataType::Int32),
+            Some(list(&[Some(1), Some(2), None]))
+        );
+        assert_eq!(parse_array("{}", &DataType::Int32), Some(list(&[])));
+        for x in ["0", "{x}", "{{1}}", "{\"1\"}", "[1]"] {
+            assert_eq!(parse_array(x, &DataType::Int32), None, "{x}");
+        }
+    }
 
     #[test]
     fn booleans_are_read_like_postgresql() {

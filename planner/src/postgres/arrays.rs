@@ -44,9 +44,12 @@ const ARRAY_COLUMNS: &[(&str, &[&str])] = &[
             "conexclop",
         ],
     ),
+    // psql's `\dp` reads `oid = ANY (polroles)` (meshgate's catalog has
+    // no row-security policies: its own live in the access policy).
+    ("pg_policy", &["polroles"]),
 ];
 
-/// `pg_index` and `pg_constraint` with their key lists as `List<Int32>`,
+/// `pg_index`, `pg_constraint` and `pg_policy` with their key lists as `List<Int32>`,
 /// built once from the built-in catalog.
 pub(crate) fn array_tables() -> &'static [(&'static str, Arc<dyn TableProvider>)] {
     static TABLES: OnceLock<Vec<(&'static str, Arc<dyn TableProvider>)>> = OnceLock::new();
@@ -59,6 +62,7 @@ pub(crate) fn array_tables() -> &'static [(&'static str, Arc<dyn TableProvider>)
             .filter_map(|(table, columns)| {
                 let source = match *table {
                     "pg_index" => &statics.pg_index,
+                    "pg_policy" => &statics.pg_policy,
                     _ => &statics.pg_constraint,
                 };
                 let converted = convert(source.schema(), source.data(), columns).ok()?;

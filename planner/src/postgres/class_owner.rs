@@ -39,8 +39,18 @@ pub(crate) struct WithOwner {
 impl WithOwner {
     /// `pg_attribute` with every column readable by `user`.
     pub(crate) fn attributes(inner: Arc<dyn TableProvider>, user: &str) -> Self {
+        // `attacl` is an array (`aclitem[]`), as psql's `\dp` reads it.
+        let fields: Vec<Field> = inner
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| match f.name().as_str() {
+                "attacl" => Field::new("attacl", acl_type(), true),
+                _ => f.as_ref().clone(),
+            })
+            .collect();
         Self {
-            schema: inner.schema(),
+            schema: Arc::new(Schema::new(fields)),
             inner,
             user: user.to_owned(),
             owner: None,
@@ -55,11 +65,7 @@ impl WithOwner {
             .map(|f| f.as_ref().clone())
             .collect();
         if !fields.iter().any(|f| f.name() == "relacl") {
-            fields.push(Field::new(
-                "relacl",
-                DataType::new_list(DataType::Utf8, true),
-                true,
-            ));
+            fields.push(Field::new("relacl", acl_type(), true));
         }
         Self {
             schema: Arc::new(Schema::new(fields)),
@@ -95,13 +101,7 @@ impl WithOwner {
                         .collect();
                     cast(&owners, field.data_type())?
                 }
-                ("attacl", Some(_)) if self.owner.is_none() => {
-                    let text = format!("{{{acl}}}");
-                    let acls: datafusion::arrow::array::StringArray =
-                        (0..batch.num_rows()).map(|_| Some(text.as_str())).collect();
-                    cast(&acls, field.data_type())?
-                }
-                ("relacl", None) => {
+                ("attacl", Some(_)) | ("relacl", None) => {
                     let mut list = ListBuilder::new(StringBuilder::new());
                     for &row in &owned {
                         if row {
@@ -124,6 +124,11 @@ impl WithOwner {
         }
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
     }
+}
+
+/// `aclitem[]` as meshgate types it: an array of text.
+fn acl_type() -> DataType {
+    DataType::new_list(DataType::Utf8, true)
 }
 
 /// A role name as an ACL item writes it (quoted when it holds more than

@@ -25,6 +25,14 @@ const KNOWN_PROBES: &[(&str, &str)] = &[
         "pg_catalog.array_to_string(c.reloptions || array(select 'toast.' || x from pg_catalog.unnest(tc.reloptions) x), ', ')",
         "CAST(NULL AS TEXT)",
     ),
+    // psql's `\dp` names each row-security policy's roles through an
+    // ARRAY() subquery nested in another, correlated to both; meshgate's
+    // pg_policy has no rows (its policies are the access policy's), so the
+    // inner list is never built.
+    (
+        "pg_catalog.array_to_string(\n               ARRAY(\n                   SELECT rolname\n                   FROM pg_catalog.pg_roles\n                   WHERE oid = ANY (polroles)\n                   ORDER BY 1\n               ), E', ')",
+        "CAST(NULL AS TEXT)",
+    ),
 ];
 
 /// Apply [`KNOWN_PROBES`] to `sql`, and drop the `pg_catalog.` schema
