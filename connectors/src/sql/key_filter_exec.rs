@@ -132,9 +132,13 @@ impl ExecutionPlan for SourceKeyFilterExec {
 
     fn with_new_children(
         self: Arc<Self>,
-        mut children: Vec<Arc<dyn ExecutionPlan>>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let input = children.swap_remove(0);
+        let [input] = <[_; 1]>::try_from(children).map_err(|_| {
+            datafusion::error::DataFusionError::Internal(
+                "SourceKeyFilterExec takes one input".into(),
+            )
+        })?;
         // A new scan (e.g. one reset for another run) holds its own filters.
         let filters = expressions(input.as_ref())?;
         Ok(Arc::new(Self { input, filters }))

@@ -26,10 +26,14 @@ impl QuerySession {
     /// the freshness of the data products it reads).
     pub(super) fn objects(&self, statement: &DfStatement) -> Vec<String> {
         let schema = self.current_schema();
-        let mut out: Vec<String> = self
+        // Read under the state's lock: a copy of the session state costs
+        // more than the rest of a point lookup's planning.
+        let references = self
             .ctx
-            .state()
-            .resolve_table_references(statement)
+            .state_ref()
+            .read()
+            .resolve_table_references(statement);
+        let mut out: Vec<String> = references
             .unwrap_or_default()
             .into_iter()
             .map(|r| {
