@@ -197,6 +197,24 @@ impl LatestDeltaTable {
             .map_err(|e| ConnectorError::table(&table, e))
     }
 
+    /// The bytes of the files the newest version reads.
+    pub(crate) async fn active_bytes(&self) -> Result<u64, ConnectorError> {
+        let table = self.log_store.root_url().to_string();
+        let mut latest = deltalake::DeltaTable::new(self.log_store.clone());
+        latest
+            .load()
+            .await
+            .map_err(|e| ConnectorError::table(&table, e))?;
+        let snapshot = latest
+            .snapshot()
+            .map_err(|e| ConnectorError::table(&table, e))?;
+        Ok(snapshot
+            .log_data()
+            .iter()
+            .map(|file| file.size().max(0) as u64)
+            .sum())
+    }
+
     /// When the table's newest commit was written.
     pub(crate) async fn last_commit(
         &self,

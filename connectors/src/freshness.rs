@@ -91,7 +91,7 @@ pub fn has_change_stamp(table: &Arc<dyn TableProvider>) -> bool {
 }
 
 /// The files a scan of `listing` reads.
-async fn listed_files(
+pub(crate) async fn listed_files(
     listing: &ListingTable,
     state: &dyn Session,
 ) -> Result<Vec<ObjectMeta>, ConnectorError> {

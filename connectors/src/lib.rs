@@ -21,6 +21,7 @@ mod error;
 mod files;
 mod freshness;
 pub mod secrets;
+mod sizes;
 mod sql;
 mod storage;
 mod types;
@@ -38,6 +39,7 @@ pub use delta_write::{append_delta_table, create_delta_table};
 pub use error::ConnectorError;
 pub use files::FilesConnector;
 pub use freshness::{change_stamp, has_change_stamp, last_modified, ChangeSource};
+pub use sizes::{table_size, TableSize};
 pub use sql::{
     catalog_comments, catalog_keys, probe_catalog, refresh_catalog, DirectStatement,
     FlightSqlConnector, KeyColumn, MySqlConnector, PostgresConnector, Referenced, ShowSourceKeys,

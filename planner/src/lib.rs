@@ -62,6 +62,7 @@ pub use error::{QueryError, QueryResult};
 pub use identity::Identity;
 pub use limits::{parse_bytes, parse_duration, RuntimeLimits};
 pub use plan_cache::PlanCache;
+pub use postgres::column_origins::ColumnOrigin;
 pub use products::descriptor::{ColumnContract, Owner, ProductTable, QualityRule, Slo};
 pub use products::freshness::Measurement;
 pub use products::live::{DescriptorSource, LiveProducts};

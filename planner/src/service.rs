@@ -501,6 +501,7 @@ impl QueryService {
             admission: self.admission.clone(),
             runtime: self.runtime.clone(),
             result_cache: self.result_cache.clone(),
+            origins: Default::default(),
             backend: None,
             own_pid,
             last_notices: Vec::new(),

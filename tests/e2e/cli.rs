@@ -148,13 +148,30 @@ async fn psql_meta_commands_describe_the_mesh() {
                 .any(|l| l.contains("state") && l.contains("US state of residence")),
             "\\d+ members shows the column description: {out}"
         );
+        // \dt+ shows the table's size (its file's) and description.
+        let csv = std::fs::metadata(mesh.data_dir().join("members/members.csv"))
+            .unwrap()
+            .len();
+        assert!(csv > 0 && csv < 10 * 1024, "{csv}");
         let (ok, out, err) = psql(mesh, "members", "\\dt+");
         assert!(ok, "{err}");
         assert!(
             out.lines().any(|l| l.contains("members")
-                && l.contains("0 bytes")
+                && l.contains(&format!("{csv} bytes"))
                 && l.contains("One row per insured member.")),
-            "\\dt+ shows the table description: {out}"
+            "\\dt+ shows the table size and description: {out}"
+        );
+        // A Delta table's size is its newest version's files; an OID no
+        // visible table has reads NULL.
+        let (ok, out, err) = psql(
+            mesh,
+            "claims",
+            "SELECT pg_table_size('claims'::regclass) > 0, pg_total_relation_size('claims'::regclass) = pg_table_size('claims'::regclass), pg_indexes_size('claims'::regclass), pg_table_size(987654) IS NULL",
+        );
+        let cells = |l: &str| l.split('|').map(str::trim).collect::<Vec<_>>().join(",");
+        assert!(
+            ok && out.lines().any(|l| cells(l) == "t,t,0,t"),
+            "{out}{err}"
         );
         // \dp: what the session may do with each table it sees (read).
         let (ok, out, err) = psql(mesh, "members", "\\dp");

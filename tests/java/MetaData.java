@@ -35,9 +35,12 @@ public class MetaData {
         attempt("getTablePrivileges", () -> show("getTablePrivileges", md.getTablePrivileges(null, schema, table), "GRANTEE", "PRIVILEGE"));
         attempt("getColumnPrivileges", () -> show("getColumnPrivileges", md.getColumnPrivileges(null, schema, table, "%"), "COLUMN_NAME", "PRIVILEGE"));
         attempt("getTableName", () -> {
-            ResultSet rs = conn.createStatement().executeQuery("SELECT * FROM " + schema + "." + table);
-            ResultSetMetaData m = rs.getMetaData();
-            System.out.println("getTableName ok 1 | " + m.getTableName(1) + " " + m.getSchemaName(1));
+            ResultSet rs = conn.createStatement().executeQuery(
+                "SELECT name AS who, id + 1 AS next_id FROM " + schema + "." + table);
+            org.postgresql.PGResultSetMetaData m = (org.postgresql.PGResultSetMetaData) rs.getMetaData();
+            System.out.println("getTableName ok 2 | " + rs.getMetaData().getTableName(1) + " "
+                + m.getBaseSchemaName(1) + " " + m.getBaseColumnName(1) + " | ["
+                + rs.getMetaData().getTableName(2) + "]");
         });
         conn.close();
     }

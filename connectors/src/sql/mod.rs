@@ -33,6 +33,7 @@ mod mysql;
 mod options;
 mod postgres;
 mod postgres_direct;
+mod sizes;
 mod sqlite;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -85,6 +86,11 @@ pub(crate) trait SourcePool: Send + Sync {
 
     /// The comments the source keeps on tables and columns.
     async fn comments(&self) -> Result<Vec<crate::Description>, DataFusionError>;
+
+    /// How many bytes the table takes, if the source counts it.
+    async fn table_size(&self, _schema: &str, _table: &str) -> DfResult<Option<crate::TableSize>> {
+        Ok(None)
+    }
 }
 
 pub(crate) struct SourceTable {

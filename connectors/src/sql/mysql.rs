@@ -126,16 +126,20 @@ struct MyPool {
     pool: Arc<MySQLConnectionPool>,
 }
 
+/// `s` as a MySQL string literal.
+fn string_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
+}
+
 impl MyPool {
     /// The server's estimate of a table's rows (`TABLE_ROWS`; exact for
     /// MyISAM, sampled for InnoDB, unknown for views).
     async fn row_estimate(&self, schema: &str, table: &str) -> Option<usize> {
-        let literal = |s: &str| format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''"));
         let sql = format!(
             "SELECT CAST(TABLE_ROWS AS CHAR) FROM information_schema.TABLES \
               WHERE TABLE_SCHEMA = {} AND TABLE_NAME = {}",
-            literal(schema),
-            literal(table)
+            string_literal(schema),
+            string_literal(table)
         );
         let batches = query_batches(self.pool.as_ref(), &sql).await.ok()?;
         let rows = rows_of::<1>(&batches).ok()?;
@@ -169,6 +173,28 @@ impl SourcePool for MyPool {
             }
         }
         Ok(out)
+    }
+
+    async fn table_size(
+        &self,
+        schema: &str,
+        table: &str,
+    ) -> Result<Option<crate::TableSize>, DataFusionError> {
+        let sql = format!(
+            "SELECT CAST(DATA_LENGTH AS CHAR), CAST(DATA_LENGTH + INDEX_LENGTH AS CHAR) \
+               FROM information_schema.TABLES WHERE TABLE_SCHEMA = {} AND TABLE_NAME = {}",
+            string_literal(schema),
+            string_literal(table)
+        );
+        let batches = query_batches(self.pool.as_ref(), &sql).await?;
+        let rows = rows_of::<2>(&batches)?;
+        Ok(rows.first().map(|row| {
+            let bytes = |i: usize| row[i].as_deref().and_then(|v| v.parse().ok()).unwrap_or(0);
+            crate::TableSize {
+                table: bytes(0),
+                total: bytes(1),
+            }
+        }))
     }
 
     async fn comments(&self) -> Result<Vec<crate::Description>, DataFusionError> {

@@ -294,6 +294,24 @@ impl SourcePool for PgPool {
             .collect())
     }
 
+    async fn table_size(&self, schema: &str, table: &str) -> DfResult<Option<crate::TableSize>> {
+        let rows = self
+            .query_with(
+                "SELECT pg_table_size(c.oid), pg_total_relation_size(c.oid) FROM pg_class c
+                   JOIN pg_namespace n ON n.oid = c.relnamespace
+                  WHERE n.nspname = $1 AND c.relname = $2",
+                &[&schema, &table],
+            )
+            .await?;
+        Ok(rows.first().map(|row| {
+            let bytes = |i| row.get::<_, Option<i64>>(i).unwrap_or(0).max(0) as u64;
+            crate::TableSize {
+                table: bytes(0),
+                total: bytes(1),
+            }
+        }))
+    }
+
     async fn comments(&self) -> Result<Vec<crate::Description>, DataFusionError> {
         let rows = self.query(POSTGRES_COMMENTS_SQL).await?;
         Ok(descriptions(rows.iter().map(|r| {

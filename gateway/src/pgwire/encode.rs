@@ -14,7 +14,7 @@ use meshgate_planner::datafusion::arrow::array::RecordBatch;
 use meshgate_planner::datafusion::arrow::datatypes::Schema;
 use meshgate_planner::datafusion::physical_plan::SendableRecordBatchStream;
 use meshgate_planner::QueryError;
-use meshgate_planner::{CopyFormat, CopyOptions};
+use meshgate_planner::{ColumnOrigin, CopyFormat, CopyOptions};
 use pgwire::api::portal::Format;
 use pgwire::api::results::{CopyCsvOptions, CopyEncoder, CopyResponse, CopyTextOptions};
 use pgwire::api::results::{DataRowEncoder, FieldInfo, QueryResponse};
@@ -25,24 +25,45 @@ use pgwire::types::format::FormatOptions;
 
 use super::errors::to_pg_error;
 
+/// The RowDescription of `schema`; each column with an origin carries its
+/// table's OID and column number, as PostgreSQL sends them.
 pub(crate) fn fields(
     schema: &Schema,
     format: &Format,
     options: Option<Arc<FormatOptions>>,
+    origins: &[Option<ColumnOrigin>],
 ) -> PgWireResult<Vec<FieldInfo>> {
-    arrow_schema_to_pg_fields(schema, format, options).map_err(|e| {
+    let fields = arrow_schema_to_pg_fields(schema, format, options).map_err(|e| {
         to_pg_error(&QueryError::FeatureNotSupported(format!(
             "a result column has a type the PostgreSQL protocol cannot carry: {e}"
         )))
-    })
+    })?;
+    Ok(fields
+        .into_iter()
+        .enumerate()
+        .map(|(i, field)| match origins.get(i).copied().flatten() {
+            Some(origin) => FieldInfo::new(
+                field.name().to_owned(),
+                Some(origin.table_oid),
+                Some(origin.column_number),
+                field.datatype().clone(),
+                field.format(),
+            )
+            .with_format_options(field.format_options().clone())
+            .with_type_size(field.type_size())
+            .with_type_modifier(field.type_modifier()),
+            None => field,
+        })
+        .collect())
 }
 
 pub(crate) fn query_response(
     stream: SendableRecordBatchStream,
     format: &Format,
     options: Option<Arc<FormatOptions>>,
+    origins: &[Option<ColumnOrigin>],
 ) -> PgWireResult<QueryResponse> {
-    let fields = Arc::new(fields(&stream.schema(), format, options)?);
+    let fields = Arc::new(fields(&stream.schema(), format, options, origins)?);
     let row_fields = fields.clone();
     let rows = stream
         .map(move |batch| {
@@ -75,7 +96,7 @@ pub(crate) fn copy_response(
         Format::UnifiedText
     };
     let schema = stream.schema();
-    let fields = Arc::new(self::fields(&schema, &format, None)?);
+    let fields = Arc::new(self::fields(&schema, &format, None, &[])?);
     let mut encoder = match options.format {
         CopyFormat::Binary => CopyEncoder::new_binary(fields.clone()),
         CopyFormat::Text => CopyEncoder::new_text(

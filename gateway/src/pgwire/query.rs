@@ -26,7 +26,8 @@ use futures::Sink;
 use futures::SinkExt;
 use meshgate_planner::datafusion::arrow::datatypes::{DataType, SchemaRef};
 use meshgate_planner::{
-    audit_text, Notice, Prepared, QueryError, QueryOutput, QueryService, TransactionState,
+    audit_text, ColumnOrigin, Notice, Prepared, QueryError, QueryOutput, QueryService,
+    TransactionState,
 };
 use pgwire::api::copy::send_copy_out_response;
 use pgwire::api::portal::{Format, Portal, PortalExecutionState};
@@ -61,6 +62,8 @@ pub(crate) struct PgStatement {
     param_types: Vec<Option<DataType>>,
     /// The result columns, as the session described them at Parse.
     columns: SchemaRef,
+    /// Their tables and column numbers, for the RowDescription.
+    origins: Vec<Option<ColumnOrigin>>,
 }
 
 pub(crate) struct PgConnection {
@@ -97,15 +100,19 @@ fn format_options<C: ClientInfo>(client: &C) -> Option<Arc<FormatOptions>> {
     )))
 }
 
+/// `output` as pgwire's response; `origins` are the result columns' tables
+/// and column numbers for the RowDescription (none where the client was
+/// told the columns at Describe).
 fn to_response(
     output: QueryOutput,
     prepared: &Prepared,
     format: &Format,
     options: Option<Arc<FormatOptions>>,
+    origins: &[Option<ColumnOrigin>],
 ) -> PgWireResult<Response> {
     Ok(match output {
         QueryOutput::Rows(stream) => {
-            let mut response = encode::query_response(stream, format, options)?;
+            let mut response = encode::query_response(stream, format, options, origins)?;
             let tag = prepared.command_tag();
             if tag != "SELECT" {
                 response.set_command_tag(&tag);
@@ -163,11 +170,16 @@ impl PgConnection {
             let (prepared, result) = next.map_err(|e| to_pg_error(&e))?;
             send_notices(client, &result.notices).await?;
             *tx = transaction_status(result.transaction);
+            let origins = match &result.output {
+                QueryOutput::Rows(_) => session.column_origins(&prepared).await,
+                _ => Vec::new(),
+            };
             match to_response(
                 result.output,
                 &prepared,
                 &Format::UnifiedText,
                 options.clone(),
+                &origins,
             )? {
                 Response::Query(rows) => send_query_response(client, rows, true).await?,
                 Response::CopyOut(copy) => send_copy_out_response(client, copy).await?,
@@ -357,11 +369,13 @@ impl ExtendedQueryHandler for PgConnection {
             .map_err(|e| to_pg_error(&e))?;
         drop(session);
         send_notices(client, &result.notices).await?;
+        // Execute sends no RowDescription: Describe told the columns.
         let response = to_response(
             result.output,
             &statement.prepared,
             &portal.result_column_format,
             options,
+            &[],
         )?;
         // pgwire keeps the block state of an extended-protocol Execute: it
         // follows the start and end of a block from the response.
@@ -416,10 +430,12 @@ impl QueryParser for PgParser {
             .map_err(|e| to_pg_error(&e))?;
         let param_types = prepared.parameter_types().map_err(|e| to_pg_error(&e))?;
         let columns = session.describe(&prepared);
+        let origins = session.column_origins(&prepared).await;
         Ok(Some(PgStatement {
             prepared,
             param_types,
             columns,
+            origins,
         }))
     }
 
@@ -446,6 +462,7 @@ impl QueryParser for PgParser {
             &stmt.columns,
             column_format.unwrap_or(&Format::UnifiedText),
             None,
+            &stmt.origins,
         )
     }
 }

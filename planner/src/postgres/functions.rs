@@ -62,15 +62,6 @@ pub(super) fn register(
             ))
         }),
     ));
-    // psql's `\dt+`: sizes are not known for remote tables (PostgreSQL
-    // itself reports 0 bytes for a foreign table).
-    ctx.register_udf(create_udf(
-        "pg_table_size",
-        vec![DataType::Int64],
-        DataType::Int64,
-        Volatility::Stable,
-        Arc::new(|_| Ok(ColumnarValue::Scalar(ScalarValue::Int64(Some(0))))),
-    ));
     ctx.register_udf(pg_size_pretty_udf());
     ctx.register_udf(super::arrays::expand_array_udf());
     for udf in super::type_info::udfs() {

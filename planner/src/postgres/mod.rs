@@ -20,6 +20,7 @@ pub(crate) mod analyzer;
 mod arrays;
 mod catalog_oids;
 mod class_owner;
+pub(crate) mod column_origins;
 mod constraint_defs;
 mod constraints;
 mod descriptions;
@@ -34,6 +35,7 @@ pub(crate) mod role_registers;
 pub(crate) mod roles;
 mod static_tables;
 mod system_columns;
+mod table_sizes;
 mod type_info;
 
 use std::sync::Arc;
@@ -182,7 +184,7 @@ pub(crate) fn install(
                     .into_iter()
                     .chain(roles::role_tables(&roles))
                     .fold(
-                        system_columns::WithSystemColumns::new(provider)
+                        system_columns::WithSystemColumns::new(provider.clone())
                             .replace("pg_description", descriptions)
                             .replace(
                                 "pg_settings",
@@ -204,6 +206,13 @@ pub(crate) fn install(
         )
         .map_err(|e| internal(&e))?;
     functions::register(ctx, user, settings);
+    for udf in table_sizes::udfs(table_sizes::SizeScope {
+        pg_catalog: provider.clone(),
+        catalog: sources.get(catalog).cloned(),
+        runtime: ctx.runtime_env(),
+    }) {
+        ctx.register_udf(udf);
+    }
     ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
         constraint_defs::ConstraintDef::new(defs),
     ));

@@ -152,6 +152,9 @@ pub struct QuerySession {
     pub(crate) admission: Arc<crate::admission::Admission>,
     /// Results kept for the next run of the same query.
     pub(crate) result_cache: Arc<crate::ResultCache>,
+    /// pg_catalog's OIDs, for the table and column of each result column
+    /// (pgwire sessions).
+    pub(crate) origins: crate::postgres::column_origins::OriginCache,
 }
 
 impl QuerySession {
@@ -272,6 +275,21 @@ impl QuerySession {
             }
         }
         Ok(out)
+    }
+
+    /// For each column `prepared` returns, the table column it is, as this
+    /// session's pg_catalog numbers them (pgwire sessions; `None` for a
+    /// computed column, another catalog's table, or a Flight SQL session).
+    pub async fn column_origins(&self, prepared: &Prepared) -> Vec<Option<crate::ColumnOrigin>> {
+        let columns = prepared.output_schema().fields().len();
+        match prepared {
+            Prepared::Query { plan, .. } if self.postgres.is_some() && columns > 0 => {
+                self.origins
+                    .origins(&self.ctx, &self.catalog, &self.current_schema(), plan)
+                    .await
+            }
+            _ => vec![None; columns],
+        }
     }
 
     /// The columns `prepared` returns when run in this session (a FETCH

@@ -163,6 +163,50 @@ async fn pgjdbc_database_metadata_answers_within_the_policy() {
         ]
     );
 
+    // RowDescription: the table's pg_class.oid and the column's attnum.
+    let statement = pg
+        .prepare(
+            "SELECT o.total, o.id * 2 AS twice, c.name FROM orders o \
+             JOIN customers c ON c.id = o.customer_id",
+        )
+        .await
+        .unwrap();
+    let oid_of = |table: &'static str| {
+        let pg = &pg;
+        async move {
+            let rows = simple_rows(
+                pg,
+                &format!(
+                    "SELECT c.oid, a.attnum, a.attname FROM pg_catalog.pg_class c \
+                     JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid \
+                     WHERE c.relname = '{table}' ORDER BY a.attnum"
+                ),
+            )
+            .await
+            .unwrap();
+            rows.into_iter()
+                .map(|r| {
+                    (
+                        r[0].as_deref().unwrap().parse::<u32>().unwrap(),
+                        r[1].as_deref().unwrap().parse::<i16>().unwrap(),
+                        r[2].clone().unwrap(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    let (orders, customers) = (oid_of("orders").await, oid_of("customers").await);
+    let total = orders.iter().find(|c| c.2 == "total").unwrap();
+    let name = customers.iter().find(|c| c.2 == "name").unwrap();
+    let origin = |i: usize| {
+        let c = &statement.columns()[i];
+        (c.table_oid(), c.column_id())
+    };
+    assert_eq!(origin(0), (Some(total.0), Some(total.1)));
+    assert_eq!(origin(1), (None, None), "a computed column has no table");
+    assert_eq!(origin(2), (Some(name.0), Some(name.1)));
+    assert_ne!(total.0, name.0);
+
     // psql's \d lists the key's index as PostgreSQL's psql does.
     let (ok, out, err) =
         tokio::task::block_in_place(|| crate::cli::psql(&mesh.mesh, "shop", "\\d orders"));
@@ -197,5 +241,9 @@ async fn pgjdbc_database_metadata_answers_within_the_policy() {
     .await
     .unwrap();
     assert_eq!(rows, [[Some("Europe/Paris".to_owned())]]);
+    // pgJDBC's ResultSetMetaData finds them by the same numbers.
+    // A result column names its table (RowDescription's table OID and
+    // column number, looked up in pg_catalog); a computed one names none.
+    assert_eq!(call("getTableName"), "ok 2 | customers public name | []");
     mesh.assert_serving().await;
 }

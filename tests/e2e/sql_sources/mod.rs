@@ -15,6 +15,7 @@ mod joins;
 mod keys;
 mod mariadb;
 mod shapes;
+mod sizes;
 mod sqlite;
 use fixtures::*;
 
