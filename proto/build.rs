@@ -4,6 +4,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = [
         "meshgate/admin/v1/policy_admin.proto",
         "meshgate/admin/v1/product_admin.proto",
+        "meshgate/admin/v1/catalog_admin.proto",
         "arrow/flight/session.proto",
     ];
     for proto in protos {

@@ -14,7 +14,8 @@
 //!   gateways shares in PostgreSQL;
 //! - [`auth`]: who is calling, for every front end (with its own settings
 //!   types);
-//! - [`config`]: `meshgate.toml`, loaded and checked;
+//! - [`config`]: `meshgate.toml`, loaded and checked; [`catalog_reload`]:
+//!   its catalogs put in force again while serving (SIGHUP, admin API);
 //! - [`pgwire`], [`flight_sql`], [`admin`]: the front ends; [`http`]: the
 //!   HTTP listener (health, readiness, metrics, info);
 //! - [`server`]: builds the gateway from a configuration and runs the
@@ -23,6 +24,7 @@
 pub mod admin;
 pub mod audit_store;
 pub mod auth;
+pub mod catalog_reload;
 pub mod config;
 pub mod demo;
 pub mod flight_sql;

@@ -280,6 +280,12 @@ impl Gateway {
                 self.users.clone(),
                 frontend.signer(),
             );
+            let catalogs = crate::admin::CatalogAdminService::new(
+                self.service.clone(),
+                self.users.clone(),
+                frontend.signer(),
+                std::path::PathBuf::from(&self.config.file),
+            );
             let router = builder
                 .layer(crate::auth::SignInLayer::new(
                     self.users.clone(),
@@ -287,7 +293,8 @@ impl Gateway {
                 ))
                 .add_service(flight_sql::service(frontend, &requests))
                 .add_service(admin)
-                .add_service(products);
+                .add_service(products)
+                .add_service(catalogs);
             let incoming = TcpIncoming::from(socket).with_nodelay(Some(true));
             let stop = shutdown.clone();
             tasks.spawn(async move {
@@ -308,13 +315,6 @@ impl Gateway {
                 service: self.service.clone(),
                 metrics: self.metrics.clone(),
                 health: health.clone(),
-                connectors: Arc::new(
-                    self.config
-                        .catalogs
-                        .iter()
-                        .map(|(name, c)| (name.clone(), c.connector.clone()))
-                        .collect(),
-                ),
                 started: std::time::Instant::now(),
                 users: self.users.clone(),
                 signer: signer.clone(),
@@ -351,6 +351,11 @@ impl Gateway {
             let path = self.config.resolve_path(file);
             tasks.spawn(watch_policy(self.service.clone(), path, shutdown.clone()));
         }
+        tasks.spawn(crate::catalog_reload::reload_on_hangup(
+            self.service.clone(),
+            std::path::PathBuf::from(&self.config.file),
+            shutdown.clone(),
+        ));
         if let Some((every, user)) = self.config.quality_schedule()? {
             tasks.spawn(crate::quality::run_on_schedule(
                 self.service.clone(),

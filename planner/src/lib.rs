@@ -57,7 +57,9 @@ pub use access::product_admin::ProductAdmin;
 pub use admission::{Admission, AdmissionLimits, Admitted, ConcurrencyLimit};
 pub use audit::{audit_text, AuditLog, AuditObserver, AuditRecord};
 pub use audit_store::AuditStore;
-pub use catalogs::{sql_type, CatalogRegistry, CatalogSpec, ProductCheck, RegistryError};
+pub use catalogs::{
+    sql_type, CatalogChanges, CatalogRegistry, CatalogSpec, ProductCheck, RegistryError,
+};
 pub use error::{QueryError, QueryResult};
 pub use identity::Identity;
 pub use limits::{parse_bytes, parse_duration, RuntimeLimits};

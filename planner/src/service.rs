@@ -114,7 +114,7 @@ impl QueryService {
     /// conventional `postgres`); without it, the first catalog by name.
     pub fn new(registry: Arc<CatalogRegistry>, default_catalog: Option<String>) -> Self {
         let default_catalog = default_catalog
-            .or_else(|| registry.catalog_names().next().map(str::to_owned))
+            .or_else(|| registry.catalog_names().into_iter().next())
             .unwrap_or_else(|| "meshgate".to_owned());
         let policy = PolicySource::default();
         let admin = Arc::new(PolicyAdmin::new(
@@ -313,18 +313,65 @@ impl QueryService {
         guard: Option<Arc<AccessGuard>>,
         current: &str,
     ) -> Arc<dyn CatalogProviderList> {
-        let catalogs = self
-            .registry
-            .served_catalogs()
-            .iter()
-            .map(|(name, catalog)| {
-                Arc::new(SessionCatalog::new(
-                    name.clone(),
-                    catalog.clone(),
-                    guard.clone(),
-                ))
-            });
+        let served = self.registry.served_catalogs();
+        let catalogs = served.iter().map(|(name, catalog)| {
+            Arc::new(SessionCatalog::new(
+                name.clone(),
+                catalog.clone(),
+                guard.clone(),
+            ))
+        });
         Arc::new(SessionCatalogList::new(catalogs, current))
+    }
+
+    /// Put the catalogs of `specs` in force (see [`CatalogRegistry::reload`]):
+    /// nothing changes unless every added or changed catalog builds. Kept
+    /// results are retired, prepared statements plan again at their next
+    /// execution and open sessions take the new catalogs at their next
+    /// statement ([`Self::refresh_session`]).
+    pub async fn reload_catalogs(
+        &self,
+        specs: &[crate::CatalogSpec],
+        connectors: &meshgate_connectors::ConnectorRegistry,
+    ) -> Result<crate::CatalogChanges, crate::RegistryError> {
+        let changes = self.registry.reload(specs, connectors).await?;
+        if !changes.is_empty() {
+            self.result_cache.clear();
+        }
+        Ok(changes)
+    }
+
+    /// Rebuild `session` over the catalogs in force if they were reloaded
+    /// since it was opened or last refreshed; its settings, cursors, SQL
+    /// prepared statements and backend listing stay. Fails (3D000) when the
+    /// session's own catalog was removed.
+    pub fn refresh_session(&self, session: &mut QuerySession) -> QueryResult<()> {
+        if session.catalog_generation == self.registry.generation() {
+            return Ok(());
+        }
+        let options = SessionOptions {
+            database: Some(session.catalog.clone()),
+            search_path: None,
+            application_name: None,
+            postgres_catalog: session.postgres.is_some(),
+            protocol: session.protocol.clone(),
+            client: Some(session.client.clone()),
+            settings: Some(session.settings()),
+        };
+        let mut fresh = self.open_session(session.identity.clone(), options)?;
+        let cursors = std::mem::take(session.cursors.get_mut().expect("cursor lock"));
+        *fresh.cursors.get_mut().expect("cursor lock") = cursors;
+        let prepared = std::mem::take(session.sql_prepared.get_mut().expect("prepared lock"));
+        *fresh.sql_prepared.get_mut().expect("prepared lock") = prepared;
+        if let Some(pid) = session.own_pid.get() {
+            let _ = fresh.own_pid.set(*pid);
+        }
+        fresh.backend = session.backend.take();
+        fresh.last_notices = std::mem::take(&mut session.last_notices);
+        fresh.columns_read = std::mem::take(&mut session.columns_read);
+        fresh.query_id = session.query_id.take();
+        *session = fresh;
+        Ok(())
     }
 
     /// The policy's decision on one table, with the tags data product
@@ -384,6 +431,9 @@ impl QueryService {
         identity: Identity,
         options: SessionOptions,
     ) -> QueryResult<QuerySession> {
+        // Read before the catalogs are: a reload in between makes the
+        // session refresh once more, never miss the change.
+        let catalog_generation = self.registry.generation();
         let catalog = self.resolve_database(&identity, options.database.as_deref())?;
         let mut settings = options.settings.clone().unwrap_or_default();
         if let Some(path) = &options.search_path {
@@ -469,7 +519,7 @@ impl QueryService {
                 settings.clone(),
                 crate::postgres::SourceMetadata {
                     descriptions: self.registry.object_descriptions(&catalog),
-                    sources: self.registry.key_sources(),
+                    sources: self.registry.catalogs(),
                 },
                 crate::postgres::activity::Activity {
                     registry: self.runtime.clone(),
@@ -502,6 +552,7 @@ impl QueryService {
             runtime: self.runtime.clone(),
             result_cache: self.result_cache.clone(),
             origins: Default::default(),
+            catalog_generation,
             backend: None,
             own_pid,
             last_notices: Vec::new(),

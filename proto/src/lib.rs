@@ -3,7 +3,7 @@
 //! - [`admin::v1`]: `PolicyAdmin`, to read, diff and replace the access
 //!   policy (served by the gateway, called by `meshgate policy ...`);
 //!   `ProductAdmin`, for owners to read and replace their data products'
-//!   descriptors.
+//!   descriptors; `CatalogAdmin`, to reload the served catalogs.
 
 /// Arrow Flight's session messages (SetSessionOptions, GetSessionOptions,
 /// CloseSession), which the arrow-flight crate does not generate.

@@ -5,6 +5,7 @@
 mod admin_page;
 mod attacks;
 mod audit_store;
+mod catalog_reload;
 mod cli;
 mod flight_parts;
 mod flight_sessions;

@@ -308,6 +308,48 @@ pub(crate) fn meshgate_binary() -> PathBuf {
     bin
 }
 
+/// The lines a child process writes to `stderr`, as they come.
+pub(crate) fn log_lines(stderr: std::process::ChildStderr) -> std::sync::mpsc::Receiver<String> {
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            if lines_tx.send(line.unwrap_or_default()).is_err() {
+                break;
+            }
+        }
+    });
+    lines_rx
+}
+
+/// Read JSON log lines until the listener whose message starts with
+/// `listener` says where it listens: its address and the lines read.
+pub(crate) fn logged_address(
+    lines: &std::sync::mpsc::Receiver<String>,
+    listener: &str,
+) -> (SocketAddr, Vec<Value>) {
+    let mut read = Vec::new();
+    loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("no {listener} listener logged: {read:#?}"));
+        let value: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("not one JSON object per line ({e}): {line}"));
+        let addr = value["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with(listener))
+            .then(|| {
+                value["addr"]
+                    .as_str()
+                    .map(|a| a.parse::<SocketAddr>().unwrap())
+            })
+            .flatten();
+        read.push(value);
+        if let Some(addr) = addr {
+            return (addr, read);
+        }
+    }
+}
+
 #[tokio::test]
 async fn json_logs_are_one_object_per_line() {
     let bin = tokio::task::spawn_blocking(meshgate_binary).await.unwrap();
@@ -331,35 +373,8 @@ async fn json_logs_are_one_object_per_line() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (lines_tx, lines_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            if lines_tx.send(line.unwrap_or_default()).is_err() {
-                break;
-            }
-        }
-    });
-    // Read until the HTTP listener says where it is.
-    let mut lines = Vec::new();
-    let mut http = None;
-    while http.is_none() {
-        let line = lines_rx
-            .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("no HTTP listener logged: {lines:#?}"));
-        let value: Value = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("not one JSON object per line ({e}): {line}"));
-        if value["message"]
-            .as_str()
-            .is_some_and(|m| m.starts_with("HTTP"))
-        {
-            http = value["addr"]
-                .as_str()
-                .map(|a| a.parse::<SocketAddr>().unwrap());
-        }
-        lines.push(value);
-    }
-    let http = http.unwrap();
+    let lines_rx = log_lines(child.stderr.take().unwrap());
+    let (http, lines) = logged_address(&lines_rx, "HTTP");
     for line in &lines {
         assert!(line["timestamp"].is_string(), "{line}");
         assert!(line["level"].is_string(), "{line}");

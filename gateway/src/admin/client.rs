@@ -65,6 +65,7 @@ pub struct AdminTarget {
 pub struct AdminClient {
     inner: pb::policy_admin_client::PolicyAdminClient<Channel>,
     products: pb::product_admin_client::ProductAdminClient<Channel>,
+    catalogs: pb::catalog_admin_client::CatalogAdminClient<Channel>,
     authorization: MetadataValue<Ascii>,
 }
 
@@ -105,6 +106,7 @@ impl AdminClient {
             })?;
         Ok(Self {
             products: pb::product_admin_client::ProductAdminClient::new(channel.clone()),
+            catalogs: pb::catalog_admin_client::CatalogAdminClient::new(channel.clone()),
             inner: pb::policy_admin_client::PolicyAdminClient::new(channel),
             authorization: authorization
                 .parse()
@@ -172,5 +174,11 @@ impl AdminClient {
             expected_version,
         });
         Ok(self.products.apply_product(r).await?.into_inner().version)
+    }
+
+    /// Reload the gateway's catalogs from its configuration file.
+    pub async fn reload_catalogs(&mut self) -> Result<pb::ReloadCatalogsResponse, Status> {
+        let r = self.request(pb::ReloadCatalogsRequest {});
+        Ok(self.catalogs.reload_catalogs(r).await?.into_inner())
     }
 }

@@ -10,12 +10,16 @@
 //! - [`ProductAdminService`] serves the product admin API beside it: data
 //!   product owners read and replace their descriptors, as the planner's
 //!   `ProductAdmin` allows.
+//! - [`CatalogAdminService`] reloads the served catalogs from the
+//!   configuration file, for policy admins (as SIGHUP does).
 //! - [`AdminClient`] is its client, behind `meshgate policy get|list|diff|apply`.
 
+mod catalogs;
 mod client;
 mod products;
 mod service;
 
+pub use catalogs::CatalogAdminService;
 pub use client::{AdminClient, AdminClientError, AdminTarget};
 pub use products::ProductAdminService;
 pub(crate) use service::policy_diff;

@@ -61,6 +61,12 @@ enum Command {
         #[command(subcommand)]
         action: PolicyCommand,
     },
+    /// Reload a running gateway's catalogs from its configuration file
+    /// (as SIGHUP does); prints what changed.
+    ReloadCatalogs {
+        #[command(flatten)]
+        target: policy::TargetArgs,
+    },
     /// Draft and check data product descriptors.
     Product {
         #[command(subcommand)]
@@ -101,6 +107,20 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::HashPassword { password } => setup::hash_password(password),
         Command::Policy { action } => policy::run(action).await,
         Command::Product { action } => product::run(action).await,
+        Command::ReloadCatalogs { target } => {
+            let changes = target.connect().await?.reload_catalogs().await?;
+            for (what, names) in [
+                ("added", &changes.added),
+                ("removed", &changes.removed),
+                ("changed", &changes.changed),
+            ] {
+                if !names.is_empty() {
+                    println!("{what}: {}", names.join(", "));
+                }
+            }
+            println!("catalog set {}", changes.generation);
+            Ok(())
+        }
         Command::Healthcheck { url } => healthcheck::run(&url).await,
         Command::Demo {
             data_dir,

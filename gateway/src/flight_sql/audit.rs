@@ -54,7 +54,7 @@ impl FlightSqlFrontend {
         catalog: Option<&str>,
     ) -> Option<String> {
         let catalog = catalog.filter(|c| !c.is_empty())?;
-        let provider = self.service.registry().catalogs().get(catalog)?;
+        let provider = self.service.registry().catalogs().get(catalog)?.clone();
         let has_tables = provider.schema_names().iter().any(|schema| {
             provider
                 .schema(schema)

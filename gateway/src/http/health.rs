@@ -42,7 +42,7 @@ pub struct Health {
 
 impl Health {
     /// Not ready yet; every catalog in `names` is `unknown`.
-    pub fn new<'a>(names: impl IntoIterator<Item = &'a str>) -> Self {
+    pub fn new(names: impl IntoIterator<Item = String>) -> Self {
         let catalogs = names
             .into_iter()
             .map(|name| {
@@ -51,7 +51,7 @@ impl Health {
                     error: None,
                     checked: None,
                 };
-                (name.to_owned(), unknown)
+                (name, unknown)
             })
             .collect();
         Self {
@@ -87,9 +87,16 @@ impl Health {
     }
 }
 
-/// Probe every catalog's source now, all at once, and record the results.
+/// Probe every catalog's source now, all at once, and record the results
+/// (a catalog removed by a reload is no longer reported).
 pub async fn probe_all(service: &QueryService, health: &Health, metrics: &Metrics) {
-    let probes = service.registry().catalogs().iter().map(|(name, catalog)| {
+    let catalogs = service.registry().catalogs();
+    health
+        .catalogs
+        .write()
+        .expect("health lock")
+        .retain(|name, _| catalogs.contains_key(name));
+    let probes = catalogs.iter().map(|(name, catalog)| {
         let catalog = catalog.clone();
         async move {
             let result = meshgate_connectors::probe_catalog(&catalog)

@@ -29,7 +29,6 @@ mod products_page;
 pub mod sign_in;
 mod sql;
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -50,8 +49,6 @@ pub struct HttpState {
     pub service: Arc<QueryService>,
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
-    /// Each catalog's connector kind, by catalog name.
-    pub connectors: Arc<BTreeMap<String, String>>,
     /// When the gateway started serving (for the uptime).
     pub started: Instant,
     /// Sign-in of the endpoints that show data (see [`sign_in`]).

@@ -77,12 +77,13 @@ pub async fn info(State(state): State<HttpState>) -> Response {
     let health = state.health.catalogs();
     let catalogs: Vec<_> = registry
         .catalog_names()
+        .into_iter()
         .map(|name| {
             json!({
+                "connector": registry.connector_of(&name),
+                "description": registry.description(&name),
+                "status": health.get(&name).map(|h| h.status).unwrap_or("unknown"),
                 "name": name,
-                "connector": state.connectors.get(name),
-                "description": registry.description(name),
-                "status": health.get(name).map(|h| h.status).unwrap_or("unknown"),
             })
         })
         .collect();

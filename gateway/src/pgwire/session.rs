@@ -115,6 +115,11 @@ impl SessionSlot {
             // Cancel requests for this connection are audited under its user.
             self.owners.insert(pid, &user);
             *self.pid.lock().expect("pid lock") = Some(pid);
+        } else if let Some(session) = guard.as_mut() {
+            // Catalogs reloaded since the last statement: take the new set.
+            self.service
+                .refresh_session(session)
+                .map_err(|e| to_pg_error(&e))?;
         }
         Ok(MutexGuard::map(guard, |s| {
             s.as_mut().expect("session opened above")

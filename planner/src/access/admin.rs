@@ -167,7 +167,7 @@ impl PolicyAdmin {
         let doc = policy.document();
         let state = SessionStateBuilder::new().with_default_features().build();
         let mut tables = Vec::new();
-        for (catalog_name, catalog) in self.registry.catalogs() {
+        for (catalog_name, catalog) in self.registry.catalogs().iter() {
             for schema_name in catalog.schema_names() {
                 let Some(schema) = catalog.schema(&schema_name) else {
                     continue;

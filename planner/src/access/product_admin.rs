@@ -123,7 +123,7 @@ impl ProductAdmin {
                 problems.join("; ")
             )));
         }
-        let text = edited.file_of(&catalog, source).to_yaml();
+        let text = edited.file_of(&catalog, &source).to_yaml();
         write_atomically(&source.file, &text)
             .map_err(|e| QueryError::Internal(format!("writing {}: {e}", source.file.display())))?;
         let version = live.replace(edited);

@@ -7,8 +7,10 @@
 //! shares all of it but the pool (see `query_memory`).
 
 mod product_checks;
+mod reload;
 
 pub use product_checks::{sql_type, ProductCheck};
+pub use reload::CatalogChanges;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -86,18 +88,31 @@ pub enum RegistryError {
 /// listed again.
 pub const FILE_LISTING_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// The built catalogs, by name.
-pub struct CatalogRegistry {
-    /// The catalogs as their connectors built them (probes, refresh).
-    catalogs: BTreeMap<String, Arc<dyn CatalogProvider>>,
+/// The catalogs in force at one time: replaced whole by a reload, so a
+/// reader sees the set before a reload or after it, never half of one.
+pub(crate) struct CatalogSet {
+    /// One more for each reload that changed something (1 at start).
+    pub(crate) generation: u64,
+    /// Each catalog as configured (a reload rebuilds the changed ones only).
+    pub(crate) specs: BTreeMap<String, CatalogSpec>,
+    /// The catalogs as their connectors built them (probes, refresh, keys).
+    pub(crate) catalogs: Arc<BTreeMap<String, Arc<dyn CatalogProvider>>>,
     /// The catalogs queries see: product tables checked against their
     /// contracts.
-    served: BTreeMap<String, Arc<dyn CatalogProvider>>,
-    /// `catalogs`, shared with every pgwire session's information_schema.
-    key_sources: Arc<BTreeMap<String, Arc<dyn CatalogProvider>>>,
-    descriptions: BTreeMap<String, String>,
+    pub(crate) served: Arc<BTreeMap<String, Arc<dyn CatalogProvider>>>,
+    pub(crate) descriptions: BTreeMap<String, String>,
     /// Table and column descriptions from each catalog's options.
-    option_descriptions: BTreeMap<String, Vec<Description>>,
+    pub(crate) option_descriptions: BTreeMap<String, Vec<Description>>,
+}
+
+/// The built catalogs, by name.
+pub struct CatalogRegistry {
+    /// The catalogs in force.
+    set: std::sync::RwLock<Arc<CatalogSet>>,
+    /// Held by a reload, so two never interleave.
+    reloading: tokio::sync::Mutex<()>,
+    /// Where relative paths in options resolve.
+    base_dir: PathBuf,
     /// The comments each SQL source keeps on its tables and columns,
     /// loaded in the background at start and on `refresh_catalog`.
     source_comments: Arc<std::sync::RwLock<BTreeMap<String, Arc<Vec<Description>>>>>,
@@ -117,7 +132,7 @@ pub struct CatalogRegistry {
 impl std::fmt::Debug for CatalogRegistry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CatalogRegistry")
-            .field("catalogs", &self.catalogs.keys().collect::<Vec<_>>())
+            .field("catalogs", &self.catalog_names())
             .finish()
     }
 }
@@ -164,35 +179,19 @@ impl CatalogRegistry {
             )
             .build_arc()
             .map_err(|e| RegistryError::Runtime(e.to_string()))?;
-        let session = SessionStateBuilder::new()
-            .with_runtime_env(runtime.clone())
-            .with_default_features()
-            .build();
-        let ctx = ConnectorContext { session, base_dir };
-        let files = specs
-            .iter()
-            .filter_map(|s| Some((s.name.clone(), s.products_file.clone()?)))
-            .collect();
-        let products = Arc::new(LiveProducts::new(products_of(specs)?, files));
+        let products = Arc::new(LiveProducts::new(
+            products_of(specs)?,
+            descriptor_files(specs),
+        ));
+        let ctx = connector_context(&runtime, &base_dir);
         let mut catalogs = BTreeMap::new();
-        let mut descriptions = BTreeMap::new();
-        let mut option_descriptions = BTreeMap::new();
         for spec in specs {
-            let connector = lookup(spec, connectors)?;
-            let catalog = connector
-                .build_catalog(&ctx, &spec.name, &spec.options)
-                .await
-                .map_err(|source| RegistryError::Connector {
-                    catalog: spec.name.clone(),
-                    source,
-                })?;
-            tracing::info!(catalog = %spec.name, connector = %spec.connector, schemas = ?catalog.schema_names(), "catalog ready");
-            catalogs.insert(spec.name.clone(), catalog);
-            option_descriptions.insert(spec.name.clone(), connector.descriptions(&spec.options));
-            if let Some(d) = &spec.description {
-                descriptions.insert(spec.name.clone(), d.clone());
-            }
+            catalogs.insert(
+                spec.name.clone(),
+                build_catalog(spec, connectors, &ctx).await?,
+            );
         }
+        let catalogs = Arc::new(catalogs);
         // Freshness reads the stores as they are; queries see product
         // tables checked against their contracts.
         let freshness = Arc::new(Freshness::new(
@@ -200,27 +199,31 @@ impl CatalogRegistry {
             runtime.clone(),
             products.clone(),
         ));
-        let served = catalogs
-            .iter()
-            .map(|(name, catalog)| {
-                let checked = ContractCatalog::wrap(name, catalog.clone(), &products);
-                (name.clone(), checked)
-            })
-            .collect();
+        let set = CatalogSet::new(1, specs, catalogs, connectors, &products);
         Ok(Self {
+            set: std::sync::RwLock::new(Arc::new(set)),
+            reloading: tokio::sync::Mutex::new(()),
+            base_dir,
             freshness,
             quality: Arc::default(),
             lineage: Arc::default(),
-            served,
             source_comments: Default::default(),
-            key_sources: Arc::new(catalogs.clone()),
-            catalogs,
-            descriptions,
-            option_descriptions,
             runtime,
             query_memory: limits.query_memory_bytes,
             products,
         })
+    }
+
+    /// The catalogs in force now.
+    pub(crate) fn set(&self) -> Arc<CatalogSet> {
+        self.set.read().expect("catalog set lock").clone()
+    }
+
+    /// Which catalog set is in force: one more after each reload that
+    /// changed a catalog. A session opened under an older one takes the
+    /// new set at its next statement.
+    pub fn generation(&self) -> u64 {
+        self.set().generation
     }
 
     /// The data products the catalogs' descriptors declare, as in force now.
@@ -248,39 +251,41 @@ impl CatalogRegistry {
         self.lineage.clone()
     }
 
-    pub fn catalog_names(&self) -> impl Iterator<Item = &str> {
-        self.catalogs.keys().map(String::as_str)
+    /// The names of the catalogs in force, in order.
+    pub fn catalog_names(&self) -> Vec<String> {
+        self.set().catalogs.keys().cloned().collect()
     }
 
     pub fn contains(&self, name: &str) -> bool {
-        self.catalogs.contains_key(name)
+        self.set().catalogs.contains_key(name)
     }
 
-    /// The catalogs as their connectors built them (for probes and refresh).
-    pub fn catalogs(&self) -> &BTreeMap<String, Arc<dyn CatalogProvider>> {
-        &self.catalogs
-    }
-
-    /// The catalogs as their connectors built them, shared (for the keys
-    /// their sources declare).
-    pub(crate) fn key_sources(&self) -> Arc<BTreeMap<String, Arc<dyn CatalogProvider>>> {
-        self.key_sources.clone()
+    /// The catalogs as their connectors built them (for probes, refresh
+    /// and the keys their sources declare).
+    pub fn catalogs(&self) -> Arc<BTreeMap<String, Arc<dyn CatalogProvider>>> {
+        self.set().catalogs.clone()
     }
 
     /// The catalogs as queries see them (product tables checked against
     /// their contracts).
-    pub fn served_catalogs(&self) -> &BTreeMap<String, Arc<dyn CatalogProvider>> {
-        &self.served
+    pub fn served_catalogs(&self) -> Arc<BTreeMap<String, Arc<dyn CatalogProvider>>> {
+        self.set().served.clone()
     }
 
-    pub fn description(&self, catalog: &str) -> Option<&str> {
-        self.descriptions.get(catalog).map(String::as_str)
+    /// The connector kind of `catalog` (`postgres`, `files`, ...).
+    pub fn connector_of(&self, catalog: &str) -> Option<String> {
+        self.set().specs.get(catalog).map(|s| s.connector.clone())
+    }
+
+    pub fn description(&self, catalog: &str) -> Option<String> {
+        self.set().descriptions.get(catalog).cloned()
     }
 
     /// The table and column descriptions of `catalog`: its options', its
     /// data products' and its source's comments, the first given winning.
     pub fn object_descriptions(&self, catalog: &str) -> Arc<Vec<Description>> {
         let mut described = self
+            .set()
             .option_descriptions
             .get(catalog)
             .cloned()
@@ -307,16 +312,16 @@ impl CatalogRegistry {
     /// Read the comments `catalog`'s source keeps (a SQL source) again; a
     /// source that does not answer keeps the comments read last.
     pub async fn load_comments(&self, catalog: &str) {
-        let Some(source) = self.catalogs.get(catalog) else {
+        let Some(source) = self.catalogs().get(catalog).cloned() else {
             return;
         };
-        load_comments(&self.source_comments, catalog, source).await;
+        load_comments(&self.source_comments, catalog, &source).await;
     }
 
     /// Load every source's comments in the background (a source that is
     /// down must not delay the start).
     pub fn load_all_comments(&self) {
-        for (name, source) in &self.catalogs {
+        for (name, source) in self.catalogs().iter() {
             let (store, name, source) =
                 (self.source_comments.clone(), name.clone(), source.clone());
             tokio::spawn(async move { load_comments(&store, &name, &source).await });
@@ -354,6 +359,81 @@ async fn load_comments(
         Ok(_) => {}
         Err(e) => tracing::warn!(catalog, error = %e, "cannot read the source's comments"),
     }
+}
+
+impl CatalogSet {
+    /// The set of `specs`, whose catalogs are `catalogs`.
+    fn new(
+        generation: u64,
+        specs: &[CatalogSpec],
+        catalogs: Arc<BTreeMap<String, Arc<dyn CatalogProvider>>>,
+        connectors: &ConnectorRegistry,
+        products: &Arc<LiveProducts>,
+    ) -> Self {
+        let served = catalogs
+            .iter()
+            .map(|(name, catalog)| {
+                let checked = ContractCatalog::wrap(name, catalog.clone(), products);
+                (name.clone(), checked)
+            })
+            .collect();
+        Self {
+            generation,
+            specs: specs.iter().map(|s| (s.name.clone(), s.clone())).collect(),
+            served: Arc::new(served),
+            catalogs,
+            descriptions: specs
+                .iter()
+                .filter_map(|s| Some((s.name.clone(), s.description.clone()?)))
+                .collect(),
+            option_descriptions: specs
+                .iter()
+                .filter_map(|s| {
+                    let connector = connectors.get(&s.connector)?;
+                    Some((s.name.clone(), connector.descriptions(&s.options)))
+                })
+                .collect(),
+        }
+    }
+}
+
+/// What the connectors build catalogs with: the shared runtime's object
+/// stores, relative paths against `base_dir`.
+fn connector_context(runtime: &Arc<RuntimeEnv>, base_dir: &std::path::Path) -> ConnectorContext {
+    let session = SessionStateBuilder::new()
+        .with_runtime_env(runtime.clone())
+        .with_default_features()
+        .build();
+    ConnectorContext {
+        session,
+        base_dir: base_dir.to_path_buf(),
+    }
+}
+
+/// Build one catalog with its connector.
+async fn build_catalog(
+    spec: &CatalogSpec,
+    connectors: &ConnectorRegistry,
+    ctx: &ConnectorContext,
+) -> Result<Arc<dyn CatalogProvider>, RegistryError> {
+    let connector = lookup(spec, connectors)?;
+    let catalog = connector
+        .build_catalog(ctx, &spec.name, &spec.options)
+        .await
+        .map_err(|source| RegistryError::Connector {
+            catalog: spec.name.clone(),
+            source,
+        })?;
+    tracing::info!(catalog = %spec.name, connector = %spec.connector, schemas = ?catalog.schema_names(), "catalog ready");
+    Ok(catalog)
+}
+
+/// Each catalog's descriptor file, where edits of its products are written.
+fn descriptor_files(specs: &[CatalogSpec]) -> BTreeMap<String, DescriptorSource> {
+    specs
+        .iter()
+        .filter_map(|s| Some((s.name.clone(), s.products_file.clone()?)))
+        .collect()
 }
 
 /// Every catalog's products, checked together (names unique across catalogs).

@@ -128,10 +128,10 @@ impl CatalogRegistry {
     /// PostgreSQL or MySQL table): not nullable, and unique when the key
     /// is that one column.
     async fn declared_keys(&self, table: &TableName, columns: &mut [ColumnContract]) {
-        let Some(catalog) = self.catalogs().get(&table.catalog) else {
+        let Some(catalog) = self.catalogs().get(&table.catalog).cloned() else {
             return;
         };
-        let Ok(keys) = meshgate_connectors::catalog_keys(catalog).await else {
+        let Ok(keys) = meshgate_connectors::catalog_keys(&catalog).await else {
             return;
         };
         let primary: Vec<&str> = keys
@@ -190,7 +190,7 @@ impl CatalogRegistry {
             datafusion::prelude::SessionConfig::new(),
             self.runtime(),
         );
-        for (name, catalog) in self.catalogs() {
+        for (name, catalog) in self.catalogs().iter() {
             ctx.register_catalog(name, catalog.clone());
         }
         let failed =

@@ -85,7 +85,8 @@ pub fn human(d: Duration) -> String {
 
 /// Measures and caches the freshness of every product table.
 pub struct Freshness {
-    catalogs: BTreeMap<String, Arc<dyn CatalogProvider>>,
+    /// The catalogs in force (replaced when they are reloaded).
+    catalogs: std::sync::RwLock<Arc<BTreeMap<String, Arc<dyn CatalogProvider>>>>,
     runtime: Arc<RuntimeEnv>,
     products: Arc<LiveProducts>,
     cache: moka::future::Cache<TableName, Arc<Measurement>>,
@@ -102,12 +103,12 @@ impl Freshness {
     pub const TTL: Duration = Duration::from_secs(30);
 
     pub fn new(
-        catalogs: BTreeMap<String, Arc<dyn CatalogProvider>>,
+        catalogs: Arc<BTreeMap<String, Arc<dyn CatalogProvider>>>,
         runtime: Arc<RuntimeEnv>,
         products: Arc<LiveProducts>,
     ) -> Self {
         Self {
-            catalogs,
+            catalogs: std::sync::RwLock::new(catalogs),
             runtime,
             products,
             cache: moka::future::Cache::builder()
@@ -115,6 +116,17 @@ impl Freshness {
                 .max_capacity(10_000)
                 .build(),
         }
+    }
+
+    /// Measure over `catalogs` from now on (the catalogs were reloaded);
+    /// earlier measurements are dropped.
+    pub(crate) fn set_catalogs(&self, catalogs: Arc<BTreeMap<String, Arc<dyn CatalogProvider>>>) {
+        *self.catalogs.write().expect("freshness lock") = catalogs;
+        self.cache.invalidate_all();
+    }
+
+    fn catalogs(&self) -> Arc<BTreeMap<String, Arc<dyn CatalogProvider>>> {
+        self.catalogs.read().expect("freshness lock").clone()
     }
 
     /// `table`'s freshness, from the cache when recent (`None`: the table
@@ -187,7 +199,7 @@ impl Freshness {
         table: &TableName,
     ) -> Result<Option<(DateTime<Utc>, meshgate_connectors::ChangeSource)>, String> {
         let provider = self
-            .catalogs
+            .catalogs()
             .get(&table.catalog)
             .and_then(|c| c.schema(&table.schema))
             .ok_or_else(|| format!("{table} does not exist"))?
@@ -218,7 +230,7 @@ impl Freshness {
             .with_default_features()
             .build();
         let ctx = SessionContext::new_with_state(state);
-        for (name, catalog) in &self.catalogs {
+        for (name, catalog) in self.catalogs().iter() {
             ctx.register_catalog(name, catalog.clone());
         }
         let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));

@@ -24,7 +24,7 @@ pub struct DescriptorSource {
 pub struct LiveProducts {
     current: RwLock<Arc<DataProducts>>,
     /// Each catalog's descriptor file, where edits are written.
-    files: BTreeMap<String, DescriptorSource>,
+    files: RwLock<BTreeMap<String, DescriptorSource>>,
     /// 1 at start, one more for each edit.
     version: AtomicU64,
 }
@@ -33,7 +33,7 @@ impl LiveProducts {
     pub fn new(products: DataProducts, files: BTreeMap<String, DescriptorSource>) -> Self {
         Self {
             current: RwLock::new(Arc::new(products)),
-            files,
+            files: RwLock::new(files),
             version: AtomicU64::new(1),
         }
     }
@@ -49,14 +49,29 @@ impl LiveProducts {
     }
 
     /// The descriptor file of `catalog`, if its products may be edited.
-    pub fn source(&self, catalog: &str) -> Option<&DescriptorSource> {
-        self.files.get(catalog)
+    pub fn source(&self, catalog: &str) -> Option<DescriptorSource> {
+        self.files
+            .read()
+            .expect("products lock")
+            .get(catalog)
+            .cloned()
     }
 
     /// Put `products` in force; returns the new version.
     pub(crate) fn replace(&self, products: DataProducts) -> u64 {
         *self.current.write().expect("products lock") = Arc::new(products);
         self.version.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// Put `products` and their descriptor files in force (the catalogs
+    /// were reloaded); returns the new version.
+    pub(crate) fn replace_all(
+        &self,
+        products: DataProducts,
+        files: BTreeMap<String, DescriptorSource>,
+    ) -> u64 {
+        *self.files.write().expect("products lock") = files;
+        self.replace(products)
     }
 }
 

@@ -16,10 +16,10 @@ impl QuerySession {
         if !self.catalog_names().iter().any(|c| c == catalog) {
             return Ok(Vec::new());
         }
-        let Some(source) = self.registry.catalogs().get(catalog) else {
+        let Some(source) = self.registry.catalogs().get(catalog).cloned() else {
             return Ok(Vec::new());
         };
-        let keys = meshgate_connectors::catalog_keys(source)
+        let keys = meshgate_connectors::catalog_keys(&source)
             .await
             .map_err(|e| QueryError::Source(e.to_string()))?;
         if let Some(guard) = &self.guard {

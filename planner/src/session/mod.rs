@@ -155,6 +155,9 @@ pub struct QuerySession {
     /// pg_catalog's OIDs, for the table and column of each result column
     /// (pgwire sessions).
     pub(crate) origins: crate::postgres::column_origins::OriginCache,
+    /// The catalog set the session's context was built over (see
+    /// `QueryService::refresh_session`).
+    pub(crate) catalog_generation: u64,
 }
 
 impl QuerySession {

@@ -94,6 +94,7 @@ impl QuerySession {
             cache: PlanCache::default(),
             policy,
             tables,
+            catalogs: self.catalog_generation,
         })
     }
 
@@ -105,23 +106,35 @@ impl QuerySession {
         Ok(plan)
     }
 
-    /// `prepared` planned again when the policy changed since it was
-    /// planned; `None` when its plan still holds.
+    /// `prepared` planned again when the policy or the catalogs changed
+    /// since it was planned; `None` when its plan still holds.
     pub(super) async fn replan_if_stale(
         &self,
         prepared: &Prepared,
     ) -> QueryResult<Option<Prepared>> {
-        let (Some(guard), Prepared::Query { sql, policy, .. }) = (&self.guard, prepared) else {
+        let Prepared::Query {
+            sql,
+            policy,
+            catalogs,
+            ..
+        } = prepared
+        else {
             return Ok(None);
         };
-        guard.begin_statement();
-        if same_policy(policy.as_ref(), Some(&guard.policy())) {
+        let policy_holds = match &self.guard {
+            Some(guard) => {
+                guard.begin_statement();
+                same_policy(policy.as_ref(), Some(&guard.policy()))
+            }
+            None => true,
+        };
+        if policy_holds && *catalogs == self.catalog_generation {
             return Ok(None);
         }
         let mut statements = self.parse(sql)?;
         if statements.len() != 1 {
             return Err(QueryError::Internal(format!(
-                "cannot plan `{sql}` again under the new policy"
+                "cannot plan `{sql}` again under the new policy or catalogs"
             )));
         }
         self.plan_statement(statements.remove(0)).await.map(Some)

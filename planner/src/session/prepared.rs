@@ -28,6 +28,9 @@ pub enum Prepared {
         /// The tables the statement names, fully qualified (for the audit
         /// record; empty when no audit log is kept).
         tables: Vec<String>,
+        /// The catalog set the plan was made over: an execution after the
+        /// catalogs were reloaded plans the statement again.
+        catalogs: u64,
     },
     Command {
         sql: String,
