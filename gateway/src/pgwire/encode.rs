@@ -61,9 +61,8 @@ pub(crate) fn query_response(
     stream: SendableRecordBatchStream,
     format: &Format,
     options: Option<Arc<FormatOptions>>,
-    origins: &[Option<ColumnOrigin>],
 ) -> PgWireResult<QueryResponse> {
-    let fields = Arc::new(fields(&stream.schema(), format, options, origins)?);
+    let fields = Arc::new(fields(&stream.schema(), format, options, &[])?);
     let row_fields = fields.clone();
     let rows = stream
         .map(move |batch| {

@@ -100,19 +100,15 @@ fn format_options<C: ClientInfo>(client: &C) -> Option<Arc<FormatOptions>> {
     )))
 }
 
-/// `output` as pgwire's response; `origins` are the result columns' tables
-/// and column numbers for the RowDescription (none where the client was
-/// told the columns at Describe).
 fn to_response(
     output: QueryOutput,
     prepared: &Prepared,
     format: &Format,
     options: Option<Arc<FormatOptions>>,
-    origins: &[Option<ColumnOrigin>],
 ) -> PgWireResult<Response> {
     Ok(match output {
         QueryOutput::Rows(stream) => {
-            let mut response = encode::query_response(stream, format, options, origins)?;
+            let mut response = encode::query_response(stream, format, options)?;
             let tag = prepared.command_tag();
             if tag != "SELECT" {
                 response.set_command_tag(&tag);
@@ -170,16 +166,14 @@ impl PgConnection {
             let (prepared, result) = next.map_err(|e| to_pg_error(&e))?;
             send_notices(client, &result.notices).await?;
             *tx = transaction_status(result.transaction);
-            let origins = match &result.output {
-                QueryOutput::Rows(_) => session.column_origins(&prepared).await,
-                _ => Vec::new(),
-            };
+            // Column origins (table OIDs) are sent at Describe only: the
+            // clients that use them (pgJDBC, Npgsql) describe, and finding
+            // them costs a read of pg_class per session.
             match to_response(
                 result.output,
                 &prepared,
                 &Format::UnifiedText,
                 options.clone(),
-                &origins,
             )? {
                 Response::Query(rows) => send_query_response(client, rows, true).await?,
                 Response::CopyOut(copy) => send_copy_out_response(client, copy).await?,
@@ -369,13 +363,11 @@ impl ExtendedQueryHandler for PgConnection {
             .map_err(|e| to_pg_error(&e))?;
         drop(session);
         send_notices(client, &result.notices).await?;
-        // Execute sends no RowDescription: Describe told the columns.
         let response = to_response(
             result.output,
             &statement.prepared,
             &portal.result_column_format,
             options,
-            &[],
         )?;
         // pgwire keeps the block state of an extended-protocol Execute: it
         // follows the start and end of a block from the response.
