@@ -11,7 +11,9 @@
 //!    `orders` in Parquet, generated with tpchgen; the same query through
 //!    meshgate and, when `--duckdb-python` names a Python with `duckdb` and
 //!    `duckdb-extension-postgres`, through DuckDB's postgres extension
-//!    (`benches/tpch_join_duckdb.py`).
+//!    (`benches/tpch_join_duckdb.py`). Unless `--no-mysql`, the same join
+//!    with `customer` in MySQL/MariaDB (`--mysql`), against DuckDB's mysql
+//!    extension (`duckdb-extension-mysql`).
 //!
 //! ```text
 //! export CARGO_TARGET_DIR=/root/.cache/meshgate/target
@@ -63,6 +65,13 @@ struct Cli {
     /// Skip the TPC-H benchmark.
     #[arg(long)]
     no_tpch: bool,
+    /// The MySQL/MariaDB server for the MySQL variant of the TPC-H join
+    /// (`host port user`; password-less, loaded with the `mysql` client).
+    #[arg(long, num_args = 3, default_values = ["127.0.0.1", "3306", "root"])]
+    mysql: Vec<String>,
+    /// Skip the MySQL variant of the TPC-H join.
+    #[arg(long)]
+    no_mysql: bool,
 }
 
 const AGG: &str = "SELECT k, count(*) AS n, sum(x) AS total FROM bench.public.big GROUP BY k";
@@ -90,6 +99,9 @@ async fn main() -> Result<()> {
         .client
         .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
         .await?;
+    if cli.mysql_wanted() {
+        mysql(&cli, &format!("DROP DATABASE IF EXISTS {db}"))?;
+    }
     result
 }
 
@@ -110,6 +122,34 @@ fn pg_catalog(cli: &Cli, name: &str, db: &str, extra: &str) -> String {
     )
 }
 
+impl Cli {
+    fn mysql_wanted(&self) -> bool {
+        !self.no_tpch && !self.no_mysql
+    }
+}
+
+/// Run `sql` with the `mysql` client on the `--mysql` server.
+fn mysql(cli: &Cli, sql: &str) -> Result<()> {
+    let out = std::process::Command::new("mysql")
+        .args(["--local-infile=1", "-h", &cli.mysql[0], "-P", &cli.mysql[1]])
+        .args(["-u", &cli.mysql[2], "-e", sql])
+        .output()
+        .context("running the mysql client")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "mysql: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+fn mysql_catalog(cli: &Cli, name: &str, db: &str) -> String {
+    format!(
+        "[catalogs.{name}]\nconnector = \"mysql\"\nhost = \"{}\"\nport = {}\nuser = \"{}\"\ndatabase = \"{db}\"\nsslmode = \"disable\"\n",
+        cli.mysql[0], cli.mysql[1], cli.mysql[2]
+    )
+}
+
 fn median(mut times: Vec<Duration>) -> Duration {
     times.sort();
     times[times.len() / 2]
@@ -122,6 +162,10 @@ async fn run(cli: &Cli, bin: &Path, dir: &Path, db: &str) -> Result<()> {
     if !cli.no_tpch {
         let orders = dir.join("orders.parquet");
         load_tpch(cli, &source.client, &orders).await?;
+        if cli.mysql_wanted() {
+            load_customer_into_mysql(cli, db, dir)?;
+            catalogs.push_str(&mysql_catalog(cli, "mybench", db));
+        }
         catalogs.push_str(&format!(
             "[catalogs.tpch]\nconnector = \"files\"\nroot = \"{}\"\n[catalogs.tpch.tables.orders]\npath = \"orders.parquet\"\n",
             dir.display()
@@ -177,40 +221,54 @@ async fn run(cli: &Cli, bin: &Path, dir: &Path, db: &str) -> Result<()> {
     }
 
     if !cli.no_tpch {
-        let sql = TPCH
-            .replace("CUSTOMER", "bench.public.customer")
-            .replace("ORDERS", "tpch.public.orders");
-        println!(
-            "\n## TPC-H SF{} customer (PostgreSQL) ⋈ orders (Parquet)\n",
-            cli.sf
-        );
-        println!("```sql\n{sql}\n```\n");
-        let mut times = Vec::new();
-        for _ in 0..cli.runs {
-            let t = Instant::now();
-            let rows = client.query(&sql, &[]).await?;
-            times.push(t.elapsed());
-            anyhow::ensure!(rows.len() == 5, "{} market segments", rows.len());
+        let mut sources = vec![("PostgreSQL", "postgres", "bench.public.customer".to_owned())];
+        if cli.mysql_wanted() {
+            sources.push(("MySQL", "mysql", format!("mybench.{db}.customer")));
         }
-        println!("| engine | median time |");
-        println!("| --- | ---: |");
-        println!("| meshgate | {:.1} ms |", ms(median(times)));
-        if let Some(python) = &cli.duckdb_python {
-            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tpch_join_duckdb.py");
-            let out = std::process::Command::new(python)
-                .arg(&script)
-                .arg(format!("{} dbname={db}", cli.pg))
-                .arg(dir.join("orders.parquet"))
-                .arg(TPCH)
-                .arg(cli.runs.to_string())
-                .output()
-                .context("running the DuckDB comparison")?;
-            anyhow::ensure!(
-                out.status.success(),
-                "DuckDB: {}",
-                String::from_utf8_lossy(&out.stderr)
+        for (label, kind, customer) in sources {
+            let sql = TPCH
+                .replace("CUSTOMER", &customer)
+                .replace("ORDERS", "tpch.public.orders");
+            println!(
+                "\n## TPC-H SF{} customer ({label}) ⋈ orders (Parquet)\n",
+                cli.sf
             );
-            print!("{}", String::from_utf8_lossy(&out.stdout));
+            println!("```sql\n{sql}\n```\n");
+            let mut times = Vec::new();
+            for _ in 0..cli.runs {
+                let t = Instant::now();
+                let rows = client.query(&sql, &[]).await?;
+                times.push(t.elapsed());
+                anyhow::ensure!(rows.len() == 5, "{} market segments", rows.len());
+            }
+            println!("| engine | median time |");
+            println!("| --- | ---: |");
+            println!("| meshgate | {:.1} ms |", ms(median(times)));
+            if let Some(python) = &cli.duckdb_python {
+                let dsn = match kind {
+                    "postgres" => format!("{} dbname={db}", cli.pg),
+                    _ => format!(
+                        "host={} port={} user={} database={db}",
+                        cli.mysql[0], cli.mysql[1], cli.mysql[2]
+                    ),
+                };
+                let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tpch_join_duckdb.py");
+                let out = std::process::Command::new(python)
+                    .arg(&script)
+                    .arg(kind)
+                    .arg(dsn)
+                    .arg(dir.join("orders.parquet"))
+                    .arg(TPCH)
+                    .arg(cli.runs.to_string())
+                    .output()
+                    .context("running the DuckDB comparison")?;
+                anyhow::ensure!(
+                    out.status.success(),
+                    "DuckDB: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                print!("{}", String::from_utf8_lossy(&out.stdout));
+            }
         }
     }
     conn.close().await;
@@ -286,4 +344,36 @@ async fn load_tpch(cli: &Cli, client: &tokio_postgres::Client, orders: &Path) ->
     }
     writer.close()?;
     Ok(())
+}
+
+/// TPC-H `customer` (SF `--sf`) into database `db` of the `--mysql`
+/// server, through a CSV file in `dir` and `LOAD DATA LOCAL INFILE`.
+fn load_customer_into_mysql(cli: &Cli, db: &str, dir: &Path) -> Result<()> {
+    eprintln!("loading customer into MySQL database {db} ...");
+    let csv = dir.join("customer.csv");
+    {
+        let file = std::fs::File::create(&csv)?;
+        let mut w = datafusion::arrow::csv::WriterBuilder::new()
+            .with_header(false)
+            .build(file);
+        for batch in
+            CustomerArrow::new(CustomerGenerator::new(cli.sf, 1, 1)).with_batch_size(65_536)
+        {
+            w.write(&batch?)?;
+        }
+    }
+    mysql(
+        cli,
+        &format!(
+            "CREATE DATABASE {db}; USE {db};
+             CREATE TABLE customer (c_custkey BIGINT PRIMARY KEY, c_name VARCHAR(25),
+               c_address VARCHAR(40), c_nationkey BIGINT, c_phone VARCHAR(15),
+               c_acctbal DECIMAL(15,2), c_mktsegment VARCHAR(10), c_comment VARCHAR(117))
+               ENGINE=InnoDB;
+             LOAD DATA LOCAL INFILE '{}' INTO TABLE customer
+               FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"';
+             ANALYZE TABLE customer;",
+            csv.display()
+        ),
+    )
 }

@@ -4,7 +4,7 @@
 //! sessions already open see the new set at their next statement, and
 //! what the policy hides in a new catalog stays hidden.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use crate::attacks::{admin_client, attack_mesh_with, simple_rows};
@@ -196,24 +196,9 @@ async fn sighup_reloads_the_catalogs_of_a_running_binary() {
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let config = meshgate_gateway::demo::write_demo(&meshgate_gateway::demo::DemoOptions {
-        data_dir: dir.path().to_path_buf(),
-        pgwire_address: "127.0.0.1:0".into(),
-        flight_sql_address: None,
-        http_address: None,
-        with_policy: false,
-    })
-    .await
-    .unwrap();
     std::fs::write(dir.path().join("one.csv"), "id,name\n1,a\n2,b\n").unwrap();
     std::fs::write(dir.path().join("hidden.csv"), "id,secret\n1,x\n").unwrap();
-    let mut child = Command::new(&bin)
-        .args(["--log-format", "json", "serve", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (mut child, config) = crate::ops::serve_demo_binary(&bin, dir.path(), "").await;
     let lines = crate::ops::log_lines(child.stderr.take().unwrap());
     let (addr, _) = crate::ops::logged_address(&lines, "pgwire");
     let conn = format!(

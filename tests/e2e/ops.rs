@@ -308,6 +308,36 @@ pub(crate) fn meshgate_binary() -> PathBuf {
     bin
 }
 
+/// The `meshgate` binary `bin` serving the demo mesh written into `dir`
+/// (pgwire on an ephemeral port) with `extra` appended to its
+/// configuration, logging JSON to its piped stderr; and the config path.
+pub(crate) async fn serve_demo_binary(
+    bin: &Path,
+    dir: &Path,
+    extra: &str,
+) -> (std::process::Child, PathBuf) {
+    let config = write_demo(&DemoOptions {
+        data_dir: dir.to_path_buf(),
+        pgwire_address: "127.0.0.1:0".into(),
+        flight_sql_address: None,
+        http_address: None,
+        with_policy: false,
+    })
+    .await
+    .unwrap();
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(extra);
+    std::fs::write(&config, text).unwrap();
+    let child = Command::new(bin)
+        .args(["--log-format", "json", "serve", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    (child, config)
+}
+
 /// The lines a child process writes to `stderr`, as they come.
 pub(crate) fn log_lines(stderr: std::process::ChildStderr) -> std::sync::mpsc::Receiver<String> {
     let (lines_tx, lines_rx) = std::sync::mpsc::channel();
@@ -354,25 +384,7 @@ pub(crate) fn logged_address(
 async fn json_logs_are_one_object_per_line() {
     let bin = tokio::task::spawn_blocking(meshgate_binary).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let config = write_demo(&DemoOptions {
-        data_dir: dir.path().to_path_buf(),
-        pgwire_address: "127.0.0.1:0".into(),
-        flight_sql_address: None,
-        http_address: None,
-        with_policy: false,
-    })
-    .await
-    .unwrap();
-    let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str(HTTP);
-    std::fs::write(&config, text).unwrap();
-    let mut child = Command::new(&bin)
-        .args(["--log-format", "json", "serve", "--config"])
-        .arg(&config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (mut child, _) = serve_demo_binary(&bin, dir.path(), HTTP).await;
     let lines_rx = log_lines(child.stderr.take().unwrap());
     let (http, lines) = logged_address(&lines_rx, "HTTP");
     for line in &lines {

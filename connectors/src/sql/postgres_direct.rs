@@ -3,7 +3,10 @@
 //!
 //! One execution is one round trip: Bind and Execute of a statement the
 //! connection prepared the first time it ran that SQL (with the parameter
-//! types fixed by the plan). Connections are not probed on check-out;
+//! types fixed by the plan). A statement without parameters that the
+//! connection has not prepared (a literal query from the simple protocol,
+//! rarely the same twice) is sent unnamed, Parse to Execute in the same
+//! round trip, and not kept. Connections are not probed on check-out;
 //! a closed one is dropped by the pool. The pool opens at most the
 //! catalog's `pool_size` connections, lazily, beside the table-provider
 //! pool used by the rest of federation.
@@ -234,8 +237,18 @@ impl DirectRunner for PgDirect {
                 .get_owned()
                 .await
                 .map_err(|e| error(&e))?;
-            let statement = match conn.statements.get(&sql) {
-                Some(statement) => statement.clone(),
+            let prepared = conn.statements.get(&sql).cloned();
+            if prepared.is_none() && types.is_empty() {
+                let no_params: Vec<(&(dyn ToSql + Sync), Type)> = Vec::new();
+                let rows = conn
+                    .client
+                    .query_typed_raw(&sql, no_params)
+                    .await
+                    .map_err(|e| error(&e))?;
+                return Ok(batches_of(rows, conn, target, error).boxed());
+            }
+            let statement = match prepared {
+                Some(statement) => statement,
                 None => {
                     let pg_types: Vec<Type> = types.iter().filter_map(pg_type).collect();
                     let statement = conn
@@ -263,20 +276,29 @@ impl DirectRunner for PgDirect {
                     conn.statements.remove(&sql);
                     error(&e)
                 })?;
-            let schema = Some(target.clone());
-            // The connection goes back to the pool when the rows are read.
-            let batches = rows.chunks(BATCH_ROWS).map(move |chunk| {
-                let _held = &conn;
-                let rows = chunk
-                    .into_iter()
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| error(&e))?;
-                let batch = rows_to_arrow(&rows, &schema).map_err(|e| error(&e))?;
-                conform(batch, &target, "PostgreSQL")
-            });
-            Ok::<_, DataFusionError>(batches)
+            Ok::<_, DataFusionError>(batches_of(rows, conn, target, error).boxed())
         })
         .try_flatten();
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, batches)))
     }
+}
+
+/// `rows` as Arrow batches of `target`; `conn` goes back to the pool when
+/// the rows are read.
+fn batches_of(
+    rows: tokio_postgres::RowStream,
+    conn: bb8::PooledConnection<'static, Manager>,
+    target: SchemaRef,
+    error: impl Fn(&(dyn std::error::Error + 'static)) -> DataFusionError + Send + 'static,
+) -> impl futures::Stream<Item = DfResult<datafusion::arrow::array::RecordBatch>> + Send {
+    let schema = Some(target.clone());
+    rows.chunks(BATCH_ROWS).map(move |chunk| {
+        let _held = &conn;
+        let rows = chunk
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| error(&e))?;
+        let batch = rows_to_arrow(&rows, &schema).map_err(|e| error(&e))?;
+        conform(batch, &target, "PostgreSQL")
+    })
 }

@@ -152,7 +152,8 @@ pub(crate) fn copy_response(
 }
 
 /// One value; NULLs are written here because arrow-pg's encoder does not
-/// check every type for them (NULL intervals would come out as zero).
+/// check every type for them (NULL intervals would come out as zero), and
+/// floats in text as PostgreSQL prints them (`84`, not `84.0`).
 fn encode_one<E: Encoder>(
     encoder: &mut E,
     array: &meshgate_planner::datafusion::arrow::array::ArrayRef,
@@ -160,11 +161,25 @@ fn encode_one<E: Encoder>(
     field: &meshgate_planner::datafusion::arrow::datatypes::Field,
     pg_field: &FieldInfo,
 ) -> PgWireResult<()> {
-    use meshgate_planner::datafusion::arrow::array::Array;
+    use meshgate_planner::datafusion::arrow::array::{Array, AsArray};
+    use meshgate_planner::datafusion::arrow::datatypes::{DataType, Float32Type, Float64Type};
     if array.is_null(row) {
-        encoder.encode_field(&None::<&str>, pg_field)
-    } else {
-        encode_value(encoder, array, row, field, pg_field)
+        return encoder.encode_field(&None::<&str>, pg_field);
+    }
+    let text = pg_field.format() == pgwire::api::results::FieldFormat::Text
+        && pg_field.format_options().extra_float_digits >= 1;
+    let float = match array.data_type() {
+        DataType::Float64 if text => {
+            super::floats::float8(array.as_primitive::<Float64Type>().value(row))
+        }
+        DataType::Float32 if text => {
+            super::floats::float4(array.as_primitive::<Float32Type>().value(row))
+        }
+        _ => None,
+    };
+    match float {
+        Some(text) => encoder.encode_field(&text, pg_field),
+        None => encode_value(encoder, array, row, field, pg_field),
     }
 }
 

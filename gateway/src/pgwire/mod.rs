@@ -10,6 +10,7 @@
 mod cancel;
 mod encode;
 mod errors;
+mod floats;
 mod query;
 mod session;
 mod startup;

@@ -143,6 +143,34 @@ async fn prepared_lookups_run_at_the_source_with_parameters() {
     let err = client.query(&wide, &[&9_999_999_999i64]).await.unwrap_err();
     assert!(err.as_db_error().is_some(), "{err}");
     assert_eq!(client.query(&by_id, &[&3i32]).await.unwrap().len(), 1);
+
+    // Literal lookups over the simple protocol (sent to the source
+    // unnamed, in one round trip): values, a row of NULLs, no row.
+    let simple = |id: i32| {
+        let client = &client;
+        async move {
+            meshgate_tests::simple_rows(
+                &client
+                    .simple_query(&format!(
+                        "SELECT owner, balance, opened FROM pg.public.accounts WHERE id = {id}"
+                    ))
+                    .await
+                    .unwrap(),
+            )
+        }
+    };
+    for _ in 0..2 {
+        assert_eq!(
+            simple(8).await,
+            [[
+                Some("owner8".to_owned()),
+                Some("84".to_owned()),
+                Some("2024-01-09".to_owned())
+            ]]
+        );
+    }
+    assert_eq!(simple(1000).await, [[None, None, None]]);
+    assert!(simple(99_999).await.is_empty());
 }
 
 #[tokio::test]
@@ -169,6 +197,18 @@ async fn prepared_lookups_keep_the_policy() {
         .unwrap();
     let row = clerk.query_one(&owner, &[&3i32]).await.unwrap();
     assert_eq!(row.get::<_, String>(0), "o***");
+    // Literal lookups over the simple protocol, likewise.
+    let literal = |sql: &'static str| {
+        let clerk = &clerk;
+        async move { meshgate_tests::simple_rows(&clerk.simple_query(sql).await.unwrap()) }
+    };
+    assert_eq!(
+        literal("SELECT owner FROM pg.public.accounts WHERE id = 3").await,
+        [[Some("o***".to_owned())]]
+    );
+    assert!(literal("SELECT owner FROM pg.public.accounts WHERE id = 2")
+        .await
+        .is_empty());
     let by_owner = clerk
         .prepare("SELECT count(*) FROM pg.public.accounts WHERE owner = $1")
         .await
