@@ -41,11 +41,21 @@ pub use files::FilesConnector;
 pub use freshness::{change_stamp, has_change_stamp, last_modified, ChangeSource};
 pub use sizes::{table_size, TableSize};
 pub use sql::{
-    catalog_comments, catalog_keys, probe_catalog, refresh_catalog, DirectStatement,
-    FlightSqlConnector, KeyColumn, MySqlConnector, PostgresConnector, Referenced, ShowSourceKeys,
-    SourceKeyFilterExec, SqlCatalog, SqliteConnector,
+    catalog_as_end_user, catalog_comments, catalog_keys, forwards_identity, probe_catalog,
+    refresh_catalog, DirectStatement, FlightSqlConnector, KeyColumn, MySqlConnector,
+    PostgresConnector, Referenced, ShowSourceKeys, SourceKeyFilterExec, SqlCatalog,
+    SqliteConnector,
 };
 pub use storage::StorageOptions;
+
+/// The person a query runs for, as a source that runs queries as the end
+/// user sees them (a `flightsql` catalog with `identity = "forward"`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EndUser {
+    pub name: String,
+    pub groups: Vec<String>,
+    pub attributes: BTreeMap<String, String>,
+}
 
 /// A description a domain team wrote for one of its tables or columns
 /// (shown to users by `\d+`, `obj_description`, BI tools' catalog browsers).

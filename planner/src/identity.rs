@@ -17,6 +17,16 @@ pub struct Identity {
 }
 
 impl Identity {
+    /// Who a source that runs queries as the end user is told about: the
+    /// user (after impersonation) and what their credential asserted.
+    pub fn end_user(&self) -> meshgate_connectors::EndUser {
+        meshgate_connectors::EndUser {
+            name: self.user.clone(),
+            groups: self.groups.iter().cloned().collect(),
+            attributes: self.attributes.clone(),
+        }
+    }
+
     pub fn new(user: impl Into<String>) -> Self {
         Self {
             user: user.into(),

@@ -310,10 +310,11 @@ impl QueryService {
     /// (see `catalog_view`); `current` is the session's own catalog.
     fn session_catalogs(
         &self,
+        identity: &Identity,
         guard: Option<Arc<AccessGuard>>,
         current: &str,
     ) -> Arc<dyn CatalogProviderList> {
-        let served = self.registry.served_catalogs();
+        let served = self.registry.served_catalogs_for(&identity.end_user());
         let catalogs = served.iter().map(|(name, catalog)| {
             Arc::new(SessionCatalog::new(
                 name.clone(),
@@ -475,7 +476,7 @@ impl QueryService {
             .with_config(config)
             .with_runtime_env(self.registry.runtime())
             .with_catalog_list(self.with_system_catalog(
-                self.session_catalogs(guard.clone(), &catalog),
+                self.session_catalogs(&identity, guard.clone(), &catalog),
                 &identity,
                 admin_check.clone(),
                 SystemSchema {
@@ -547,6 +548,7 @@ impl QueryService {
             registry: self.registry.clone(),
             admin: self.admin.clone(),
             sql_prepared: Default::default(),
+            literal_plans: Default::default(),
             max_statement_time: self.max_statement_time,
             admission: self.admission.clone(),
             runtime: self.runtime.clone(),

@@ -15,8 +15,10 @@
 //! Identity: the gateway signs in as one service account (`user` and
 //! `password`, or a bearer `token`). The remote applies its own policy to
 //! that account; this gateway applies its policy to the end user on top,
-//! so a user sees at most what both allow. End users' identities are not
-//! forwarded.
+//! so a user sees at most what both allow. With `identity = "forward"`,
+//! queries run at the remote as the end user instead, presented by a
+//! short-lived token this gateway signs (see `flightsql_identity`); the
+//! service account only lists tables.
 //!
 //! ```toml
 //! [catalogs.claims_domain]
@@ -28,6 +30,10 @@
 //! # token = "${CLAIMS_TOKEN}"       # instead of user/password
 //! # ca_cert = "claims-ca.pem"       # to verify an https endpoint
 //! # allow_http = true               # an http:// endpoint: credentials in cleartext
+//! # identity = "forward"            # queries run as the end user:
+//! # forward_algorithm = "EdDSA"     #   tokens signed with this gateway's key,
+//! # forward_key_file = "mesh-forward.pem"   # which the remote's [auth.jwt] trusts
+//! # forward_audience = "claims-gateway"
 //! ```
 
 use std::collections::HashMap;
@@ -41,19 +47,13 @@ use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::ipc::convert::try_schema_from_ipc_buffer;
-use datafusion::catalog::streaming::StreamingTable;
-use datafusion::catalog::{CatalogProvider, TableProvider};
+use datafusion::catalog::CatalogProvider;
 use datafusion::common::TableReference;
 use datafusion::error::{DataFusionError, Result as DfResult};
-use datafusion::execution::TaskContext;
-use datafusion::physical_expr::PhysicalExpr;
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::streaming::PartitionStream;
-use datafusion::physical_plan::SendableRecordBatchStream;
-use datafusion::sql::unparser::dialect::{CustomDialectBuilder, Dialect};
 
+use super::flightsql_exec::{remote_table, FlightExecutor, RunAs};
+use super::flightsql_identity::{ForwardOptions, Forwarder, IdentityMode};
 use super::flightsql_info::RemoteSupport;
-use datafusion_federation::sql::SQLExecutor;
 use futures::{StreamExt, TryStreamExt};
 use serde::Deserialize;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
@@ -64,7 +64,7 @@ use super::options::{
     default_connect_timeout, default_metadata_ttl, default_true, NameFilter, SqlOptions,
 };
 use super::{SourceKind, SourcePool, SourceTable, SqlCatalog};
-use crate::{parse_options, Connector, ConnectorContext, ConnectorError};
+use crate::{parse_options, Connector, ConnectorContext, ConnectorError, EndUser};
 
 pub struct FlightSqlConnector;
 
@@ -105,12 +105,68 @@ struct FlightOptions {
     pushdown: bool,
     #[allow(dead_code)]
     description: Option<String>,
+    /// Who queries run as at the remote.
+    #[serde(default)]
+    identity: IdentityMode,
+    forward_algorithm: Option<String>,
+    forward_secret: Option<crate::secrets::Secret>,
+    forward_key_file: Option<String>,
+    forward_key_id: Option<String>,
+    forward_issuer: Option<String>,
+    forward_audience: Option<String>,
+    #[serde(default = "default_forward_ttl")]
+    forward_ttl_secs: u64,
+    #[serde(default = "default_groups_claim")]
+    forward_groups_claim: String,
+}
+
+fn default_forward_ttl() -> u64 {
+    60
+}
+
+fn default_groups_claim() -> String {
+    "groups".into()
 }
 
 /// The option keys of a `flightsql` catalog that hold secrets.
-const SECRET_KEYS: &[&str] = &["password", "token"];
+const SECRET_KEYS: &[&str] = &["password", "token", "forward_secret"];
 
 impl FlightOptions {
+    fn forward_options(&self) -> ForwardOptions<'_> {
+        ForwardOptions {
+            algorithm: self.forward_algorithm.as_deref(),
+            secret: self.forward_secret.as_ref().map(|s| s.expose()),
+            key_file: self.forward_key_file.as_deref(),
+            key_id: self.forward_key_id.as_deref(),
+            issuer: self.forward_issuer.as_deref(),
+            audience: self.forward_audience.as_deref(),
+            ttl_secs: self.forward_ttl_secs,
+            groups_claim: &self.forward_groups_claim,
+        }
+    }
+
+    /// Check the identity options: `forward_*` only with `identity = "forward"`.
+    fn validate_identity(&self) -> Result<(), ConnectorError> {
+        if self.identity == IdentityMode::Forward {
+            return self.forward_options().validate().map(drop);
+        }
+        let forward_keys = [
+            ("forward_algorithm", self.forward_algorithm.is_some()),
+            ("forward_secret", self.forward_secret.is_some()),
+            ("forward_key_file", self.forward_key_file.is_some()),
+            ("forward_key_id", self.forward_key_id.is_some()),
+            ("forward_issuer", self.forward_issuer.is_some()),
+            ("forward_audience", self.forward_audience.is_some()),
+        ];
+        match forward_keys.iter().find(|(_, given)| *given) {
+            Some((key, _)) => Err(ConnectorError::option(
+                *key,
+                "applies only with identity = \"forward\"",
+            )),
+            None => Ok(()),
+        }
+    }
+
     fn sql_options(&self) -> SqlOptions {
         SqlOptions {
             user: self.user.clone().unwrap_or_default(),
@@ -169,6 +225,7 @@ impl Connector for FlightSqlConnector {
                 "must be at least 1",
             ));
         }
+        o.validate_identity()?;
         o.sql_options().validate()
     }
 
@@ -183,13 +240,23 @@ impl Connector for FlightSqlConnector {
         if let Some(ca) = &o.ca_cert {
             o.ca_cert = Some(ctx.base_dir.join(ca).to_string_lossy().into_owned());
         }
+        let forwarder = match o.identity {
+            IdentityMode::Forward => Some(Arc::new(o.forward_options().forwarder(&ctx.base_dir)?)),
+            IdentityMode::ServiceAccount => None,
+        };
         let sql = o.sql_options();
-        Ok(SqlCatalog::open(name, Arc::new(FlightKind { options: o }), sql).await)
+        let kind = FlightKind {
+            options: o,
+            forwarder,
+        };
+        Ok(SqlCatalog::open(name, Arc::new(kind), sql).await)
     }
 }
 
 struct FlightKind {
     options: FlightOptions,
+    /// Signs end users' tokens (`identity = "forward"`).
+    forwarder: Option<Arc<Forwarder>>,
 }
 
 #[async_trait]
@@ -236,6 +303,7 @@ impl SourceKind for FlightKind {
             catalog: o.catalog.clone(),
             schemas: Mutex::default(),
             support,
+            forwarder: self.forwarder.clone(),
         };
         pool.ping().await?;
         Ok(Arc::new(pool))
@@ -245,30 +313,50 @@ impl SourceKind for FlightKind {
         // A Flight SQL server of meshgate's kind runs DataFusion.
         FunctionSet::postgres()
     }
+
+    fn forwards_identity(&self) -> bool {
+        self.forwarder.is_some()
+    }
 }
 
 /// A connection to the remote server and how to sign in to it.
 pub(crate) struct Remote {
     channel: Channel,
-    authorization: String,
+    pub(super) authorization: String,
     /// Same server, same account, same catalog: one federation context.
     context: String,
 }
 
 impl Remote {
+    /// A client signed in as the service account.
     pub(super) fn client(&self) -> FlightSqlServiceClient<Channel> {
+        self.client_as(&self.authorization)
+    }
+
+    /// A client that presents `authorization` (empty: none).
+    pub(super) fn client_as(&self, authorization: &str) -> FlightSqlServiceClient<Channel> {
         let mut client = FlightSqlServiceClient::new(self.channel.clone());
-        if !self.authorization.is_empty() {
-            client.set_header("authorization", self.authorization.clone());
+        if !authorization.is_empty() {
+            client.set_header("authorization", authorization);
         }
         client
     }
 
     /// Every batch of `info`'s endpoints, up to [`PARALLEL_ENDPOINTS`]
-    /// fetched at the same time, as they arrive.
+    /// fetched at the same time, as they arrive, as the service account.
     pub(super) async fn fetch_all(
         &self,
         info: FlightInfo,
+    ) -> DfResult<impl futures::Stream<Item = DfResult<RecordBatch>> + Send + 'static> {
+        self.fetch_all_as(info, &self.authorization).await
+    }
+
+    /// [`Self::fetch_all`], presenting `authorization` (the identity that
+    /// asked for `info`: the remote's tickets are its own).
+    pub(super) async fn fetch_all_as(
+        &self,
+        info: FlightInfo,
+        authorization: &str,
     ) -> DfResult<impl futures::Stream<Item = DfResult<RecordBatch>> + Send + 'static> {
         let tickets = info
             .endpoint
@@ -278,7 +366,10 @@ impl Remote {
                     .ok_or_else(|| DataFusionError::External("an endpoint without a ticket".into()))
             })
             .collect::<DfResult<Vec<_>>>()?;
-        let clients: Vec<_> = tickets.iter().map(|_| self.client()).collect();
+        let clients: Vec<_> = tickets
+            .iter()
+            .map(|_| self.client_as(authorization))
+            .collect();
         let streams = futures::stream::iter(clients.into_iter().zip(tickets)).map(
             |(mut client, ticket)| async move {
                 client
@@ -302,6 +393,8 @@ struct FlightPool {
     remote: Arc<Remote>,
     catalog: String,
     support: RemoteSupport,
+    /// Signs end users' tokens (`identity = "forward"`).
+    forwarder: Option<Arc<Forwarder>>,
     /// The schemas GetTables returned at the last listing.
     schemas: Mutex<HashMap<(String, String), SchemaRef>>,
 }
@@ -391,6 +484,33 @@ impl SourcePool for FlightPool {
     }
 
     async fn table(&self, schema: &str, table: &str) -> DfResult<SourceTable> {
+        self.table_for(schema, table, None).await
+    }
+
+    async fn table_as(&self, schema: &str, table: &str, user: &EndUser) -> DfResult<SourceTable> {
+        let forwarder = self.forwarder.clone().ok_or_else(|| {
+            DataFusionError::Internal("this catalog runs queries as its service account".into())
+        })?;
+        self.table_for(
+            schema,
+            table,
+            Some(RunAs {
+                forwarder,
+                user: user.clone(),
+            }),
+        )
+        .await
+    }
+}
+
+impl FlightPool {
+    /// One table, its queries run as the service account or `run_as`.
+    async fn table_for(
+        &self,
+        schema: &str,
+        table: &str,
+        run_as: Option<RunAs>,
+    ) -> DfResult<SourceTable> {
         let key = (schema.to_owned(), table.to_owned());
         let known = self
             .schemas
@@ -411,11 +531,17 @@ impl SourcePool for FlightPool {
                 })?,
         };
         let reference = TableReference::full(self.catalog.as_str(), schema, table);
+        let context = match &run_as {
+            Some(run_as) => format!("{}:as:{}", self.remote.context, run_as.user.name),
+            None => self.remote.context.clone(),
+        };
         let executor = Arc::new(FlightExecutor {
             remote: self.remote.clone(),
             schema: arrow.clone(),
             reference: reference.clone(),
             quote: self.support.quote,
+            run_as,
+            context,
         });
         Ok(SourceTable {
             provider: remote_table(arrow, &reference, executor.clone())?,
@@ -424,137 +550,5 @@ impl SourcePool for FlightPool {
             direct: None,
             rows: None,
         })
-    }
-}
-
-/// The table as scanned without federation (`pushdown = false`): every
-/// row, projected here.
-fn remote_table(
-    schema: SchemaRef,
-    reference: &TableReference,
-    executor: Arc<FlightExecutor>,
-) -> DfResult<Arc<dyn TableProvider>> {
-    // Named columns: a remote that reorders its columns cannot move
-    // values under other names (where a local mask would miss them).
-    let columns = schema
-        .fields()
-        .iter()
-        .map(|f| quote_part(f.name()))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let scan = RemoteScan {
-        sql: format!("SELECT {columns} FROM {}", quoted(reference)),
-        schema: schema.clone(),
-        executor,
-    };
-    Ok(Arc::new(StreamingTable::try_new(
-        schema,
-        vec![Arc::new(scan)],
-    )?))
-}
-
-/// `"name"`.
-fn quote_part(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// `"catalog"."schema"."table"`.
-fn quoted(reference: &TableReference) -> String {
-    let part = quote_part;
-    match reference {
-        TableReference::Full {
-            catalog,
-            schema,
-            table,
-        } => format!("{}.{}.{}", part(catalog), part(schema), part(table)),
-        TableReference::Partial { schema, table } => format!("{}.{}", part(schema), part(table)),
-        TableReference::Bare { table } => part(table),
-    }
-}
-
-#[derive(Debug)]
-struct RemoteScan {
-    sql: String,
-    schema: SchemaRef,
-    executor: Arc<FlightExecutor>,
-}
-
-impl std::fmt::Debug for FlightExecutor {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "FlightExecutor({})", self.reference)
-    }
-}
-
-impl PartitionStream for RemoteScan {
-    fn schema(&self) -> &SchemaRef {
-        &self.schema
-    }
-
-    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-        match self.executor.execute(&self.sql, self.schema.clone(), &[]) {
-            Ok(stream) => stream,
-            Err(e) => Box::pin(RecordBatchStreamAdapter::new(
-                self.schema.clone(),
-                futures::stream::once(async move { Err(e) }),
-            )),
-        }
-    }
-}
-
-/// Runs SQL on the remote server for federation.
-struct FlightExecutor {
-    remote: Arc<Remote>,
-    schema: SchemaRef,
-    reference: TableReference,
-    /// The remote's identifier quote (GetSqlInfo).
-    quote: char,
-}
-
-#[async_trait]
-impl SQLExecutor for FlightExecutor {
-    fn name(&self) -> &str {
-        "flightsql"
-    }
-
-    fn compute_context(&self) -> Option<String> {
-        Some(self.remote.context.clone())
-    }
-
-    fn dialect(&self) -> Arc<dyn Dialect> {
-        Arc::new(
-            CustomDialectBuilder::new()
-                .with_identifier_quote_style(self.quote)
-                .build(),
-        )
-    }
-
-    fn execute(
-        &self,
-        query: &str,
-        schema: SchemaRef,
-        _filters: &[Arc<dyn PhysicalExpr>],
-    ) -> DfResult<SendableRecordBatchStream> {
-        let remote = self.remote.clone();
-        let sql = query.to_owned();
-        let target = schema.clone();
-        let batches = futures::stream::once(async move {
-            let info = remote
-                .client()
-                .execute(sql, None)
-                .await
-                .map_err(remote_error)?;
-            remote.fetch_all(info).await
-        })
-        .try_flatten()
-        .map(move |batch| super::direct::conform(batch?, &target, "the Flight SQL server"));
-        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, batches)))
-    }
-
-    async fn table_names(&self) -> DfResult<Vec<String>> {
-        Ok(vec![self.reference.to_string()])
-    }
-
-    async fn get_table_schema(&self, _table_name: &str) -> DfResult<SchemaRef> {
-        Ok(self.schema.clone())
     }
 }

@@ -20,11 +20,14 @@
 //! [`SqlCatalog::refresh`] (`CALL system.refresh_catalog('name')`) drops
 //! all of it.
 
+mod catalog_ops;
 mod catalog_query;
 mod comments;
 mod direct;
 mod federation;
 mod flightsql;
+mod flightsql_exec;
+mod flightsql_identity;
 mod flightsql_info;
 mod key_filter;
 mod key_filter_exec;
@@ -45,6 +48,10 @@ use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
 use datafusion::error::{DataFusionError, Result as DfResult};
 
+pub use catalog_ops::{
+    catalog_as_end_user, catalog_comments, catalog_keys, forwards_identity, probe_catalog,
+    refresh_catalog,
+};
 pub use direct::DirectStatement;
 pub use flightsql::FlightSqlConnector;
 pub use key_filter_exec::{ShowSourceKeys, SourceKeyFilterExec};
@@ -56,7 +63,7 @@ pub use sqlite::SqliteConnector;
 use federation::FunctionSet;
 use options::{NameFilter, SqlOptions};
 
-use crate::ConnectorError;
+use crate::{ConnectorError, EndUser};
 
 /// The option keys of a SQL catalog that hold secrets.
 pub(crate) const SQL_SECRET_KEYS: &[&str] = &["password"];
@@ -71,6 +78,15 @@ pub(crate) trait SourcePool: Send + Sync {
     /// One table: a provider that scans by itself, and the SQL executor that
     /// runs federated sub-plans on the same connection pool.
     async fn table(&self, schema: &str, table: &str) -> DfResult<SourceTable>;
+
+    /// One table whose queries run at the source as `user` (only for
+    /// sources whose kind [forwards identity](SourceKind::forwards_identity)).
+    async fn table_as(&self, schema: &str, table: &str, user: &EndUser) -> DfResult<SourceTable> {
+        let _ = (schema, table, user);
+        Err(DataFusionError::Internal(
+            "this source does not run queries as the end user".into(),
+        ))
+    }
 
     /// One cheap round trip to the source (a health probe).
     async fn ping(&self) -> Result<(), DataFusionError>;
@@ -115,6 +131,12 @@ pub(crate) trait SourceKind: Send + Sync + 'static {
         options: &SqlOptions,
     ) -> Result<Arc<dyn SourcePool>, DataFusionError>;
     fn functions(&self) -> FunctionSet;
+
+    /// Whether queries run at the source as the end user rather than as
+    /// the configured account (see [`SqlCatalog::as_end_user`]).
+    fn forwards_identity(&self) -> bool {
+        false
+    }
 }
 
 /// What the catalog last learned about the source's schemas and tables.
@@ -155,6 +177,9 @@ struct Inner {
 #[derive(Clone)]
 pub struct SqlCatalog {
     inner: Arc<Inner>,
+    /// The user queries run as at the source, for a session's view of a
+    /// catalog that forwards identity; `None`: the configured account.
+    end_user: Option<Arc<EndUser>>,
 }
 
 impl std::fmt::Debug for SqlCatalog {
@@ -197,7 +222,19 @@ impl SqlCatalog {
                 comments,
                 tables,
             }),
+            end_user: None,
         }
+    }
+
+    /// This catalog as `user`'s queries see it, when its source runs
+    /// queries as the end user: listings are shared, tables are not (their
+    /// queries carry `user`). `None` for sources that run every query as the
+    /// configured account.
+    pub fn as_end_user(&self, user: EndUser) -> Option<SqlCatalog> {
+        self.inner.kind.forwards_identity().then(|| SqlCatalog {
+            inner: self.inner.clone(),
+            end_user: Some(Arc::new(user)),
+        })
     }
 
     /// Build the catalog and try one listing; a source that does not answer
@@ -387,7 +424,12 @@ impl Inner {
             .is_some_and(|t| t.contains(table))
     }
 
-    async fn table(&self, schema: &str, table: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+    async fn table(
+        &self,
+        schema: &str,
+        table: &str,
+        end_user: Option<&EndUser>,
+    ) -> DfResult<Option<Arc<dyn TableProvider>>> {
         if !self.filter.table(schema, table) {
             return Ok(None);
         }
@@ -420,22 +462,23 @@ impl Inner {
                 return Ok(None);
             }
         }
+        if let Some(user) = end_user {
+            // Built per use: the table's queries carry this user.
+            let pool = self.pool().await.map_err(|e| self.lookup_error(&e))?;
+            return match pool.table_as(schema, table, user).await {
+                Ok(source) => Ok(Some(self.provider(schema, table, pool.as_ref(), source))),
+                Err(err) => {
+                    self.reset_pool().await;
+                    Err(self.lookup_error(&self.unavailable(&err)))
+                }
+            };
+        }
         let provider = self
             .tables
             .try_get_with(key, async {
                 let pool = self.pool().await?;
                 match pool.table(schema, table).await {
-                    Ok(source) if !self.options.pushdown || !pool.sends_sub_plans() => {
-                        Ok(source.provider)
-                    }
-                    Ok(source) => Ok(federation::federated_table(
-                        &self.catalog,
-                        source.reference.clone().unwrap_or_else(|| {
-                            datafusion::common::TableReference::partial(schema, table)
-                        }),
-                        source,
-                        self.functions.clone(),
-                    )),
+                    Ok(source) => Ok(self.provider(schema, table, pool.as_ref(), source)),
                     Err(err) => {
                         self.reset_pool().await;
                         Err(self.unavailable(&err))
@@ -443,16 +486,42 @@ impl Inner {
                 }
             })
             .await
-            .map_err(|e: Arc<ConnectorError>| {
-                DataFusionError::External(Box::new(ConnectorError::Source {
-                    catalog: self.catalog.clone(),
-                    message: match e.as_ref() {
-                        ConnectorError::Source { message, .. } => message.clone(),
-                        other => other.to_string(),
-                    },
-                }))
-            })?;
+            .map_err(|e: Arc<ConnectorError>| self.lookup_error(&e))?;
         Ok(Some(provider))
+    }
+
+    /// The provider queries use: the source's own scan, or the federated
+    /// table that sends whole sub-plans.
+    fn provider(
+        &self,
+        schema: &str,
+        table: &str,
+        pool: &dyn SourcePool,
+        source: SourceTable,
+    ) -> Arc<dyn TableProvider> {
+        if !self.options.pushdown || !pool.sends_sub_plans() {
+            return source.provider;
+        }
+        federation::federated_table(
+            &self.catalog,
+            source
+                .reference
+                .clone()
+                .unwrap_or_else(|| datafusion::common::TableReference::partial(schema, table)),
+            source,
+            self.functions.clone(),
+        )
+    }
+
+    /// A failed table lookup, naming this catalog.
+    fn lookup_error(&self, e: &ConnectorError) -> DataFusionError {
+        DataFusionError::External(Box::new(ConnectorError::Source {
+            catalog: self.catalog.clone(),
+            message: match e {
+                ConnectorError::Source { message, .. } => message.clone(),
+                other => other.to_string(),
+            },
+        }))
     }
 }
 
@@ -472,6 +541,7 @@ impl CatalogProvider for SqlCatalog {
             Some(Arc::new(SqlSchema {
                 inner: self.inner.clone(),
                 schema: name.to_owned(),
+                end_user: self.end_user.clone(),
             }))
         } else {
             None
@@ -483,6 +553,7 @@ impl CatalogProvider for SqlCatalog {
 struct SqlSchema {
     inner: Arc<Inner>,
     schema: String,
+    end_user: Option<Arc<EndUser>>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -501,89 +572,12 @@ impl SchemaProvider for SqlSchema {
     }
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
-        self.inner.table(&self.schema, name).await
+        self.inner
+            .table(&self.schema, name, self.end_user.as_deref())
+            .await
     }
 
     fn table_exist(&self, name: &str) -> bool {
         self.inner.has_table(&self.schema, name)
     }
-}
-
-/// Probe `catalog`'s source if it is a SQL catalog (see
-/// [`SqlCatalog::probe`]); other kinds read local or object-store data that
-/// is checked when a query reads it, and count as up.
-pub async fn probe_catalog(catalog: &Arc<dyn CatalogProvider>) -> Result<(), ConnectorError> {
-    match catalog.as_ref().downcast_ref::<SqlCatalog>() {
-        Some(sql) => sql.probe().await,
-        None => Ok(()),
-    }
-}
-
-/// The keys `catalog`'s source declares: a SQL catalog's primary and
-/// foreign keys (cached like its listing); none for other kinds.
-pub async fn catalog_keys(
-    catalog: &Arc<dyn CatalogProvider>,
-) -> Result<Arc<Vec<KeyColumn>>, ConnectorError> {
-    let Some(sql) = catalog.as_ref().downcast_ref::<SqlCatalog>() else {
-        return Ok(Arc::default());
-    };
-    let inner = &sql.inner;
-    inner
-        .keys
-        .try_get_with((), async {
-            let pool = inner.pool().await?;
-            let timeout = inner.options.connect_timeout() * 2;
-            match tokio::time::timeout(timeout, pool.keys()).await {
-                Ok(Ok(keys)) => Ok(Arc::new(keys)),
-                Ok(Err(err)) => Err(inner.unavailable(&err)),
-                Err(_) => Err(ConnectorError::Source {
-                    catalog: inner.catalog.clone(),
-                    message: format!("no keys within {} s", timeout.as_secs()),
-                }),
-            }
-        })
-        .await
-        .map_err(|e: Arc<ConnectorError>| ConnectorError::Source {
-            catalog: inner.catalog.clone(),
-            message: e.to_string(),
-        })
-}
-
-/// The comments `catalog`'s source keeps on tables and columns (cached
-/// like its listing); none for other kinds.
-pub async fn catalog_comments(
-    catalog: &Arc<dyn CatalogProvider>,
-) -> Result<Arc<Vec<crate::Description>>, ConnectorError> {
-    let Some(sql) = catalog.as_ref().downcast_ref::<SqlCatalog>() else {
-        return Ok(Arc::default());
-    };
-    let inner = &sql.inner;
-    inner
-        .comments
-        .try_get_with((), async {
-            let pool = inner.pool().await?;
-            let timeout = inner.options.connect_timeout() * 2;
-            match tokio::time::timeout(timeout, pool.comments()).await {
-                Ok(Ok(comments)) => Ok(Arc::new(comments)),
-                Ok(Err(err)) => Err(inner.unavailable(&err)),
-                Err(_) => Err(ConnectorError::Source {
-                    catalog: inner.catalog.clone(),
-                    message: format!("no comments within {} s", timeout.as_secs()),
-                }),
-            }
-        })
-        .await
-        .map_err(|e: Arc<ConnectorError>| ConnectorError::Source {
-            catalog: inner.catalog.clone(),
-            message: e.to_string(),
-        })
-}
-
-/// Refresh `catalog` if it is a SQL catalog; `None` for other kinds, whose
-/// tables and schemas are fixed when the catalog is built.
-pub async fn refresh_catalog(
-    catalog: &Arc<dyn CatalogProvider>,
-) -> Option<Result<(), ConnectorError>> {
-    let sql = catalog.as_ref().downcast_ref::<SqlCatalog>()?;
-    Some(sql.refresh().await)
 }

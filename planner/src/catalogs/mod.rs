@@ -272,6 +272,38 @@ impl CatalogRegistry {
         self.set().served.clone()
     }
 
+    /// The catalogs as `user`'s queries see them: [`Self::served_catalogs`],
+    /// with each catalog that runs its queries as the end user (a
+    /// `flightsql` catalog with `identity = "forward"`) bound to `user`.
+    pub fn served_catalogs_for(
+        &self,
+        user: &meshgate_connectors::EndUser,
+    ) -> BTreeMap<String, Arc<dyn CatalogProvider>> {
+        let set = self.set();
+        set.served
+            .iter()
+            .map(|(name, served)| {
+                let as_user = set
+                    .catalogs
+                    .get(name)
+                    .and_then(|raw| meshgate_connectors::catalog_as_end_user(raw, user));
+                let catalog = match as_user {
+                    Some(own) => ContractCatalog::wrap(name, own, &self.products),
+                    None => served.clone(),
+                };
+                (name.clone(), catalog)
+            })
+            .collect()
+    }
+
+    /// Whether `catalog` runs its queries at the source as the end user.
+    pub fn forwards_identity(&self, catalog: &str) -> bool {
+        self.set()
+            .catalogs
+            .get(catalog)
+            .is_some_and(meshgate_connectors::forwards_identity)
+    }
+
     /// The connector kind of `catalog` (`postgres`, `files`, ...).
     pub fn connector_of(&self, catalog: &str) -> Option<String> {
         self.set().specs.get(catalog).map(|s| s.connector.clone())

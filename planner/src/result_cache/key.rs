@@ -20,6 +20,10 @@ pub(crate) struct ProbeContext<'a> {
     pub default_catalog: &'a str,
     pub default_schema: &'a str,
     pub time_zone: Option<&'a str>,
+    /// The end user, when a catalog read runs its queries as the end user
+    /// (each user's answer may differ there): results are then kept per
+    /// user.
+    pub end_user: Option<String>,
 }
 
 /// A query that may be kept: its key and its tables' change marks now.
@@ -56,6 +60,15 @@ pub(crate) struct Sources {
     /// Something read cannot be kept (a system table, a database table
     /// without a freshness bound, a view of our own).
     unkept: bool,
+    /// The database catalogs read.
+    catalogs: Vec<String>,
+}
+
+impl Sources {
+    /// The database catalogs the query reads.
+    pub(crate) fn catalogs(&self) -> &[String] {
+        &self.catalogs
+    }
 }
 
 impl ResultCache {
@@ -94,13 +107,14 @@ impl ResultCache {
         let mut key = String::with_capacity(1024);
         let _ = write!(
             key,
-            "{}\n{}\n{:?}\n{}\n{:?}\n{}",
+            "{}\n{}\n{:?}\n{}\n{:?}\n{}\n{:?}",
             context.default_catalog,
             context.default_schema,
             context.time_zone,
             plan.display_indent_schema(),
             params,
-            sources.views
+            sources.views,
+            context.end_user
         );
         Some(Probe {
             key,
@@ -129,6 +143,9 @@ impl ResultCache {
                         .is_some()
                     {
                         let catalog = scan.table_name.catalog().unwrap_or(default_catalog);
+                        if !sources.catalogs.iter().any(|c| c == catalog) {
+                            sources.catalogs.push(catalog.to_owned());
+                        }
                         match self.settings().catalog_ttl.get(catalog) {
                             Some(ttl) => {
                                 sources.ttl = Some(sources.ttl.map_or(*ttl, |t| t.min(*ttl)));

@@ -17,7 +17,9 @@
 //! of every column, with the identity's values put in: see
 //! [`PolicyTable::fingerprint`]). Two users under the same effective
 //! policy share a result; a user with other filters or masks never sees
-//! it. A result is also only served under the policy it was made under:
+//! it. When the query reads a catalog that runs its queries as the end
+//! user (the source applies its own policy per person), the key also holds
+//! the user, their groups and attributes. A result is also only served under the policy it was made under:
 //! any policy reload retires every kept result.
 //!
 //! Kept results are bounded in bytes (moka, weighed by Arrow memory size);

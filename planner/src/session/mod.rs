@@ -20,6 +20,7 @@ mod commands;
 mod cursors;
 mod deadline;
 mod keys;
+pub(crate) mod literals;
 mod parse;
 mod parts;
 mod pipeline;
@@ -158,6 +159,8 @@ pub struct QuerySession {
     /// The catalog set the session's context was built over (see
     /// `QueryService::refresh_session`).
     pub(crate) catalog_generation: u64,
+    /// Plans of simple-protocol statements by shape (see `literals`).
+    pub(crate) literal_plans: literals::LiteralPlans,
 }
 
 impl QuerySession {

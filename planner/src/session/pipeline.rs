@@ -22,6 +22,7 @@ use datafusion::execution::{SessionState, TaskContext};
 
 use super::columns_read::columns_read;
 use super::deadline::Deadline;
+use super::literals::{self, Shape};
 use super::parts::{self, ResultPart, ResultParts};
 use super::prepared::{returns_rows, Prepared, QueryOutput, TxEffect};
 use super::result_reuse::Reuse;
@@ -82,12 +83,60 @@ impl QuerySession {
     ) -> Option<QueryResult<(Prepared, StatementResult)>> {
         let statement = script.statements.pop_front()?;
         let result = async {
-            let prepared = self.prepare_statement(statement).await?;
-            let result = self.execute_statement(&prepared, None, transaction).await?;
+            let (prepared, params) = self.prepare_simple(statement).await?;
+            let result = self
+                .execute_statement(&prepared, params, transaction)
+                .await?;
             Ok((prepared, result))
         }
         .await;
         Some(result)
+    }
+
+    /// Plan one statement of a simple-protocol text: from the plan of its
+    /// shape with its literals bound where that plan holds them (see
+    /// `literals`), else from its own text.
+    async fn prepare_simple(
+        &mut self,
+        statement: DfStatement,
+    ) -> QueryResult<(Prepared, Option<ParamValues>)> {
+        let Some(shape) = literals::parameterise(&statement) else {
+            return Ok((self.prepare_statement(statement).await?, None));
+        };
+        let key = {
+            let state = self.ctx.state_ref();
+            let state = state.read();
+            let options = &state.config().options().catalog;
+            (
+                shape.shape.clone(),
+                options.default_catalog.clone(),
+                options.default_schema.clone(),
+            )
+        };
+        let planned = match self.literal_plans.get(&key) {
+            Some(Shape::Unusable) => None,
+            Some(Shape::Planned(kept)) => match self.replan_if_stale(&kept).await {
+                Ok(None) => Some(*kept),
+                Ok(Some(fresh)) => Some(fresh),
+                Err(_) => None,
+            },
+            None => self.plan_statement(shape.statement.clone()).await.ok(),
+        };
+        match planned {
+            Some(prepared @ Prepared::Query { .. }) => {
+                let values = match &prepared {
+                    Prepared::Query { plan, .. } => shape.bind(plan),
+                    _ => None,
+                };
+                self.literal_plans
+                    .insert(key, Shape::Planned(Box::new(prepared.clone())));
+                if let Some(values) = values {
+                    return Ok((prepared.with_sql(statement.to_string()), Some(values)));
+                }
+            }
+            _ => self.literal_plans.insert(key, Shape::Unusable),
+        }
+        Ok((self.prepare_statement(statement).await?, None))
     }
 
     /// Plan and run SQL text holding any number of statements outside any

@@ -103,6 +103,16 @@ pub enum CopyFormat {
 }
 
 impl Prepared {
+    /// The same statement recorded under another text (the text a client
+    /// sent for a plan made from its shape); the kept plan is shared.
+    pub(crate) fn with_sql(&self, text: String) -> Prepared {
+        let mut copy = self.clone();
+        if let Prepared::Query { sql, .. } | Prepared::Command { sql, .. } = &mut copy {
+            *sql = text;
+        }
+        copy
+    }
+
     pub fn sql(&self) -> &str {
         match self {
             Prepared::Query { sql, .. } | Prepared::Command { sql, .. } => sql,

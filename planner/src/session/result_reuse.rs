@@ -52,10 +52,15 @@ impl QuerySession {
         let Some(sources) = self.result_cache.candidate(query, &default_catalog) else {
             return Ok(Reuse::None);
         };
+        let forwards = sources
+            .catalogs()
+            .iter()
+            .any(|c| self.registry.forwards_identity(c));
         let context = ProbeContext {
             default_catalog: &default_catalog,
             default_schema: &default_schema,
             time_zone: time_zone.as_deref(),
+            end_user: forwards.then(|| format!("{:?}", self.identity.end_user())),
         };
         // Files are listed through the session (its listing cache).
         let state = sources.lists_files().then(|| self.ctx.state());

@@ -317,6 +317,13 @@ async fn f7_a_revoke_reaches_statements_prepared_before_it() {
     assert_eq!(simple_rows(&intruder, "EXECUTE p").await.unwrap().len(), 1);
     let mut flight_client = flight(&mesh, "intruder").await;
     let mut flight_prepared = flight_client.prepare(count.to_owned(), None).await.unwrap();
+    // A simple-protocol text whose shape's plan the session keeps.
+    let literal = |n: i32| format!("{count} WHERE provider_id > {n}");
+    for n in [0, 1] {
+        assert_eq!(simple_rows(&intruder, &literal(n)).await.unwrap().len(), 1);
+    }
+    // The audit keeps the text as sent, values and all.
+    assert!(mesh.audit_text().contains("provider_id > 1"));
 
     let admin = mesh.pg("admin").await;
     simple_rows(
@@ -330,6 +337,7 @@ async fn f7_a_revoke_reaches_statements_prepared_before_it() {
     let state = err.code().map(|c| c.code().to_owned());
     assert_eq!(state.as_deref(), Some("42P01"), "{err}");
     assert_eq!(sqlstate(&intruder, "EXECUTE p").await, "42P01");
+    assert_eq!(sqlstate(&intruder, &literal(2)).await, "42P01");
     let flight_result = async {
         let info = flight_prepared.execute().await?;
         let mut rows = 0;

@@ -171,6 +171,53 @@ async fn prepared_lookups_run_at_the_source_with_parameters() {
     }
     assert_eq!(simple(1000).await, [[None, None, None]]);
     assert!(simple(99_999).await.is_empty());
+
+    // Texts of one shape share a plan, each with its own values: text and
+    // date literals, two of them; the source is sent the parameterised
+    // statement.
+    let text = |sql: String| {
+        let client = &client;
+        async move {
+            client
+                .simple_query(&sql)
+                .await
+                .map(|m| meshgate_tests::simple_rows(&m))
+        }
+    };
+    for (region_name, day) in [("south", "2024-01-20"), ("east", "2024-01-31")] {
+        let ids = text(format!(
+            "SELECT id FROM pg.public.accounts WHERE region = '{region_name}' \
+             AND opened < '{day}' ORDER BY id"
+        ))
+        .await
+        .unwrap();
+        let until = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d").unwrap();
+        let expected: Vec<Vec<Option<String>>> = (1..=ACCOUNTS)
+            .filter(|&i| {
+                region(i) == region_name
+                    && chrono::NaiveDate::from_ymd_opt(2024, 1, 1).unwrap()
+                        + chrono::Duration::days(i64::from(i))
+                        < until
+            })
+            .map(|i| vec![Some(i.to_string())])
+            .collect();
+        assert_eq!(ids, expected, "{region_name} before {day}");
+    }
+    let sent = meshgate_activity(&db).await;
+    assert!(
+        sent.iter()
+            .any(|q| q.contains("region") && q.contains("$1") && q.contains("$2")),
+        "the source ran no parameterised statement: {sent:?}"
+    );
+    // Values the shape's types do not hold run as written: no row for an
+    // id beyond int or a fraction, an error for a date that does not exist.
+    let none = text("SELECT owner FROM pg.public.accounts WHERE id = 9999999999".into()).await;
+    assert_eq!(none.unwrap(), Vec::<Vec<Option<String>>>::new());
+    let none = text("SELECT owner FROM pg.public.accounts WHERE id = 7.5".into()).await;
+    assert_eq!(none.unwrap(), Vec::<Vec<Option<String>>>::new());
+    let bad = text("SELECT id FROM pg.public.accounts WHERE opened = '2024-02-30'".into()).await;
+    assert!(bad.unwrap_err().as_db_error().is_some());
+    assert_eq!(simple(8).await.len(), 1, "the connection goes on");
 }
 
 #[tokio::test]
@@ -209,6 +256,19 @@ async fn prepared_lookups_keep_the_policy() {
     assert!(literal("SELECT owner FROM pg.public.accounts WHERE id = 2")
         .await
         .is_empty());
+    // A literal compared with a masked column meets the mask, not the
+    // hidden value; a hidden row is not found through its values.
+    for sql in [
+        "SELECT count(*) FROM pg.public.accounts WHERE owner = 'owner3'",
+        "SELECT count(*) FROM pg.public.accounts WHERE owner = 'owner3'",
+        "SELECT count(*) FROM pg.public.accounts WHERE balance = 21",
+    ] {
+        assert_eq!(literal(sql).await, [[Some("0".to_owned())]], "{sql}");
+    }
+    assert_eq!(
+        literal("SELECT count(*) FROM pg.public.accounts WHERE owner = 'o***'").await,
+        [[Some((ACCOUNTS / 3).to_string())]]
+    );
     let by_owner = clerk
         .prepare("SELECT count(*) FROM pg.public.accounts WHERE owner = $1")
         .await

@@ -4,7 +4,9 @@
 //! to its own users on top; queries are pushed to the domain gateway as
 //! SQL and joined with local catalogs.
 
-use crate::attacks::{attack_mesh, attack_mesh_with, password, simple_rows, sqlstate};
+use crate::attacks::{
+    attack_mesh, attack_mesh_with, password, simple_rows, sqlstate, AttackMesh, ATTACK_POLICY,
+};
 
 /// The federating gateway's policy: its analyst reads the remote members
 /// (even member ids only) and the local ones; its intruder nothing.
@@ -108,6 +110,137 @@ async fn a_gateway_federates_a_domain_gateway_under_both_policies() {
     assert!(state == "42P01" || state == "42501", "{state}");
     mesh.assert_serving().await;
     domain.assert_serving().await;
+}
+
+/// The key the federating gateway signs forwarded identities with, and
+/// the domain gateway trusts (`[auth.jwt]`).
+const FORWARD_SECRET: &str = "mesh-forwarding-secret-of-32-bytes-or-more";
+
+/// The federating gateway's policy for forwarded identities: analyst,
+/// intruder and admin all read the remote table, with nothing filtered here
+/// (analyst and intruder are under one effective policy).
+const FORWARD_POLICY: &str = r#"
+version = 1
+admins = ["user:admin"]
+
+[[grants]]
+effect = "allow"
+principals = ["user:analyst", "user:intruder", "user:admin"]
+tables = ["domain.public.members"]
+"#;
+
+/// The domain gateway's audit records, parsed.
+fn audit_records(domain: &AttackMesh) -> Vec<serde_json::Value> {
+    domain
+        .audit_text()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn end_users_reach_the_domain_gateway_as_themselves() {
+    // The domain gateway trusts tokens the federating gateway signs for it.
+    let trust = format!(
+        "\n[auth.jwt]\nalgorithm = \"HS256\"\nsecret = \"{FORWARD_SECRET}\"\n\
+         issuer = \"mesh-hub\"\naudience = \"members-domain\"\n"
+    );
+    let domain = attack_mesh_with(ATTACK_POLICY, |c| c.push_str(&trust)).await;
+    // The service account (which lists tables) is the domain's analyst;
+    // queries run as the end user. Results are kept, per user.
+    let block = format!(
+        "[catalogs.domain]\nconnector = \"flightsql\"\nendpoint = \"http://{}\"\n\
+         catalog = \"members\"\nuser = \"analyst\"\npassword = \"{}\"\nallow_http = true\n\
+         result_cache_ttl = \"60s\"\nidentity = \"forward\"\nforward_algorithm = \"HS256\"\n\
+         forward_secret = \"{FORWARD_SECRET}\"\nforward_issuer = \"mesh-hub\"\n\
+         forward_audience = \"members-domain\"\n",
+        domain.mesh.flight_sql_addr(),
+        password("analyst")
+    );
+    let mesh = attack_mesh_with(FORWARD_POLICY, |c| c.push_str(&block)).await;
+
+    // The mesh's admin is the domain's admin there: New York, last names.
+    let ny = "SELECT count(*) FROM domain.public.members WHERE state = 'NY'";
+    let admin_ny = simple_rows(&mesh.pg("admin").await, ny).await.unwrap();
+    let there = simple_rows(
+        &domain.pg("admin").await,
+        "SELECT count(*) FROM members.public.members WHERE state = 'NY'",
+    )
+    .await
+    .unwrap();
+    assert_eq!(admin_ny, there);
+    assert_ne!(
+        there[0][0].as_deref(),
+        Some("0"),
+        "the demo has New York members"
+    );
+    let names = simple_rows(
+        &mesh.pg("admin").await,
+        "SELECT DISTINCT last_name FROM domain.public.members",
+    )
+    .await
+    .unwrap();
+    assert!(names.len() > 1, "raw last names: {names:?}");
+
+    // The analyst gets the domain's analyst rules: no New York, masked.
+    let analyst = mesh.pg("analyst").await;
+    let query = "SELECT member_id, state, last_name FROM domain.public.members ORDER BY member_id";
+    let seen = simple_rows(&analyst, query).await.unwrap();
+    assert!(!seen.is_empty());
+    for row in &seen {
+        assert_ne!(row[1].as_deref(), Some("NY"), "{row:?}");
+        assert_eq!(row[2].as_deref(), Some("***"), "{row:?}");
+    }
+    // Kept for the analyst (a second run), never served to the intruder,
+    // whose local policy is the same but who may read nothing there.
+    assert_eq!(simple_rows(&analyst, query).await.unwrap(), seen);
+    let intruder = mesh.pg("intruder").await;
+    let refused = simple_rows(&intruder, query).await;
+    assert!(refused.is_err(), "the intruder read {:?}", refused.unwrap());
+    assert!(simple_rows(&intruder, ny).await.is_err());
+
+    // The domain audited each of them under their own name.
+    let records = audit_records(&domain);
+    let by = |user: &str, decision: &str| -> bool {
+        records.iter().any(|r| {
+            r["user"] == user
+                && r["decision"] == decision
+                && r["objects"].to_string().contains("members.public.members")
+        })
+    };
+    assert!(by("admin", "allowed"), "{records:?}");
+    assert!(
+        records
+            .iter()
+            .any(|r| r["user"] == "intruder" && r["decision"] != "allowed"),
+        "{records:?}"
+    );
+    assert!(!by("intruder", "allowed"), "{records:?}");
+    mesh.assert_serving().await;
+    domain.assert_serving().await;
+}
+
+#[test]
+fn forwarding_identities_needs_a_key_and_an_audience() {
+    let base = "[listeners.pgwire]\naddress = \"127.0.0.1:0\"\n\
+         [catalogs.domain]\nconnector = \"flightsql\"\nendpoint = \"http://127.0.0.1:1\"\n\
+         catalog = \"members\"\nuser = \"svc\"\npassword = \"svc-password\"\nallow_http = true\n";
+    let err = crate::attacks::config_error(&format!(
+        "{base}identity = \"forward\"\nforward_algorithm = \"HS256\"\n\
+         forward_secret = \"{FORWARD_SECRET}\"\n"
+    ));
+    assert!(err.contains("catalogs.domain.forward_audience"), "{err}");
+    assert!(!err.contains(FORWARD_SECRET), "{err}");
+    let err = crate::attacks::config_error(&format!(
+        "{base}identity = \"forward\"\nforward_algorithm = \"HS256\"\n\
+         forward_secret = \"too-short\"\nforward_audience = \"d\"\n"
+    ));
+    assert!(err.contains("catalogs.domain.forward_secret"), "{err}");
+    // A signing key given without forwarding is a mistake, not ignored.
+    let err =
+        crate::attacks::config_error(&format!("{base}forward_secret = \"{FORWARD_SECRET}\"\n"));
+    assert!(err.contains("catalogs.domain.forward_secret"), "{err}");
+    assert!(err.contains("identity"), "{err}");
 }
 
 #[test]
