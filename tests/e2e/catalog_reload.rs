@@ -7,7 +7,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use crate::attacks::{admin_client, attack_mesh_with, simple_rows};
+use crate::attacks::{admin_client, attack_mesh_with, password, simple_rows};
 
 /// The analyst reads the members and the new catalog's `shown` table, not
 /// its `hidden` one; the admin reads everything.
@@ -65,6 +65,13 @@ async fn catalogs_reload_through_the_admin_api_and_open_sessions_follow() {
         .await
         .unwrap_err();
     assert_eq!(sqlstate(&err), "42P01", "{err}");
+    // A session whose own database is about to go.
+    let on_providers = mesh
+        .mesh
+        .connect_as("analyst", &password("analyst"), "providers")
+        .await
+        .unwrap();
+    simple_rows(&on_providers, "SELECT 1").await.unwrap();
 
     // Only a policy admin may reload.
     let refused = admin_client(&mesh, "analyst")
@@ -93,6 +100,18 @@ async fn catalogs_reload_through_the_admin_api_and_open_sessions_follow() {
         .await
         .unwrap_err();
     assert_eq!(sqlstate(&err), "42P01", "{err}");
+    // The session on the removed database is told at its next statement,
+    // as is a new connection to it; the others go on.
+    let err = simple_rows(&on_providers, "SELECT 1").await.unwrap_err();
+    assert_eq!(sqlstate(&err), "3D000", "{err}");
+    let Err(err) = mesh
+        .mesh
+        .connect_as("analyst", &password("analyst"), "providers")
+        .await
+    else {
+        panic!("a connection to a removed database");
+    };
+    assert_eq!(sqlstate(&err), "3D000", "{err}");
     // What the policy hides in the new catalog stays hidden, and unlisted.
     let err = simple_rows(&analyst, "SELECT * FROM extra.public.hidden")
         .await

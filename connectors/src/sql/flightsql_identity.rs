@@ -75,23 +75,11 @@ impl std::fmt::Debug for Forwarder {
 const ALGORITHMS: &str =
     "HS256, HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA";
 
+/// The algorithm `name` names, in any case (`hs256`, `EdDSA`).
 fn algorithm(name: &str) -> Option<Algorithm> {
-    use Algorithm::*;
-    Some(match name.to_ascii_uppercase().as_str() {
-        "HS256" => HS256,
-        "HS384" => HS384,
-        "HS512" => HS512,
-        "RS256" => RS256,
-        "RS384" => RS384,
-        "RS512" => RS512,
-        "PS256" => PS256,
-        "PS384" => PS384,
-        "PS512" => PS512,
-        "ES256" => ES256,
-        "ES384" => ES384,
-        "EDDSA" => EdDSA,
-        _ => return None,
-    })
+    let upper = name.to_ascii_uppercase();
+    let canonical = if upper == "EDDSA" { "EdDSA" } else { &upper };
+    canonical.parse().ok()
 }
 
 fn hmac(alg: Algorithm) -> bool {
@@ -300,6 +288,14 @@ mod tests {
             &validation,
         )
         .is_err());
+    }
+
+    #[test]
+    fn algorithms_are_named_in_any_case() {
+        assert_eq!(algorithm("hs256"), Some(Algorithm::HS256));
+        assert_eq!(algorithm("EDDSA"), Some(Algorithm::EdDSA));
+        assert_eq!(algorithm("PS512"), Some(Algorithm::PS512));
+        assert_eq!(algorithm("none"), None);
     }
 
     #[test]
