@@ -23,6 +23,7 @@ mod planner;
 mod requests;
 mod resources;
 mod wire_fuzz;
+mod wire_protocol;
 
 pub const ATTACK_POLICY: &str = r#"
 version = 1
