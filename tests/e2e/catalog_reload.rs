@@ -217,7 +217,7 @@ async fn sighup_reloads_the_catalogs_of_a_running_binary() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("one.csv"), "id,name\n1,a\n2,b\n").unwrap();
     std::fs::write(dir.path().join("hidden.csv"), "id,secret\n1,x\n").unwrap();
-    let (mut child, config) = crate::ops::serve_demo_binary(&bin, dir.path(), "").await;
+    let (mut child, config) = crate::ops::serve_demo_binary(&bin, dir.path(), "", false).await;
     let lines = crate::ops::log_lines(child.stderr.take().unwrap());
     let (addr, _) = crate::ops::logged_address(&lines, "pgwire");
     let conn = format!(

@@ -309,17 +309,19 @@ pub(crate) fn meshgate_binary() -> PathBuf {
 }
 
 /// The `meshgate` binary `bin` serving the demo mesh written into `dir`
-/// (pgwire on an ephemeral port) with `extra` appended to its
-/// configuration, logging JSON to its piped stderr; and the config path.
+/// (pgwire, and Flight SQL if `flight_sql`, on ephemeral ports) with
+/// `extra` appended to its configuration, logging JSON to its piped
+/// stderr; and the config path.
 pub(crate) async fn serve_demo_binary(
     bin: &Path,
     dir: &Path,
     extra: &str,
+    flight_sql: bool,
 ) -> (std::process::Child, PathBuf) {
     let config = write_demo(&DemoOptions {
         data_dir: dir.to_path_buf(),
         pgwire_address: "127.0.0.1:0".into(),
-        flight_sql_address: None,
+        flight_sql_address: flight_sql.then(|| "127.0.0.1:0".into()),
         http_address: None,
         with_policy: false,
     })
@@ -384,7 +386,7 @@ pub(crate) fn logged_address(
 async fn json_logs_are_one_object_per_line() {
     let bin = tokio::task::spawn_blocking(meshgate_binary).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, _) = serve_demo_binary(&bin, dir.path(), HTTP).await;
+    let (mut child, _) = serve_demo_binary(&bin, dir.path(), HTTP, false).await;
     let lines_rx = log_lines(child.stderr.take().unwrap());
     let (http, lines) = logged_address(&lines_rx, "HTTP");
     for line in &lines {

@@ -2,10 +2,14 @@
 //! `connector = "flightsql"`. The domain's policy applies to the account
 //! the federating gateway signs in with, the federating gateway's policy
 //! to its own users on top; queries are pushed to the domain gateway as
-//! SQL and joined with local catalogs.
+//! SQL and joined with local catalogs. With `identity = "forward"` the
+//! domain gateway (then a `meshgate` process of its own) sees each end
+//! user instead of the account.
+
+use meshgate_tests::extra_user;
 
 use crate::attacks::{
-    attack_mesh, attack_mesh_with, password, simple_rows, sqlstate, AttackMesh, ATTACK_POLICY,
+    attack_mesh, attack_mesh_with, password, simple_rows, sqlstate, ATTACK_POLICY,
 };
 
 /// The federating gateway's policy: its analyst reads the remote members
@@ -129,13 +133,72 @@ principals = ["user:analyst", "user:intruder", "user:admin"]
 tables = ["domain.public.members"]
 "#;
 
-/// The domain gateway's audit records, parsed.
-fn audit_records(domain: &AttackMesh) -> Vec<serde_json::Value> {
-    domain
-        .audit_text()
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect()
+/// A domain gateway in its own `meshgate` process: the demo mesh under
+/// [`ATTACK_POLICY`] with an audit log and `extra` configuration, killed
+/// when dropped.
+struct DomainProcess {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+    pgwire: std::net::SocketAddr,
+    flight_sql: std::net::SocketAddr,
+}
+
+impl DomainProcess {
+    async fn start(extra: &str) -> Self {
+        let bin = tokio::task::spawn_blocking(crate::ops::meshgate_binary)
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let policy = dir.path().join("policy.toml");
+        std::fs::write(&policy, ATTACK_POLICY).unwrap();
+        let config = format!(
+            "{}{}\n[policy]\nfile = \"{}\"\n[audit]\nfile = \"{}\"\n{extra}",
+            extra_user("admin", &password("admin")),
+            extra_user("intruder", &password("intruder")),
+            policy.display(),
+            dir.path().join("audit.jsonl").display()
+        );
+        let (mut child, _) = crate::ops::serve_demo_binary(&bin, dir.path(), &config, true).await;
+        let lines = crate::ops::log_lines(child.stderr.take().unwrap());
+        let (pgwire, _) = crate::ops::logged_address(&lines, "pgwire");
+        let (flight_sql, _) = crate::ops::logged_address(&lines, "Flight SQL");
+        Self {
+            child,
+            dir,
+            pgwire,
+            flight_sql,
+        }
+    }
+
+    async fn pg(&self, user: &str) -> tokio_postgres::Client {
+        let conn = format!(
+            "host={} port={} user={user} password={} dbname=members",
+            self.pgwire.ip(),
+            self.pgwire.port(),
+            password(user)
+        );
+        let (client, connection) = tokio_postgres::connect(&conn, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        client
+    }
+
+    /// Its audit records, parsed.
+    fn audit_records(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.dir.path().join("audit.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    }
+}
+
+impl Drop for DomainProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 #[tokio::test]
@@ -145,7 +208,7 @@ async fn end_users_reach_the_domain_gateway_as_themselves() {
         "\n[auth.jwt]\nalgorithm = \"HS256\"\nsecret = \"{FORWARD_SECRET}\"\n\
          issuer = \"mesh-hub\"\naudience = \"members-domain\"\n"
     );
-    let domain = attack_mesh_with(ATTACK_POLICY, |c| c.push_str(&trust)).await;
+    let domain = DomainProcess::start(&trust).await;
     // The service account (which lists tables) is the domain's analyst;
     // queries run as the end user. Results are kept, per user.
     let block = format!(
@@ -154,7 +217,7 @@ async fn end_users_reach_the_domain_gateway_as_themselves() {
          result_cache_ttl = \"60s\"\nidentity = \"forward\"\nforward_algorithm = \"HS256\"\n\
          forward_secret = \"{FORWARD_SECRET}\"\nforward_issuer = \"mesh-hub\"\n\
          forward_audience = \"members-domain\"\n",
-        domain.mesh.flight_sql_addr(),
+        domain.flight_sql,
         password("analyst")
     );
     let mesh = attack_mesh_with(FORWARD_POLICY, |c| c.push_str(&block)).await;
@@ -200,7 +263,7 @@ async fn end_users_reach_the_domain_gateway_as_themselves() {
     assert!(simple_rows(&intruder, ny).await.is_err());
 
     // The domain audited each of them under their own name.
-    let records = audit_records(&domain);
+    let records = domain.audit_records();
     let by = |user: &str, decision: &str| -> bool {
         records.iter().any(|r| {
             r["user"] == user
@@ -217,7 +280,8 @@ async fn end_users_reach_the_domain_gateway_as_themselves() {
     );
     assert!(!by("intruder", "allowed"), "{records:?}");
     mesh.assert_serving().await;
-    domain.assert_serving().await;
+    let serving = simple_rows(&domain.pg("admin").await, "SELECT 1").await;
+    assert_eq!(serving.unwrap(), [[Some("1".to_owned())]]);
 }
 
 #[test]
