@@ -122,7 +122,8 @@ const FORWARD_SECRET: &str = "mesh-forwarding-secret-of-32-bytes-or-more";
 
 /// The federating gateway's policy for forwarded identities: analyst,
 /// intruder and admin all read the remote table, with nothing filtered here
-/// (analyst and intruder are under one effective policy).
+/// (analyst and intruder are under one effective policy for it); the
+/// analyst also reads the local members, even ids only.
 const FORWARD_POLICY: &str = r#"
 version = 1
 admins = ["user:admin"]
@@ -131,6 +132,16 @@ admins = ["user:admin"]
 effect = "allow"
 principals = ["user:analyst", "user:intruder", "user:admin"]
 tables = ["domain.public.members"]
+
+[[grants]]
+effect = "allow"
+principals = ["user:analyst"]
+tables = ["members.public.members"]
+
+[[row_filters]]
+principals = ["user:analyst"]
+tables = ["members.public.members"]
+filter = "member_id % 2 = 0"
 "#;
 
 /// A domain gateway in its own `meshgate` process: the demo mesh under
@@ -254,6 +265,20 @@ async fn end_users_reach_the_domain_gateway_as_themselves() {
         assert_ne!(row[1].as_deref(), Some("NY"), "{row:?}");
         assert_eq!(row[2].as_deref(), Some("***"), "{row:?}");
     }
+    // Joined with a local catalog: the domain's rules on its side, this
+    // gateway's row filter on the local side.
+    let joined = simple_rows(
+        &analyst,
+        "SELECT count(*) FROM domain.public.members r \
+         JOIN members.public.members l ON l.member_id = r.member_id",
+    )
+    .await
+    .unwrap();
+    let even = seen
+        .iter()
+        .filter(|row| row[0].as_deref().unwrap().parse::<i64>().unwrap() % 2 == 0)
+        .count();
+    assert_eq!(joined[0][0], Some(even.to_string()));
     // Kept for the analyst (a second run), never served to the intruder,
     // whose local policy is the same but who may read nothing there.
     assert_eq!(simple_rows(&analyst, query).await.unwrap(), seen);
