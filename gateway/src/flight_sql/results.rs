@@ -59,6 +59,11 @@ pub(super) async fn execute_part(
     encode(output)
 }
 
+/// An empty answer (no columns, no rows), as a command's.
+pub(super) fn nothing() -> Result<DoGetStream, Status> {
+    encode(QueryOutput::Empty)
+}
+
 fn encode(output: QueryOutput) -> Result<DoGetStream, Status> {
     let (schema, batches): (SchemaRef, BatchStream) = match output {
         QueryOutput::Rows(rows) => (

@@ -113,18 +113,16 @@ impl FlightSqlFrontend {
 
     /// A setting (`SET`, `RESET`) takes effect when the client executes it
     /// (GetFlightInfo), as with JDBC: later calls of the session see it
-    /// whether or not a DoGet follows (the DoGet sets it again).
+    /// whether or not a DoGet follows. Its DoGet answers no rows and does
+    /// not apply it again, unless it reaches a process that did not plan it
+    /// (another replica), which applies it to its own session.
     pub(super) async fn apply_setting(
         &self,
         session: &mut QuerySession,
         prepared: &Prepared,
         metadata: &MetadataMap,
     ) -> Result<(), Status> {
-        if let Prepared::Command {
-            command: SessionCommand::Set { .. } | SessionCommand::ResetAll,
-            ..
-        } = prepared
-        {
+        if is_setting(prepared) {
             session
                 .execute(prepared, None)
                 .await
@@ -150,6 +148,7 @@ impl FlightSqlFrontend {
         self.cancels
             .check(&request.get_ref().ticket, &identity)
             .await?;
+        let here = matches!(redeemed, Redeemed::Planned(..));
         let (mut session, prepared, parts) = match redeemed {
             Redeemed::Planned(prepared, parts) => (
                 self.session(identity, request.remote_addr(), request.metadata())?,
@@ -167,6 +166,9 @@ impl FlightSqlFrontend {
             }
         };
         let stream = match part {
+            // A setting GetFlightInfo applied (and audited) in this
+            // process's session is not applied again.
+            _ if here && is_setting(&prepared) => results::nothing()?,
             Some(part) => {
                 results::execute_part(&mut session, &prepared, part, parts.as_deref()).await?
             }
@@ -175,4 +177,15 @@ impl FlightSqlFrontend {
         self.started(&request, &session).await;
         Ok(results::response(stream, &session))
     }
+}
+
+/// `SET` or `RESET`: a statement that changes the session's settings.
+fn is_setting(prepared: &Prepared) -> bool {
+    matches!(
+        prepared,
+        Prepared::Command {
+            command: SessionCommand::Set { .. } | SessionCommand::ResetAll,
+            ..
+        }
+    )
 }

@@ -385,3 +385,26 @@ async fn pgwire_cancel_requests_are_audited_and_forged_ones_read_denied() {
     assert_no_secrets(&mesh);
     mesh.assert_serving().await;
 }
+
+#[tokio::test]
+async fn a_set_over_flight_sql_is_audited_once() {
+    let mesh = attack_mesh().await;
+    let mut client = flight(&mesh, "analyst").await;
+    flight_query(&mut client, "SET statement_timeout = '5min'")
+        .await
+        .unwrap();
+    let shown = flight_query(&mut client, "SHOW statement_timeout")
+        .await
+        .unwrap();
+    assert_eq!(shown[0].num_rows(), 1);
+    let records = records(&mesh);
+    assert_recorded(
+        &records,
+        "analyst",
+        "flight_sql",
+        "SET statement_timeout",
+        "allowed",
+    );
+    let sets = find(&records, "analyst", "SET statement_timeout");
+    assert_eq!(sets.len(), 1, "{sets:#?}");
+}
