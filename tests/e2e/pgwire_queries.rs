@@ -26,6 +26,50 @@ async fn simple_query_runs_several_statements_in_one_message() {
     assert_eq!(completions, 3);
 }
 
+/// Texts of one shape (see README "Direct statements") answer exactly as
+/// the same comparison written so that it is planned on its own.
+#[tokio::test]
+async fn literal_shapes_answer_as_their_texts_do() {
+    let mesh = TestMesh::start().await;
+    let client = mesh.connect("claims").await;
+    let count = |sql: String| {
+        let client = &client;
+        async move { simple_rows(&client.simple_query(&sql).await.unwrap())[0][0].clone() }
+    };
+    // amount is decimal(10, 2): exact decimals bind, others are planned as
+    // written; both forms must agree for every value.
+    for value in [
+        "100",
+        "1000.5",
+        "1000.25",
+        "1000.005",
+        "99999999.99",
+        "1e3",
+        "0",
+    ] {
+        let shaped = count(format!(
+            "SELECT count(*) FROM claims WHERE amount > {value}"
+        ))
+        .await;
+        let written = count(format!(
+            "SELECT count(*) FROM claims WHERE amount > {value} + 0"
+        ))
+        .await;
+        assert_eq!(shaped, written, "amount > {value}");
+    }
+    for id in [1, 2, 7] {
+        let shaped = count(format!(
+            "SELECT count(*) FROM claims WHERE member_id = {id}"
+        ))
+        .await;
+        let written = count(format!(
+            "SELECT count(*) FROM claims WHERE member_id = {id} + 0"
+        ))
+        .await;
+        assert_eq!(shaped, written, "member_id = {id}");
+    }
+}
+
 #[tokio::test]
 async fn extended_query_binds_inferred_and_declared_parameters() {
     let mesh = TestMesh::start().await;

@@ -8,8 +8,9 @@
 //! form, and later texts of the same shape bind their values into it and
 //! run like a prepared statement (plan cache, direct statements). A value
 //! is bound only where the type the plan inferred for its placeholder holds
-//! it exactly (an integer in range, text for a text column, a valid date for
-//! a date column); anything else, and any statement the parameterised form
+//! it exactly (an integer in range, a decimal with no more decimals than
+//! its column, text for a text column, a valid date for a date column);
+//! anything else, and any statement the parameterised form
 //! cannot be planned for, is planned from its own text as before. The audit
 //! record keeps the text the client sent.
 
@@ -173,6 +174,16 @@ fn value_of(literal: &Literal, ty: &DataType) -> Option<ScalarValue> {
         (Literal::Number(n), DataType::Float64) => {
             Some(ScalarValue::Float64(Some(n.parse::<f64>().ok()?)))
         }
+        (Literal::Number(n), DataType::Decimal128(_, scale)) if *scale >= 0 => {
+            // Exact only when the literal has no more decimals than the
+            // column (no rounding) and fits its precision (else an error).
+            let decimals = n.split_once('.').map_or(0, |(_, f)| f.len());
+            if n.contains(['e', 'E']) || decimals > *scale as usize {
+                return None;
+            }
+            let value = ScalarValue::Utf8(Some(n.clone())).cast_to(ty).ok()?;
+            (!value.is_null()).then_some(value)
+        }
         (Literal::Text(s), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) => {
             ScalarValue::Utf8(Some(s.clone())).cast_to(ty).ok()
         }
@@ -246,5 +257,18 @@ mod tests {
         assert!(value_of(&text("2024-02-30"), &DataType::Date32).is_none());
         assert!(value_of(&text("2024-02-28"), &DataType::Date32).is_some());
         assert_eq!(value_of(&number("1.5"), &DataType::Decimal128(10, 0)), None);
+        assert_eq!(
+            value_of(&number("100.5"), &DataType::Decimal128(15, 2)),
+            Some(ScalarValue::Decimal128(Some(10050), 15, 2))
+        );
+        assert_eq!(
+            value_of(&number("1.005"), &DataType::Decimal128(15, 2)),
+            None
+        );
+        assert_eq!(value_of(&number("1e3"), &DataType::Decimal128(15, 2)), None);
+        assert_eq!(
+            value_of(&number("123456"), &DataType::Decimal128(5, 2)),
+            None
+        );
     }
 }
