@@ -15,12 +15,15 @@
 //! record keeps the text the client sent.
 
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::parser::Statement as DfStatement;
-use datafusion::sql::sqlparser::ast::{BinaryOperator, Expr, SetExpr, Statement, Value};
+use datafusion::sql::sqlparser::ast::{
+    visit_expressions, BinaryOperator, Expr, SetExpr, Statement, Value,
+};
 
 /// How many statement shapes one session keeps.
 const MAX_SHAPES: usize = 256;
@@ -40,28 +43,30 @@ enum Literal {
     Text(String),
 }
 
-/// The plans of the statement shapes a session has run, by shape and the
-/// default catalog and schema they were resolved under.
+/// A shape's text with the default catalog and schema it resolves under.
+pub(super) type ShapeKey = (String, String, String);
+
+/// The plans of the statement shapes a session has run.
 #[derive(Default)]
 pub(crate) struct LiteralPlans {
-    shapes: HashMap<(String, String, String), Shape>,
+    shapes: HashMap<ShapeKey, Shape>,
 }
 
 /// What planning a shape gave.
 #[derive(Clone)]
 pub(super) enum Shape {
-    Planned(Box<super::Prepared>),
+    Planned(std::sync::Arc<super::Prepared>),
     /// The parameterised form does not plan (or binds no value): such
     /// texts are planned as they are.
     Unusable,
 }
 
 impl LiteralPlans {
-    pub(super) fn get(&self, key: &(String, String, String)) -> Option<Shape> {
+    pub(super) fn get(&self, key: &ShapeKey) -> Option<Shape> {
         self.shapes.get(key).cloned()
     }
 
-    pub(super) fn insert(&mut self, key: (String, String, String), shape: Shape) {
+    pub(super) fn insert(&mut self, key: ShapeKey, shape: Shape) {
         if self.shapes.len() >= MAX_SHAPES {
             self.shapes.clear();
         }
@@ -83,8 +88,12 @@ pub(super) fn parameterise(statement: &DfStatement) -> Option<Parameterised> {
         return None;
     };
     select.selection.as_ref()?;
-    let text = statement.to_string();
-    if text.contains('$') {
+    // A text with placeholders of its own keeps them (and its errors).
+    let has_placeholder = visit_expressions(query, |e| match e {
+        Expr::Value(v) if matches!(v.value, Value::Placeholder(_)) => ControlFlow::Break(()),
+        _ => ControlFlow::Continue(()),
+    });
+    if has_placeholder.is_break() {
         return None;
     }
     let mut query = query.clone();
@@ -229,11 +238,15 @@ mod tests {
             "SELECT a FROM t WHERE a + 1 = 2",
             "SELECT a FROM t WHERE a = -1",
             "SELECT a FROM t WHERE a = $1",
+            "SELECT $1, a FROM t WHERE a = 1",
             "SELECT a FROM t WHERE a IN (1, 2)",
             "SELECT a FROM t ORDER BY 1",
         ] {
             assert!(parameterise(&statement(sql)).is_none(), "{sql}");
         }
+        // A dollar sign inside a string is no placeholder.
+        let p = parameterise(&statement("SELECT a FROM t WHERE a = 'US$'")).unwrap();
+        assert_eq!(p.shape, "SELECT a FROM t WHERE a = $1");
         // Only the comparison's literal moves; the projection and LIMIT keep theirs.
         let p = parameterise(&statement("SELECT 1, a FROM t WHERE a = 5 LIMIT 3")).unwrap();
         assert_eq!(p.shape, "SELECT 1, a FROM t WHERE a = $1 LIMIT 3");

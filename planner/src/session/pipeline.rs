@@ -113,30 +113,43 @@ impl QuerySession {
                 options.default_schema.clone(),
             )
         };
+        // The kept plan of this shape, planned again (and kept anew) when
+        // the policy or the catalogs changed since.
         let planned = match self.literal_plans.get(&key) {
             Some(Shape::Unusable) => None,
             Some(Shape::Planned(kept)) => match self.replan_if_stale(&kept).await {
-                Ok(None) => Some(*kept),
-                Ok(Some(fresh)) => Some(fresh),
+                Ok(None) => Some(kept),
+                Ok(Some(fresh)) => Some(self.keep_shape(key, fresh)),
                 Err(_) => None,
             },
-            None => self.plan_statement(shape.statement.clone()).await.ok(),
+            None => match self.plan_statement(shape.statement.clone()).await {
+                Ok(prepared) => Some(self.keep_shape(key, prepared)),
+                Err(_) => {
+                    self.literal_plans.insert(key, Shape::Unusable);
+                    None
+                }
+            },
         };
-        match planned {
-            Some(prepared @ Prepared::Query { .. }) => {
-                let values = match &prepared {
-                    Prepared::Query { plan, .. } => shape.bind(plan),
-                    _ => None,
-                };
-                self.literal_plans
-                    .insert(key, Shape::Planned(Box::new(prepared.clone())));
-                if let Some(values) = values {
+        if let Some(prepared) = planned {
+            if let Prepared::Query { plan, .. } = prepared.as_ref() {
+                if let Some(values) = shape.bind(plan) {
                     return Ok((prepared.with_sql(statement.to_string()), Some(values)));
                 }
             }
-            _ => self.literal_plans.insert(key, Shape::Unusable),
         }
         Ok((self.prepare_statement(statement).await?, None))
+    }
+
+    /// Keep `prepared` as the plan of a shape (a statement that is not a
+    /// query has none: such texts are planned as they are).
+    fn keep_shape(&mut self, key: literals::ShapeKey, prepared: Prepared) -> Arc<Prepared> {
+        let prepared = Arc::new(prepared);
+        let shape = match prepared.as_ref() {
+            Prepared::Query { .. } => Shape::Planned(prepared.clone()),
+            _ => Shape::Unusable,
+        };
+        self.literal_plans.insert(key, shape);
+        prepared
     }
 
     /// Plan and run SQL text holding any number of statements outside any
