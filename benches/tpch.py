@@ -18,6 +18,12 @@ Usage (from the repository root):
   $HOME/.cache/meshgate/venv/bin/python benches/tpch.py \
       --meshgate $CARGO_TARGET_DIR/release/meshgate --data ~/.cache/meshgate/tpch-sf1 \
       [--runs 3] [--queries 1,3,18] [--config-extra '[execution]\\nbatch_size = 16384']
+      [--ballista-executors 2]
+
+With `--ballista-executors N`, a `meshgate ballista-scheduler` and N
+`meshgate ballista-executor` processes are started on this machine and the
+gateway sends every query to them (`[execution] ballista`, no size
+threshold); `--config-extra` must then not have an `[execution]` table.
 """
 
 import argparse
@@ -107,6 +113,37 @@ def serve(meshgate, data, extra="", pgwire=False):
             server.wait(timeout=10)
 
 
+@contextlib.contextmanager
+def ballista_cluster(meshgate, executors):
+    """A scheduler and `executors` executors on this machine: yields the
+    `[execution]` table that sends queries to them."""
+    port = free_port()
+    logs = tempfile.TemporaryFile()
+    procs = [subprocess.Popen([meshgate, "ballista-scheduler", "--bind", f"127.0.0.1:{port}"],
+                              stdout=logs, stderr=logs)]
+    try:
+        deadline = time.time() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.time() > deadline:
+                    sys.exit("the Ballista scheduler did not start")
+                time.sleep(0.2)
+        for _ in range(executors):
+            procs.append(subprocess.Popen(
+                [meshgate, "ballista-executor", "--scheduler", f"df://127.0.0.1:{port}",
+                 "--bind", "127.0.0.1:0"], stdout=logs, stderr=logs))
+        time.sleep(2)  # executors register on their first poll
+        yield (f'\n[execution]\nballista = "df://127.0.0.1:{port}"\n'
+               f'ballista_min_scan_bytes = "0"\n')
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait(timeout=10)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--meshgate", required=True)
@@ -114,6 +151,8 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--queries", default=",".join(str(q) for q in range(1, 23)))
     ap.add_argument("--config-extra", default="", help="TOML appended to meshgate's config")
+    ap.add_argument("--ballista-executors", type=int, default=0,
+                    help="run every query on a local Ballista cluster of this many executors")
     ap.add_argument("--result-cache", action="store_true",
                     help="keep meshgate's result cache on (off by default here)")
     args = ap.parse_args()
@@ -128,7 +167,9 @@ def main():
         # Each query runs several times: measure its execution, not the
         # result cache.
         extra += '\n[result_cache]\nmax_bytes = "0"\n'
-    with serve(args.meshgate, data, extra) as (flight_port, _):
+    cluster = (ballista_cluster(args.meshgate, args.ballista_executors)
+               if args.ballista_executors else contextlib.nullcontext(""))
+    with cluster as execution, serve(args.meshgate, data, extra + execution) as (flight_port, _):
         duck = duckdb.connect()
         for t in TABLES:
             duck.execute(f"CREATE VIEW {t} AS SELECT * FROM read_parquet('{data}/{t}.parquet')")

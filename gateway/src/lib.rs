@@ -19,11 +19,13 @@
 //! - [`pgwire`], [`flight_sql`], [`admin`]: the front ends; [`http`]: the
 //!   HTTP listener (health, readiness, metrics, info);
 //! - [`server`]: builds the gateway from a configuration and runs the
-//!   listeners; [`demo`] writes the demo mesh the CLI serves.
+//!   listeners; [`demo`] writes the demo mesh the CLI serves; [`ballista`]
+//!   runs a Ballista scheduler or executor that decodes meshgate's plans.
 
 pub mod admin;
 pub mod audit_store;
 pub mod auth;
+pub mod ballista;
 pub mod catalog_reload;
 pub mod config;
 pub mod demo;

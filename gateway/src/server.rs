@@ -86,7 +86,7 @@ impl Gateway {
         let mut service =
             QueryService::new(Arc::new(registry), config.server.default_catalog.clone())
                 .with_statement_timeout(limits.statement_timeout)
-                .with_execution(config.execution.options())
+                .with_execution(config.execution_options()?)
                 .with_result_cache(config.result_cache()?)
                 .with_admission(admission)
                 .with_roles(config.users.keys().cloned().collect())

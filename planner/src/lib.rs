@@ -25,6 +25,7 @@
 //! product descriptors, their tags and the discovery tables); `catalogs`
 //! (the registry of source catalogs); `access` (policy enforcement, each session's policy-filtered
 //! view of the catalogs, EXPLAIN redaction, policy administration);
+//! `distributed` (queries over files sent to a Ballista cluster);
 //! `result_cache` (results kept per query and effective policy);
 //! `postgres` (everything that makes DataFusion look like PostgreSQL,
 //! installed only into pgwire sessions); `session` (one client's session and
@@ -36,6 +37,7 @@ mod admission;
 mod audit;
 mod audit_store;
 mod catalogs;
+mod distributed;
 mod error;
 mod identity;
 mod like_escape;
@@ -60,6 +62,7 @@ pub use audit_store::AuditStore;
 pub use catalogs::{
     sql_type, CatalogChanges, CatalogRegistry, CatalogSpec, ProductCheck, RegistryError,
 };
+pub use distributed::{BallistaExec, BallistaOptions, MeshgatePhysicalCodec};
 pub use error::{QueryError, QueryResult};
 pub use identity::Identity;
 pub use limits::{parse_bytes, parse_duration, RuntimeLimits};

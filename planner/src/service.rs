@@ -58,6 +58,9 @@ pub struct ExecutionOptions {
     /// with or without the `datafusion.` prefix) and value, applied to
     /// every session after meshgate's own.
     pub datafusion: Vec<(String, String)>,
+    /// The Ballista cluster that runs large queries over files
+    /// (`[execution] ballista`); `None` runs every query in the gateway.
+    pub ballista: Option<crate::BallistaOptions>,
 }
 
 impl ExecutionOptions {
@@ -101,6 +104,8 @@ pub struct QueryService {
     max_statement_time: Option<std::time::Duration>,
     /// How DataFusion runs queries (`[execution]`).
     execution: ExecutionOptions,
+    /// Sends qualifying plans to the Ballista cluster (`execution.ballista`).
+    offload: Option<Arc<crate::distributed::Offload>>,
     /// How many queries may run at once, per user and per group.
     admission: Arc<crate::admission::Admission>,
     /// Every running statement and the last finished ones.
@@ -135,6 +140,7 @@ impl QueryService {
             audit: None,
             max_statement_time: None,
             execution: ExecutionOptions::default(),
+            offload: None,
             admission: Default::default(),
             runtime: Default::default(),
             result_cache: Default::default(),
@@ -162,6 +168,10 @@ impl QueryService {
     /// No statement runs longer than `limit`, whatever a session sets.
     /// How queries run: partitions and batch size (`[execution]`).
     pub fn with_execution(mut self, execution: ExecutionOptions) -> Self {
+        self.offload = execution
+            .ballista
+            .clone()
+            .map(|options| Arc::new(crate::distributed::Offload::new(Arc::new(options))));
         self.execution = execution;
         self
     }
@@ -498,6 +508,11 @@ impl QueryService {
             // EXPLAIN shows the join keys each SQL source is sent.
             .with_physical_optimizer_rule(Arc::new(meshgate_connectors::ShowSourceKeys))
             .with_optimizer_rule(Arc::new(crate::like_escape::LikeEscapeRule));
+        // Last: a plan that qualifies runs on the Ballista cluster.
+        let state = match &self.offload {
+            Some(offload) => state.with_physical_optimizer_rule(offload.clone()),
+            None => state,
+        };
         let state = if options.postgres_catalog {
             state.with_analyzer_rules(crate::postgres::analyzer::analyzer_rules())
         } else {

@@ -5,6 +5,7 @@
 mod admin_page;
 mod attacks;
 mod audit_store;
+mod ballista;
 mod catalog_reload;
 mod cli;
 mod flight_parts;

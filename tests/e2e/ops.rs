@@ -21,7 +21,7 @@ use tonic::transport::Channel;
 const HTTP: &str = "\n[listeners.http]\naddress = \"127.0.0.1:0\"\nprobe_interval_secs = 1\n";
 
 /// A port nobody listens on (bound, then released).
-fn dead_port() -> u16 {
+pub(crate) fn dead_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -20,6 +20,8 @@ pub enum CliError {
     #[error(transparent)]
     Demo(#[from] DemoError),
     #[error(transparent)]
+    Cluster(#[from] meshgate_gateway::ballista::ClusterError),
+    #[error(transparent)]
     Admin(#[from] AdminClientError),
     /// The gateway answered an admin call with an error.
     #[error("{}: {}", .0.code(), .0.message())]

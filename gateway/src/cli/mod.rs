@@ -97,6 +97,33 @@ enum Command {
         #[arg(long)]
         write_only: bool,
     },
+    /// Run a Ballista scheduler that gateways with `[execution] ballista`
+    /// send large queries over files to (it decodes meshgate's plans).
+    BallistaScheduler {
+        /// Address its gRPC service listens on (port 0: any free port).
+        #[arg(long, default_value = "0.0.0.0:50050")]
+        bind: String,
+    },
+    /// Run a Ballista executor for a `meshgate ballista-scheduler`.
+    BallistaExecutor {
+        /// The scheduler, `df://host:port`.
+        #[arg(long, default_value = "df://127.0.0.1:50050")]
+        scheduler: String,
+        /// Address its Flight service (results, shuffles) listens on.
+        #[arg(long, default_value = "0.0.0.0:50051")]
+        bind: String,
+        /// Host name or IP gateways and other executors reach it at
+        /// (default: the bind address's IP).
+        #[arg(long)]
+        advertise_host: Option<String>,
+        /// Tasks it runs at once (default: the CPU count).
+        #[arg(long)]
+        concurrent_tasks: Option<usize>,
+        /// A meshgate.toml whose file and Delta catalogs' object stores
+        /// (credentials included) and `[limits]` the executor reads with.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 /// Run the command `cli` names.
@@ -129,6 +156,25 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             http,
             write_only,
         } => demo::run(data_dir, pgwire, flight_sql, http, write_only).await,
+        Command::BallistaScheduler { bind } => {
+            Ok(meshgate_gateway::ballista::run_scheduler(&bind).await?)
+        }
+        Command::BallistaExecutor {
+            scheduler,
+            bind,
+            advertise_host,
+            concurrent_tasks,
+            config,
+        } => Ok(meshgate_gateway::ballista::run_executor(
+            meshgate_gateway::ballista::ExecutorOptions {
+                scheduler: &scheduler,
+                bind: &bind,
+                advertise_host: advertise_host.as_deref(),
+                concurrent_tasks,
+                config: config.as_deref(),
+            },
+        )
+        .await?),
     }
 }
 

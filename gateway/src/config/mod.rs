@@ -277,8 +277,7 @@ impl Config {
         self.quality_schedule()?;
         self.openlineage()?;
         self.result_cache()?;
-        self.execution
-            .options()
+        self.execution_options()?
             .apply(meshgate_planner::datafusion::prelude::SessionConfig::new())
             .map_err(|(key, problem)| {
                 self.invalid(format!("execution.datafusion.{key}"), problem)
@@ -287,6 +286,13 @@ impl Config {
             .map_err(|e| self.registry_error(e))?;
         self.load_policy()?;
         Ok(())
+    }
+
+    /// `[execution]`: how queries run.
+    pub fn execution_options(&self) -> Result<meshgate_planner::ExecutionOptions, ConfigError> {
+        self.execution
+            .options()
+            .map_err(|(key, problem)| self.invalid(format!("execution.{key}"), problem))
     }
 
     /// `[result_cache]` and each catalog's `result_cache_ttl`.

@@ -32,11 +32,40 @@ pub struct ExecutionConfig {
     /// the file is loaded.
     #[serde(default)]
     pub datafusion: toml::Table,
+    /// The Ballista scheduler (`df://host:port`) that large queries over
+    /// files run on; unset, every query runs in the gateway.
+    pub ballista: Option<String>,
+    /// The least a query's file scans add up to (e.g. `"1GiB"`) before it
+    /// goes to the Ballista cluster (default 1 GiB).
+    pub ballista_min_scan_bytes: Option<String>,
 }
 
+/// `ballista_min_scan_bytes` when unset.
+const BALLISTA_MIN_SCAN_BYTES: u64 = 1 << 30;
+
 impl ExecutionConfig {
-    pub fn options(&self) -> meshgate_planner::ExecutionOptions {
-        meshgate_planner::ExecutionOptions {
+    /// The options, or the key under `[execution]` that is wrong and why.
+    pub fn options(&self) -> Result<meshgate_planner::ExecutionOptions, (String, String)> {
+        let min_scan_bytes = match &self.ballista_min_scan_bytes {
+            Some(text) => meshgate_planner::parse_bytes(text)
+                .map_err(|p| ("ballista_min_scan_bytes".to_owned(), p))?,
+            None => BALLISTA_MIN_SCAN_BYTES,
+        };
+        if self.ballista_min_scan_bytes.is_some() && self.ballista.is_none() {
+            return Err((
+                "ballista_min_scan_bytes".into(),
+                "needs `ballista` (the scheduler's df://host:port)".into(),
+            ));
+        }
+        let ballista = match &self.ballista {
+            Some(url) => Some(
+                meshgate_planner::BallistaOptions::parse(url, min_scan_bytes)
+                    .map_err(|p| ("ballista".to_owned(), p))?,
+            ),
+            None => None,
+        };
+        Ok(meshgate_planner::ExecutionOptions {
+            ballista,
             target_partitions: self.target_partitions,
             batch_size: self.batch_size,
             datafusion: self
@@ -50,7 +79,7 @@ impl ExecutionConfig {
                     (key.clone(), value)
                 })
                 .collect(),
-        }
+        })
     }
 }
 

@@ -191,7 +191,7 @@ fn datafusion_settings_and_the_result_cache_are_checked_at_load() {
     let ok =
         parse("[execution.datafusion]\n\"execution.parquet.pushdown_filters\" = true\n").unwrap();
     assert_eq!(
-        ok.execution.options().datafusion,
+        ok.execution.options().unwrap().datafusion,
         vec![(
             "execution.parquet.pushdown_filters".to_owned(),
             "true".to_owned()
@@ -215,4 +215,32 @@ fn datafusion_settings_and_the_result_cache_are_checked_at_load() {
     );
     let ok = parse("[result_cache]\nmax_bytes = \"1MiB\"\n").unwrap();
     assert_eq!(ok.result_cache().unwrap().max_bytes, 1 << 20);
+}
+
+#[test]
+fn the_ballista_scheduler_is_checked_at_load() {
+    let ok = parse(
+        "[execution]\nballista = \"df://scheduler:50051\"\nballista_min_scan_bytes = \"64MiB\"\n",
+    )
+    .unwrap();
+    let ballista = ok.execution_options().unwrap().ballista.unwrap();
+    assert_eq!(ballista.scheduler, "http://scheduler:50051");
+    assert_eq!(ballista.min_scan_bytes, 64 << 20);
+    for (text, key) in [
+        ("ballista = \"scheduler:50050\"", "execution.ballista:"),
+        ("ballista = \"grpc://s:1\"", "execution.ballista:"),
+        (
+            "ballista = \"df://s:1\"\nballista_min_scan_bytes = \"lots\"",
+            "execution.ballista_min_scan_bytes:",
+        ),
+        (
+            "ballista_min_scan_bytes = \"1GiB\"",
+            "execution.ballista_min_scan_bytes:",
+        ),
+    ] {
+        let err = parse(&format!("[execution]\n{text}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with(&format!("meshgate.toml: {key}")), "{err}");
+    }
 }

@@ -280,13 +280,18 @@ pub(crate) struct PolicyBarrierExec {
 }
 
 impl PolicyBarrierExec {
-    fn new(input: Arc<dyn ExecutionPlan>, table: String) -> Self {
+    pub(crate) fn new(input: Arc<dyn ExecutionPlan>, table: String) -> Self {
         let properties = input.properties().clone();
         Self {
             input,
             table,
             properties,
         }
+    }
+
+    /// `catalog.schema.table` of the table it guards.
+    pub(crate) fn table(&self) -> &str {
+        &self.table
     }
 }
 
