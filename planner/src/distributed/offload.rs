@@ -221,11 +221,8 @@ impl PhysicalOptimizerRule for Offload {
         plan: Arc<dyn ExecutionPlan>,
         _config: &ConfigOptions,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let plan = if contains_offload(&plan) {
-            local(plan)?
-        } else {
-            plan
-        };
+        // Unchanged nodes are kept as they are (nothing to undo: no copy).
+        let plan = local(plan)?;
         match self.verdict(&plan) {
             Ok(scan_bytes) => Ok(Arc::new(BallistaExec::new(
                 plan,
@@ -246,11 +243,6 @@ impl PhysicalOptimizerRule for Offload {
     fn schema_check(&self) -> bool {
         true
     }
-}
-
-fn contains_offload(plan: &Arc<dyn ExecutionPlan>) -> bool {
-    plan.exists(|node| Ok(node.downcast_ref::<BallistaExec>().is_some()))
-        .unwrap_or(false)
 }
 
 /// A query run on the Ballista cluster: its physical plan (planned and
