@@ -52,6 +52,7 @@ mod result_cache;
 mod runtime;
 mod service;
 mod session;
+mod shared_subplan;
 
 pub use access::admin::PolicyAdmin;
 pub use access::policy_store::{PolicyFile, PolicyStore};

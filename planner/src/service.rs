@@ -502,9 +502,10 @@ impl QueryService {
             )?)
             .with_default_features()
             // Federation: the largest sub-plan that touches one SQL source
-            // runs there (see meshgate_connectors' `sql` module).
+            // runs there (see meshgate_connectors' `sql` module); a repeated
+            // sub-plan runs once (`shared_subplan`).
             .with_optimizer_rules(datafusion_federation::default_optimizer_rules())
-            .with_query_planner(Arc::new(datafusion_federation::FederatedQueryPlanner::new()))
+            .with_query_planner(Arc::new(crate::shared_subplan::SharingQueryPlanner))
             // EXPLAIN shows the join keys each SQL source is sent.
             .with_physical_optimizer_rule(Arc::new(meshgate_connectors::ShowSourceKeys))
             .with_optimizer_rule(Arc::new(crate::like_escape::LikeEscapeRule));

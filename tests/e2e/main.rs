@@ -25,5 +25,7 @@ mod replay;
 mod replicas;
 mod result_cache;
 mod s3;
+mod shared_subplans;
 mod sql_sources;
 mod tls;
+mod tpch;
