@@ -72,6 +72,10 @@ struct Cli {
     /// Skip the MySQL variant of the TPC-H join.
     #[arg(long)]
     no_mysql: bool,
+    /// Print meshgate's EXPLAIN ANALYZE of each TPC-H join after timing it
+    /// (where the time goes, per operator).
+    #[arg(long)]
+    explain: bool,
 }
 
 const AGG: &str = "SELECT k, count(*) AS n, sum(x) AS total FROM bench.public.big GROUP BY k";
@@ -244,6 +248,9 @@ async fn run(cli: &Cli, bin: &Path, dir: &Path, db: &str) -> Result<()> {
             println!("| engine | median time |");
             println!("| --- | ---: |");
             println!("| meshgate | {:.1} ms |", ms(median(times)));
+            if cli.explain {
+                print_explain_analyze(client, &sql).await?;
+            }
             if let Some(python) = &cli.duckdb_python {
                 let dsn = match kind {
                     "postgres" => format!("{} dbname={db}", cli.pg),
@@ -272,6 +279,27 @@ async fn run(cli: &Cli, bin: &Path, dir: &Path, db: &str) -> Result<()> {
         }
     }
     conn.close().await;
+    Ok(())
+}
+
+/// Prints meshgate's `EXPLAIN ANALYZE` of `sql` as a text block.
+async fn print_explain_analyze(client: &tokio_postgres::Client, sql: &str) -> Result<()> {
+    println!("\n```text");
+    for message in client
+        .simple_query(&format!("EXPLAIN ANALYZE {sql}"))
+        .await?
+    {
+        if let tokio_postgres::SimpleQueryMessage::Row(row) = message {
+            println!(
+                "{}",
+                (0..row.len())
+                    .filter_map(|i| row.get(i))
+                    .collect::<Vec<_>>()
+                    .join("\t")
+            );
+        }
+    }
+    println!("```\n");
     Ok(())
 }
 

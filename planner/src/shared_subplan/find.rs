@@ -168,11 +168,16 @@ mod tests {
     use datafusion::logical_expr::{col, lit, logical_plan::table_scan, LogicalPlanBuilder};
 
     fn revenue() -> LogicalPlan {
+        revenue_of("c.s.t")
+    }
+
+    /// `SELECT k, sum(v) AS total FROM table WHERE v > 1 GROUP BY k`.
+    fn revenue_of(table: &str) -> LogicalPlan {
         let schema = Schema::new(vec![
             Field::new("k", DataType::Int64, false),
             Field::new("v", DataType::Int64, false),
         ]);
-        table_scan(Some("c.s.t"), &schema, None)
+        table_scan(Some(table), &schema, None)
             .unwrap()
             .filter(col("v").gt(lit(1)))
             .unwrap()
@@ -234,20 +239,7 @@ mod tests {
             .unwrap()
             .build()
             .unwrap();
-        let different = {
-            let schema = Schema::new(vec![
-                Field::new("k", DataType::Int64, false),
-                Field::new("v", DataType::Int64, false),
-            ]);
-            table_scan(Some("c.s.other"), &schema, None)
-                .unwrap()
-                .filter(col("v").gt(lit(1)))
-                .unwrap()
-                .aggregate(vec![col("k")], vec![sum(col("v")).alias("total")])
-                .unwrap()
-                .build()
-                .unwrap()
-        };
+        let different = revenue_of("c.s.other");
         let plan = twice(other, different);
         assert!(share_repeated(&plan).unwrap().is_none());
     }
