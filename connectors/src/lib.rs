@@ -42,8 +42,8 @@ pub use freshness::{change_stamp, has_change_stamp, last_modified, ChangeSource}
 pub use sizes::{table_size, TableSize};
 pub use sql::{
     catalog_as_end_user, catalog_comments, catalog_keys, forwards_identity, probe_catalog,
-    refresh_catalog, DirectStatement, FlightSqlConnector, KeyColumn, MySqlConnector,
-    PostgresConnector, Referenced, ShowSourceKeys, SourceKeyFilterExec, SqlCatalog,
+    refresh_catalog, AbsorbIntoFederated, DirectStatement, FlightSqlConnector, KeyColumn,
+    MySqlConnector, PostgresConnector, Referenced, ShowSourceKeys, SourceKeyFilterExec, SqlCatalog,
     SqliteConnector,
 };
 pub use storage::StorageOptions;

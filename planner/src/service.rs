@@ -508,7 +508,10 @@ impl QueryService {
             .with_query_planner(Arc::new(crate::shared_subplan::SharingQueryPlanner))
             // EXPLAIN shows the join keys each SQL source is sent.
             .with_physical_optimizer_rule(Arc::new(meshgate_connectors::ShowSourceKeys))
-            .with_optimizer_rule(Arc::new(crate::like_escape::LikeEscapeRule));
+            .with_optimizer_rule(Arc::new(crate::like_escape::LikeEscapeRule))
+            // After DataFusion's filter pushdown and column pruning: a filter
+            // or column list left on a federated sub-plan goes into its SQL.
+            .with_optimizer_rule(Arc::new(meshgate_connectors::AbsorbIntoFederated));
         // Last: a plan that qualifies runs on the Ballista cluster.
         let state = match &self.offload {
             Some(offload) => state.with_physical_optimizer_rule(offload.clone()),

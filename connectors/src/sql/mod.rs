@@ -20,6 +20,7 @@
 //! [`SqlCatalog::refresh`] (`CALL system.refresh_catalog('name')`) drops
 //! all of it.
 
+mod absorb;
 mod catalog_ops;
 mod catalog_query;
 mod comments;
@@ -48,6 +49,7 @@ use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
 use datafusion::error::{DataFusionError, Result as DfResult};
 
+pub use absorb::AbsorbIntoFederated;
 pub use catalog_ops::{
     catalog_as_end_user, catalog_comments, catalog_keys, forwards_identity, probe_catalog,
     refresh_catalog,

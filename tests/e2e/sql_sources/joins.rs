@@ -109,6 +109,14 @@ async fn join_keys_of_the_small_side_reach_the_large_side() {
         .find(|l| l.contains("DataSourceExec") && l.contains("parquet"))
         .unwrap_or_else(|| panic!("no Parquet scan:\n{plan}"));
     assert!(scan.contains("DynamicFilter"), "{plan}");
+    // PostgreSQL is sent the WHERE on its side and only the columns the
+    // join and the result use, not the whole table.
+    let remote = plan
+        .lines()
+        .find(|l| l.contains("VirtualExecutionPlan"))
+        .unwrap_or_else(|| panic!("no remote plan in EXPLAIN:\n{plan}"));
+    assert!(remote.contains("'west'"), "{remote}");
+    assert!(!remote.contains("member_id"), "{remote}");
     let got = rows(&client.simple_query(query).await.unwrap());
     let expected = (1..=25).filter(|a| account_region(*a) == "west").count();
     assert_eq!(got.len(), expected, "{got:?}");
