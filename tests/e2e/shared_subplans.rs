@@ -115,3 +115,33 @@ async fn a_volatile_repeated_aggregate_is_computed_at_each_place() {
     assert_eq!(matched, [[Some("0".to_owned())]]);
     mesh.assert_serving().await;
 }
+
+#[tokio::test]
+async fn a_failing_shared_aggregate_fails_the_query_with_its_sqlstate() {
+    let data = tempfile::tempdir().unwrap();
+    let catalog = write_tpch(data.path());
+    let mesh = mesh(&catalog, "").await;
+    // q15's shape, with a division by zero inside the repeated aggregate.
+    let sql = "WITH r AS (SELECT l_suppkey, \
+               sum(l_quantity / (l_linenumber - l_linenumber)) AS s \
+               FROM lineitem GROUP BY l_suppkey) \
+               SELECT l_suppkey FROM r WHERE s = (SELECT max(s) FROM r)";
+    let explain = plan_text(&mesh, "admin", &format!("EXPLAIN {sql}")).await;
+    assert_eq!(shared_ids(&explain).len(), 2, "{explain}");
+    let client = mesh
+        .mesh
+        .connect_as("admin", &crate::attacks::password("admin"), "tpch")
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        let err = client.simple_query(sql).await.unwrap_err();
+        let db = err.as_db_error().unwrap_or_else(|| panic!("{err:?}"));
+        assert_eq!(db.code().code(), "22012", "{db:?}");
+        // The same connection goes on: the shared result is not kept.
+        let one = crate::attacks::simple_rows(&client, "SELECT count(*) FROM supplier")
+            .await
+            .unwrap();
+        assert_eq!(one, [[Some("100".to_owned())]]);
+    }
+    mesh.assert_serving().await;
+}
