@@ -76,6 +76,10 @@ struct Cli {
     /// (where the time goes, per operator).
     #[arg(long)]
     explain: bool,
+    /// TOML appended to meshgate's config (`\n` for a new line), e.g.
+    /// `'[execution.datafusion]\n"execution.parquet.pushdown_filters" = true'`.
+    #[arg(long, default_value = "")]
+    config_extra: String,
 }
 
 const AGG: &str = "SELECT k, count(*) AS n, sum(x) AS total FROM bench.public.big GROUP BY k";
@@ -186,6 +190,7 @@ async fn run(cli: &Cli, bin: &Path, dir: &Path, db: &str) -> Result<()> {
             ))
             .await?;
     }
+    let catalogs = format!("{catalogs}\n{}\n", cli.config_extra.replace("\\n", "\n"));
     let gw = Meshgate::start(bin, dir, &catalogs).await?;
     let conn = gw.connect().await?;
     let client = &conn.client;
