@@ -13,7 +13,8 @@
 //! same meaning: the combined plan is handed back to the source's own
 //! federation optimizer (which applies the source's function list, see
 //! `federation::PortableBoundary`) and kept only if it comes back federated
-//! whole. Subqueries, volatile expressions and sub-plans that group, sort,
+//! whole. A filter is taken condition by condition (`a AND b`): the ones
+//! the source takes go in, the others stay above. Subqueries, volatile expressions and sub-plans that group, sort,
 //! limit or combine rows (where a `WHERE` above would not mean a `WHERE`
 //! inside) are left where they are.
 
@@ -22,7 +23,9 @@ use std::sync::Arc;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::DFSchemaRef;
 use datafusion::error::Result as DfResult;
+use datafusion::logical_expr::utils::{conjunction, split_conjunction_owned};
 use datafusion::logical_expr::{Expr, Extension, Filter, LogicalPlan, Projection};
+use datafusion::optimizer::optimizer::Optimizer;
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 use datafusion_federation::{get_table_source, FederatedPlanNode};
 
@@ -48,44 +51,83 @@ impl OptimizerRule for AbsorbIntoFederated {
     }
 }
 
-/// `node` with itself moved into the federated node below it, when it can be.
+/// `node` with itself (or, for a filter, the conditions of it the source
+/// takes) moved into the federated node below it.
 fn absorb(node: LogicalPlan, config: &dyn OptimizerConfig) -> DfResult<Transformed<LogicalPlan>> {
-    let movable = match &node {
-        LogicalPlan::Filter(filter) => {
-            portable_expr(&filter.predicate) && federated(&filter.input).is_some()
+    let moved = match &node {
+        LogicalPlan::Filter(filter) => absorb_filter(filter, config)?,
+        LogicalPlan::Projection(list) if list.expr.iter().all(plain_column) => {
+            match source_of(&list.input)? {
+                Some((inner, optimizer)) => {
+                    let candidate = with_columns(&list.expr, &list.schema, inner)?;
+                    refederate(candidate, &optimizer, config, node.schema())?
+                }
+                None => None,
+            }
         }
-        LogicalPlan::Projection(projection) => {
-            projection.expr.iter().all(plain_column) && federated(&projection.input).is_some()
-        }
-        _ => false,
+        _ => None,
     };
-    if !movable {
-        return Ok(Transformed::no(node));
-    }
-    let input = node.inputs()[0].clone();
-    let fed = federated(&input).expect("checked above");
-    let inner = fed.plan().clone();
-    if !row_preserving(&inner) {
-        return Ok(Transformed::no(node));
-    }
-    let Some(optimizer) = source_optimizer(&inner)? else {
-        return Ok(Transformed::no(node));
+    Ok(match moved {
+        Some(plan) => Transformed::yes(plan),
+        None => Transformed::no(node),
+    })
+}
+
+/// The filter's conditions the source takes, inside its federated node;
+/// the others above it. `None` when the source takes none.
+fn absorb_filter(filter: &Filter, config: &dyn OptimizerConfig) -> DfResult<Option<LogicalPlan>> {
+    let Some((mut inner, optimizer)) = source_of(&filter.input)? else {
+        return Ok(None);
     };
-    let candidate = match &node {
-        LogicalPlan::Filter(filter) => with_filter(filter.predicate.clone(), inner)?,
-        LogicalPlan::Projection(projection) => {
-            with_columns(&projection.expr, &projection.schema, inner)?
+    let mut current = None;
+    let mut kept = Vec::new();
+    for condition in split_conjunction_owned(filter.predicate.clone()) {
+        if !portable_expr(&condition) {
+            kept.push(condition);
+            continue;
         }
-        _ => unreachable!("only filters and projections are movable"),
-    };
-    let federated_again = optimizer.optimize(candidate, config, |_, _| {})?;
-    // Kept only when the source takes the whole combined plan.
-    match federated(&federated_again) {
-        Some(_) if federated_again.schema() == node.schema() => {
-            Ok(Transformed::yes(federated_again))
+        let candidate = with_filter(condition.clone(), inner.clone())?;
+        match refederate(candidate, &optimizer, config, filter.input.schema())? {
+            Some(plan) => {
+                inner = federated(&plan).expect("refederated").plan().clone();
+                current = Some(plan);
+            }
+            None => kept.push(condition),
         }
-        _ => Ok(Transformed::no(node)),
     }
+    let Some(current) = current else {
+        return Ok(None);
+    };
+    Ok(Some(match conjunction(kept) {
+        Some(rest) => LogicalPlan::Filter(Filter::try_new(rest, Arc::new(current))?),
+        None => current,
+    }))
+}
+
+/// The sub-plan of the federated node `plan` and its source's federation
+/// optimizer, when `plan` is a federated node a filter or column list can
+/// go into.
+fn source_of(plan: &LogicalPlan) -> DfResult<Option<(LogicalPlan, Arc<Optimizer>)>> {
+    let Some(fed) = federated(plan) else {
+        return Ok(None);
+    };
+    let inner = fed.plan();
+    if !row_preserving(inner) {
+        return Ok(None);
+    }
+    Ok(source_optimizer(inner)?.map(|optimizer| (inner.clone(), optimizer)))
+}
+
+/// `candidate` federated again by its source, if the source takes it whole
+/// (with the output `schema` the plan above reads).
+fn refederate(
+    candidate: LogicalPlan,
+    optimizer: &Optimizer,
+    config: &dyn OptimizerConfig,
+    schema: &DFSchemaRef,
+) -> DfResult<Option<LogicalPlan>> {
+    let plan = optimizer.optimize(candidate, config, |_, _| {})?;
+    Ok((federated(&plan).is_some() && plan.schema() == schema).then_some(plan))
 }
 
 /// `plan` filtered by `predicate`, the filter placed below `plan`'s own
@@ -216,7 +258,7 @@ fn row_preserving(plan: &LogicalPlan) -> bool {
 }
 
 /// The federation optimizer of the source `plan` reads from.
-fn source_optimizer(plan: &LogicalPlan) -> DfResult<Option<Arc<datafusion::optimizer::Optimizer>>> {
+fn source_optimizer(plan: &LogicalPlan) -> DfResult<Option<Arc<Optimizer>>> {
     let mut found = None;
     plan.apply(|node| {
         if let LogicalPlan::TableScan(scan) = node {

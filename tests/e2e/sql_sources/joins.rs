@@ -121,4 +121,29 @@ async fn join_keys_of_the_small_side_reach_the_large_side() {
     let expected = (1..=25).filter(|a| account_region(*a) == "west").count();
     assert_eq!(got.len(), expected, "{got:?}");
     assert!(got.iter().all(|r| cell(&r[1]) == "west"));
+
+    // What a source may not evaluate the same way stays in the gateway
+    // (starts_with is not on MySQL's list, random() must be drawn here);
+    // the rest of the WHERE still goes to MariaDB.
+    let query = format!(
+        "SELECT pr.product_id FROM shop.{}.products pr \
+         JOIN providers.public.providers p ON p.provider_id = pr.product_id \
+         WHERE starts_with(pr.name, 'product ') AND random() < 2 \
+           AND pr.category <> 'none' AND char_length(pr.name) = 9 \
+         ORDER BY pr.product_id",
+        my.name
+    );
+    let plan = explain(&client, &query).await;
+    let remote = plan
+        .lines()
+        .find(|l| l.contains("VirtualExecutionPlan"))
+        .unwrap_or_else(|| panic!("no remote plan in EXPLAIN:\n{plan}"));
+    assert!(remote.contains("'none'"), "{remote}");
+    assert!(remote.contains("= 9"), "{remote}");
+    assert!(!remote.to_lowercase().contains("starts"), "{remote}");
+    assert!(!remote.to_lowercase().contains("rand"), "{remote}");
+    let got = rows(&client.simple_query(&query).await.unwrap());
+    // "product N" is nine characters for N = 1..9.
+    let expected: Vec<Vec<Option<String>>> = (1..=9).map(|p| vec![Some(p.to_string())]).collect();
+    assert_eq!(got, expected);
 }
