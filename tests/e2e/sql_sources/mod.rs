@@ -501,7 +501,7 @@ admins = ["user:analyst"]
 [[grants]]
 effect = "allow"
 principals = ["user:analyst"]
-tables = ["pg.public.*", "members.public.*"]
+tables = ["pg.public.*", "members.public.*", "providers.public.*"]
 
 [[row_filters]]
 principals = ["user:analyst"]
@@ -575,4 +575,40 @@ mask = "-1"
             .unwrap(),
     );
     assert_eq!(cell(&joined[0][0]), "0");
+
+    // The same across sources (accounts in PostgreSQL, providers in
+    // Parquet): a WHERE that reaches PostgreSQL with the join's side keeps
+    // the row filter, and probes the masked value, never the raw column.
+    for (sql, expected) in [
+        (
+            format!(
+                "SELECT count(*) FROM pg.public.accounts a \
+                 JOIN providers.public.providers p ON p.provider_id = a.account_id \
+                 WHERE a.member_id = {member}"
+            ),
+            "0".to_owned(),
+        ),
+        (
+            "SELECT count(*) FROM pg.public.accounts a \
+             JOIN providers.public.providers p ON p.provider_id = a.account_id \
+             WHERE a.region <> 'north' OR a.account_id > 0"
+                .to_owned(),
+            (1..=25)
+                .filter(|a| account_region(*a) == "north")
+                .count()
+                .to_string(),
+        ),
+    ] {
+        let got = rows(&client.simple_query(&sql).await.unwrap());
+        assert_eq!(cell(&got[0][0]), expected, "{sql}");
+        let remotes = remote_statements(&client, &sql).await;
+        assert!(
+            !remotes.is_empty(),
+            "accounts are read at PostgreSQL: {sql}"
+        );
+        for remote in remotes {
+            assert!(remote.contains("'north'"), "{remote}");
+            assert!(!remote.contains(&member.to_string()), "{remote}");
+        }
+    }
 }
