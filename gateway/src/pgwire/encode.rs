@@ -71,7 +71,10 @@ pub(crate) fn query_response(
                     let batch = pg_text_times(batch, |i| {
                         row_fields[i].format() != pgwire::api::results::FieldFormat::Binary
                     });
-                    Box::new(encode_rows(row_fields.clone(), batch))
+                    match super::fast_rows::fast_rows(&row_fields, &batch) {
+                        Some(rows) => Box::new(rows.into_iter().map(Ok)),
+                        None => Box::new(encode_rows(row_fields.clone(), batch)),
+                    }
                 }
                 Err(e) => Box::new(std::iter::once(Err::<DataRow, PgWireError>(to_pg_error(
                     &QueryError::from(e),
@@ -184,7 +187,7 @@ fn encode_one<E: Encoder>(
 }
 
 /// The rows of one batch, encoded as pgwire pulls them.
-fn encode_rows(
+pub(super) fn encode_rows(
     fields: Arc<Vec<FieldInfo>>,
     batch: RecordBatch,
 ) -> impl Iterator<Item = PgWireResult<DataRow>> + Send + Sync {

@@ -10,6 +10,7 @@
 mod cancel;
 mod encode;
 mod errors;
+mod fast_rows;
 mod floats;
 mod query;
 mod session;

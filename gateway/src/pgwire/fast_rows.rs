@@ -1,0 +1,242 @@
+//! Rows of the common column types written straight into `DataRow`s.
+//!
+//! The general encoder (`arrow-pg`) looks up each value's Arrow type and
+//! downcasts its array for every value. For a batch whose every column is one
+//! of the types below, in the format the client asked for, each column is
+//! downcast once per batch and each value written as PostgreSQL does:
+//! binary integers, floats, booleans and dates in network byte order,
+//! integers in text as decimal digits, `text`/`varchar` as their UTF-8 bytes
+//! in either format. Any other batch goes through the general encoder.
+
+use bytes::{BufMut, BytesMut};
+use meshgate_planner::datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, GenericStringArray, PrimitiveArray, RecordBatch,
+    StringViewArray,
+};
+use meshgate_planner::datafusion::arrow::datatypes::{
+    DataType, Date32Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type,
+};
+use pgwire::api::results::{FieldFormat, FieldInfo};
+use pgwire::api::Type;
+use pgwire::messages::data::DataRow;
+
+/// Days from 1970-01-01 (Arrow's dates) to 2000-01-01 (PostgreSQL's).
+const PG_EPOCH_DAYS: i32 = 10_957;
+
+/// One column, downcast once, with how its values are written.
+enum Column<'a> {
+    I16(&'a PrimitiveArray<Int16Type>, bool),
+    I32(&'a PrimitiveArray<Int32Type>, bool),
+    I64(&'a PrimitiveArray<Int64Type>, bool),
+    F32(&'a PrimitiveArray<Float32Type>),
+    F64(&'a PrimitiveArray<Float64Type>),
+    Bool(&'a BooleanArray),
+    Date(&'a PrimitiveArray<Date32Type>),
+    Str(&'a GenericStringArray<i32>),
+    LargeStr(&'a GenericStringArray<i64>),
+    StrView(&'a StringViewArray),
+}
+
+impl<'a> Column<'a> {
+    /// The fast writer of `array` sent as `field`, if there is one.
+    fn of(array: &'a ArrayRef, field: &FieldInfo) -> Option<Self> {
+        let binary = field.format() == FieldFormat::Binary;
+        let pg = field.datatype();
+        Some(match array.data_type() {
+            DataType::Int16 if *pg == Type::INT2 => Column::I16(array.as_primitive(), binary),
+            DataType::Int32 if *pg == Type::INT4 => Column::I32(array.as_primitive(), binary),
+            DataType::Int64 if *pg == Type::INT8 => Column::I64(array.as_primitive(), binary),
+            DataType::Float32 if binary && *pg == Type::FLOAT4 => Column::F32(array.as_primitive()),
+            DataType::Float64 if binary && *pg == Type::FLOAT8 => Column::F64(array.as_primitive()),
+            DataType::Boolean if binary && *pg == Type::BOOL => Column::Bool(array.as_boolean()),
+            DataType::Date32 if binary && *pg == Type::DATE => Column::Date(array.as_primitive()),
+            DataType::Utf8 if text_type(pg) => Column::Str(array.as_string()),
+            DataType::LargeUtf8 if text_type(pg) => Column::LargeStr(array.as_string()),
+            DataType::Utf8View if text_type(pg) => Column::StrView(array.as_string_view()),
+            _ => return None,
+        })
+    }
+
+    fn array(&self) -> &dyn Array {
+        match self {
+            Column::I16(a, _) => *a,
+            Column::I32(a, _) => *a,
+            Column::I64(a, _) => *a,
+            Column::F32(a) => *a,
+            Column::F64(a) => *a,
+            Column::Bool(a) => *a,
+            Column::Date(a) => *a,
+            Column::Str(a) => *a,
+            Column::LargeStr(a) => *a,
+            Column::StrView(a) => *a,
+        }
+    }
+
+    /// Writes the value at `row` (length word, then the bytes).
+    fn write(&self, row: usize, buf: &mut BytesMut) {
+        if self.array().is_null(row) {
+            buf.put_i32(-1);
+            return;
+        }
+        match self {
+            Column::I16(a, true) => fixed(buf, &a.value(row).to_be_bytes()),
+            Column::I32(a, true) => fixed(buf, &a.value(row).to_be_bytes()),
+            Column::I64(a, true) => fixed(buf, &a.value(row).to_be_bytes()),
+            Column::I16(a, false) => digits(buf, a.value(row)),
+            Column::I32(a, false) => digits(buf, a.value(row)),
+            Column::I64(a, false) => digits(buf, a.value(row)),
+            Column::F32(a) => fixed(buf, &a.value(row).to_bits().to_be_bytes()),
+            Column::F64(a) => fixed(buf, &a.value(row).to_bits().to_be_bytes()),
+            Column::Bool(a) => fixed(buf, &[u8::from(a.value(row))]),
+            Column::Date(a) => fixed(buf, &(a.value(row) - PG_EPOCH_DAYS).to_be_bytes()),
+            Column::Str(a) => fixed(buf, a.value(row).as_bytes()),
+            Column::LargeStr(a) => fixed(buf, a.value(row).as_bytes()),
+            Column::StrView(a) => fixed(buf, a.value(row).as_bytes()),
+        }
+    }
+}
+
+/// `text` and `varchar`, whose text and binary forms are both the UTF-8
+/// bytes (not `"char"`, `name` or `bpchar`, which the general encoder pads
+/// or truncates).
+fn text_type(pg: &Type) -> bool {
+    *pg == Type::TEXT || *pg == Type::VARCHAR
+}
+
+fn fixed(buf: &mut BytesMut, bytes: &[u8]) {
+    buf.put_i32(bytes.len() as i32);
+    buf.put_slice(bytes);
+}
+
+fn digits(buf: &mut BytesMut, value: impl itoa::Integer) {
+    let mut text = itoa::Buffer::new();
+    fixed(buf, text.format(value).as_bytes());
+}
+
+/// The rows of `batch` as `DataRow`s, when every column has a fast writer.
+/// The whole batch is written at once into one buffer that the rows share
+/// (the batch is held until its rows are sent either way).
+pub(super) fn fast_rows(fields: &[FieldInfo], batch: &RecordBatch) -> Option<Vec<DataRow>> {
+    if batch.num_columns() != fields.len() {
+        return None;
+    }
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(fields)
+        .map(|(array, field)| Column::of(array, field))
+        .collect::<Option<Vec<_>>>()?;
+    let count = fields.len() as i16;
+    let mut buf = BytesMut::with_capacity(batch.num_rows() * 12 * columns.len());
+    let mut ends = Vec::with_capacity(batch.num_rows());
+    for row in 0..batch.num_rows() {
+        for column in &columns {
+            column.write(row, &mut buf);
+        }
+        ends.push(buf.len());
+    }
+    let mut rows = Vec::with_capacity(ends.len());
+    let mut start = 0;
+    for end in ends {
+        rows.push(DataRow::new(buf.split_to(end - start), count));
+        start = end;
+    }
+    Some(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use meshgate_planner::datafusion::arrow::array::{
+        BooleanArray, Date32Array, Float32Array, Float64Array, Int16Array, Int32Array, Int64Array,
+        LargeStringArray, StringArray, StringViewArray,
+    };
+    use pgwire::api::portal::Format;
+
+    use super::*;
+
+    fn batch() -> RecordBatch {
+        let columns: Vec<(&str, ArrayRef)> = vec![
+            (
+                "i2",
+                Arc::new(Int16Array::from(vec![Some(-7), None, Some(i16::MAX)])),
+            ),
+            (
+                "i4",
+                Arc::new(Int32Array::from(vec![Some(i32::MIN), Some(0), None])),
+            ),
+            (
+                "i8",
+                Arc::new(Int64Array::from(vec![None, Some(42), Some(i64::MIN)])),
+            ),
+            (
+                "f4",
+                Arc::new(Float32Array::from(vec![Some(1.5), None, Some(f32::NAN)])),
+            ),
+            (
+                "f8",
+                Arc::new(Float64Array::from(vec![Some(-0.25), Some(1e300), None])),
+            ),
+            (
+                "b",
+                Arc::new(BooleanArray::from(vec![Some(true), Some(false), None])),
+            ),
+            (
+                "d",
+                Arc::new(Date32Array::from(vec![Some(0), Some(-800_000), None])),
+            ),
+            (
+                "s",
+                Arc::new(StringArray::from(vec![Some("ä"), None, Some("")])),
+            ),
+            (
+                "ls",
+                Arc::new(LargeStringArray::from(vec![None, Some("x"), Some("yz")])),
+            ),
+            (
+                "sv",
+                Arc::new(StringViewArray::from(vec![
+                    Some("a long view string"),
+                    None,
+                    Some("v"),
+                ])),
+            ),
+        ];
+        RecordBatch::try_from_iter(columns).unwrap()
+    }
+
+    /// The rows the general encoder writes for `batch` in `format`.
+    fn general(batch: &RecordBatch, format: &Format) -> (Vec<FieldInfo>, Vec<DataRow>) {
+        let fields = super::super::encode::fields(&batch.schema(), format, None, &[]).unwrap();
+        let rows = super::super::encode::encode_rows(Arc::new(fields.clone()), batch.clone())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        (fields, rows)
+    }
+
+    #[test]
+    fn binary_rows_are_the_general_encoders_bytes() {
+        let batch = batch();
+        let (fields, expected) = general(&batch, &Format::UnifiedBinary);
+        assert_eq!(
+            fast_rows(&fields, &batch).expect("every column is fast"),
+            expected
+        );
+    }
+
+    #[test]
+    fn text_rows_of_integers_and_strings_are_the_general_encoders_bytes() {
+        let batch = batch().project(&[0, 1, 2, 7, 8, 9]).unwrap();
+        let (fields, expected) = general(&batch, &Format::UnifiedText);
+        assert_eq!(
+            fast_rows(&fields, &batch).expect("every column is fast"),
+            expected
+        );
+        // Text floats, booleans and dates keep PostgreSQL's text forms from
+        // the general encoder.
+        let batch = self::batch();
+        let (fields, _) = general(&batch, &Format::UnifiedText);
+        assert!(fast_rows(&fields, &batch).is_none());
+    }
+}
