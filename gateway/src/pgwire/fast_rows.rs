@@ -4,11 +4,15 @@
 //! downcasts its array for every value. For a batch whose every column is one
 //! of the types below, in the format the client asked for, each column is
 //! downcast once per batch and each value written as PostgreSQL does:
-//! binary integers, floats, booleans and dates in network byte order,
-//! integers in text as decimal digits, `text`/`varchar` as their UTF-8 bytes
-//! in either format. Any other batch goes through the general encoder.
+//! binary integers, floats, booleans and dates in network byte order; in
+//! text, integers as decimal digits, floats in PostgreSQL's shortest form
+//! (`floats.rs`), booleans as `t`/`f`, dates as `YYYY-MM-DD` under the ISO
+//! `DateStyle` (pgwire's own text otherwise); `text`/`varchar` as their
+//! UTF-8 bytes in either format. Any other batch goes through the general
+//! encoder.
 
 use bytes::{BufMut, BytesMut};
+use chrono::Datelike;
 use meshgate_planner::datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, GenericStringArray, PrimitiveArray, RecordBatch,
     StringViewArray,
@@ -19,19 +23,31 @@ use meshgate_planner::datafusion::arrow::datatypes::{
 use pgwire::api::results::{FieldFormat, FieldInfo};
 use pgwire::api::Type;
 use pgwire::messages::data::DataRow;
+use pgwire::types::format::date_style::DateStyle;
+use pgwire::types::ToSqlText;
 
 /// Days from 1970-01-01 (Arrow's dates) to 2000-01-01 (PostgreSQL's).
 const PG_EPOCH_DAYS: i32 = 10_957;
+/// Days from 0001-01-01 (chrono's day 1) to 1970-01-01, plus one.
+const UNIX_EPOCH_FROM_CE: i32 = 719_163;
+
+/// How a value is written: binary, or text under the session's options
+/// (`iso`: `DateStyle` prints dates as `YYYY-MM-DD`).
+#[derive(Clone, Copy)]
+enum Text<'a> {
+    Binary,
+    Text { field: &'a FieldInfo, iso: bool },
+}
 
 /// One column, downcast once, with how its values are written.
 enum Column<'a> {
     I16(&'a PrimitiveArray<Int16Type>, bool),
     I32(&'a PrimitiveArray<Int32Type>, bool),
     I64(&'a PrimitiveArray<Int64Type>, bool),
-    F32(&'a PrimitiveArray<Float32Type>),
-    F64(&'a PrimitiveArray<Float64Type>),
-    Bool(&'a BooleanArray),
-    Date(&'a PrimitiveArray<Date32Type>),
+    F32(&'a PrimitiveArray<Float32Type>, Text<'a>),
+    F64(&'a PrimitiveArray<Float64Type>, Text<'a>),
+    Bool(&'a BooleanArray, bool),
+    Date(&'a PrimitiveArray<Date32Type>, Text<'a>),
     Str(&'a GenericStringArray<i32>),
     LargeStr(&'a GenericStringArray<i64>),
     StrView(&'a StringViewArray),
@@ -39,17 +55,26 @@ enum Column<'a> {
 
 impl<'a> Column<'a> {
     /// The fast writer of `array` sent as `field`, if there is one.
-    fn of(array: &'a ArrayRef, field: &FieldInfo) -> Option<Self> {
+    fn of(array: &'a ArrayRef, field: &'a FieldInfo) -> Option<Self> {
         let binary = field.format() == FieldFormat::Binary;
+        let text = if binary {
+            Text::Binary
+        } else {
+            let style = DateStyle::new(&field.format_options().date_style);
+            Text::Text {
+                field,
+                iso: style.date_format_str() == "%Y-%m-%d",
+            }
+        };
         let pg = field.datatype();
         Some(match array.data_type() {
             DataType::Int16 if *pg == Type::INT2 => Column::I16(array.as_primitive(), binary),
             DataType::Int32 if *pg == Type::INT4 => Column::I32(array.as_primitive(), binary),
             DataType::Int64 if *pg == Type::INT8 => Column::I64(array.as_primitive(), binary),
-            DataType::Float32 if binary && *pg == Type::FLOAT4 => Column::F32(array.as_primitive()),
-            DataType::Float64 if binary && *pg == Type::FLOAT8 => Column::F64(array.as_primitive()),
-            DataType::Boolean if binary && *pg == Type::BOOL => Column::Bool(array.as_boolean()),
-            DataType::Date32 if binary && *pg == Type::DATE => Column::Date(array.as_primitive()),
+            DataType::Float32 if *pg == Type::FLOAT4 => Column::F32(array.as_primitive(), text),
+            DataType::Float64 if *pg == Type::FLOAT8 => Column::F64(array.as_primitive(), text),
+            DataType::Boolean if *pg == Type::BOOL => Column::Bool(array.as_boolean(), binary),
+            DataType::Date32 if *pg == Type::DATE => Column::Date(array.as_primitive(), text),
             DataType::Utf8 if text_type(pg) => Column::Str(array.as_string()),
             DataType::LargeUtf8 if text_type(pg) => Column::LargeStr(array.as_string()),
             DataType::Utf8View if text_type(pg) => Column::StrView(array.as_string_view()),
@@ -62,10 +87,10 @@ impl<'a> Column<'a> {
             Column::I16(a, _) => *a,
             Column::I32(a, _) => *a,
             Column::I64(a, _) => *a,
-            Column::F32(a) => *a,
-            Column::F64(a) => *a,
-            Column::Bool(a) => *a,
-            Column::Date(a) => *a,
+            Column::F32(a, _) => *a,
+            Column::F64(a, _) => *a,
+            Column::Bool(a, _) => *a,
+            Column::Date(a, _) => *a,
             Column::Str(a) => *a,
             Column::LargeStr(a) => *a,
             Column::StrView(a) => *a,
@@ -85,10 +110,55 @@ impl<'a> Column<'a> {
             Column::I16(a, false) => digits(buf, a.value(row)),
             Column::I32(a, false) => digits(buf, a.value(row)),
             Column::I64(a, false) => digits(buf, a.value(row)),
-            Column::F32(a) => fixed(buf, &a.value(row).to_bits().to_be_bytes()),
-            Column::F64(a) => fixed(buf, &a.value(row).to_bits().to_be_bytes()),
-            Column::Bool(a) => fixed(buf, &[u8::from(a.value(row))]),
-            Column::Date(a) => fixed(buf, &(a.value(row) - PG_EPOCH_DAYS).to_be_bytes()),
+            Column::F32(a, Text::Binary) => fixed(buf, &a.value(row).to_bits().to_be_bytes()),
+            Column::F64(a, Text::Binary) => fixed(buf, &a.value(row).to_bits().to_be_bytes()),
+            Column::F32(a, Text::Text { field, .. }) => {
+                let value = a.value(row);
+                match float_text(field)
+                    .then(|| super::floats::float4(value))
+                    .flatten()
+                {
+                    Some(text) => fixed(buf, text.as_bytes()),
+                    None => as_text(buf, &value, field),
+                }
+            }
+            Column::F64(a, Text::Text { field, .. }) => {
+                let value = a.value(row);
+                match float_text(field)
+                    .then(|| super::floats::float8(value))
+                    .flatten()
+                {
+                    Some(text) => fixed(buf, text.as_bytes()),
+                    None => as_text(buf, &value, field),
+                }
+            }
+            Column::Bool(a, true) => fixed(buf, &[u8::from(a.value(row))]),
+            Column::Bool(a, false) => fixed(buf, if a.value(row) { b"t" } else { b"f" }),
+            Column::Date(a, Text::Binary) => {
+                let days = a.value(row);
+                if date_range().contains(&days) {
+                    fixed(buf, &(days - PG_EPOCH_DAYS).to_be_bytes())
+                } else {
+                    // As the general encoder: a date chrono cannot hold is NULL.
+                    buf.put_i32(-1)
+                }
+            }
+            Column::Date(a, Text::Text { field, iso }) => {
+                match a.value_as_date(row) {
+                    Some(date) if *iso && (1..=9999).contains(&date.year()) => {
+                        let mut text = [0u8; 10];
+                        put_digits(&mut text[0..4], date.year() as u32);
+                        text[4] = b'-';
+                        put_digits(&mut text[5..7], date.month());
+                        text[7] = b'-';
+                        put_digits(&mut text[8..10], date.day());
+                        fixed(buf, &text);
+                    }
+                    Some(date) => as_text(buf, &date, field),
+                    // As the general encoder: a date chrono cannot hold is NULL.
+                    None => buf.put_i32(-1),
+                }
+            }
             Column::Str(a) => fixed(buf, a.value(row).as_bytes()),
             Column::LargeStr(a) => fixed(buf, a.value(row).as_bytes()),
             Column::StrView(a) => fixed(buf, a.value(row).as_bytes()),
@@ -101,6 +171,43 @@ impl<'a> Column<'a> {
 /// or truncates).
 fn text_type(pg: &Type) -> bool {
     *pg == Type::TEXT || *pg == Type::VARCHAR
+}
+
+/// Whether floats in text take PostgreSQL's shortest form (as the general
+/// path does, `encode::encode_one`).
+fn float_text(field: &FieldInfo) -> bool {
+    field.format_options().extra_float_digits >= 1
+}
+
+/// `value` in text as pgwire writes it for `field`.
+fn as_text<T: ToSqlText>(buf: &mut BytesMut, value: &T, field: &FieldInfo) {
+    let at = buf.len();
+    buf.put_i32(0);
+    match value.to_sql_text(field.datatype(), buf, field.format_options()) {
+        Ok(_) => {
+            let len = (buf.len() - at - 4) as i32;
+            buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
+        }
+        // Unreachable for the types above; NULL rather than a torn row.
+        Err(_) => {
+            buf.truncate(at);
+            buf.put_i32(-1);
+        }
+    }
+}
+
+/// The Arrow dates (days from 1970-01-01) chrono can hold.
+fn date_range() -> std::ops::RangeInclusive<i32> {
+    let days = |d: chrono::NaiveDate| d.num_days_from_ce() - UNIX_EPOCH_FROM_CE;
+    days(chrono::NaiveDate::MIN)..=days(chrono::NaiveDate::MAX)
+}
+
+/// `value` as `out.len()` zero-padded decimal digits.
+fn put_digits(out: &mut [u8], mut value: u32) {
+    for digit in out.iter_mut().rev() {
+        *digit = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
 }
 
 fn fixed(buf: &mut BytesMut, bytes: &[u8]) {
@@ -153,6 +260,7 @@ mod tests {
         LargeStringArray, StringArray, StringViewArray,
     };
     use pgwire::api::portal::Format;
+    use pgwire::types::format::FormatOptions;
 
     use super::*;
 
@@ -207,8 +315,14 @@ mod tests {
     }
 
     /// The rows the general encoder writes for `batch` in `format`.
-    fn general(batch: &RecordBatch, format: &Format) -> (Vec<FieldInfo>, Vec<DataRow>) {
-        let fields = super::super::encode::fields(&batch.schema(), format, None, &[]).unwrap();
+    fn general(
+        batch: &RecordBatch,
+        format: &Format,
+        options: Option<FormatOptions>,
+    ) -> (Vec<FieldInfo>, Vec<DataRow>) {
+        let fields =
+            super::super::encode::fields(&batch.schema(), format, options.map(Arc::new), &[])
+                .unwrap();
         let rows = super::super::encode::encode_rows(Arc::new(fields.clone()), batch.clone())
             .collect::<Result<Vec<_>, _>>()
             .unwrap();
@@ -218,7 +332,7 @@ mod tests {
     #[test]
     fn binary_rows_are_the_general_encoders_bytes() {
         let batch = batch();
-        let (fields, expected) = general(&batch, &Format::UnifiedBinary);
+        let (fields, expected) = general(&batch, &Format::UnifiedBinary, None);
         assert_eq!(
             fast_rows(&fields, &batch).expect("every column is fast"),
             expected
@@ -226,17 +340,16 @@ mod tests {
     }
 
     #[test]
-    fn text_rows_of_integers_and_strings_are_the_general_encoders_bytes() {
-        let batch = batch().project(&[0, 1, 2, 7, 8, 9]).unwrap();
-        let (fields, expected) = general(&batch, &Format::UnifiedText);
-        assert_eq!(
-            fast_rows(&fields, &batch).expect("every column is fast"),
-            expected
-        );
-        // Text floats, booleans and dates keep PostgreSQL's text forms from
-        // the general encoder.
-        let batch = self::batch();
-        let (fields, _) = general(&batch, &Format::UnifiedText);
-        assert!(fast_rows(&fields, &batch).is_none());
+    fn text_rows_are_the_general_encoders_bytes_under_each_setting() {
+        let batch = batch();
+        let mut sql_dmy = FormatOptions::default();
+        sql_dmy.date_style = "SQL, DMY".into();
+        let mut few_digits = FormatOptions::default();
+        few_digits.extra_float_digits = 0;
+        for options in [None, Some(sql_dmy), Some(few_digits)] {
+            let (fields, expected) = general(&batch, &Format::UnifiedText, options.clone());
+            let got = fast_rows(&fields, &batch).expect("every column is fast");
+            assert_eq!(got, expected, "{options:?}");
+        }
     }
 }
