@@ -113,24 +113,10 @@ impl<'a> Column<'a> {
             Column::F32(a, Text::Binary) => fixed(buf, &a.value(row).to_bits().to_be_bytes()),
             Column::F64(a, Text::Binary) => fixed(buf, &a.value(row).to_bits().to_be_bytes()),
             Column::F32(a, Text::Text { field, .. }) => {
-                let value = a.value(row);
-                match float_text(field)
-                    .then(|| super::floats::float4(value))
-                    .flatten()
-                {
-                    Some(text) => fixed(buf, text.as_bytes()),
-                    None => as_text(buf, &value, field),
-                }
+                float(buf, a.value(row), super::floats::float4, field)
             }
             Column::F64(a, Text::Text { field, .. }) => {
-                let value = a.value(row);
-                match float_text(field)
-                    .then(|| super::floats::float8(value))
-                    .flatten()
-                {
-                    Some(text) => fixed(buf, text.as_bytes()),
-                    None => as_text(buf, &value, field),
-                }
+                float(buf, a.value(row), super::floats::float8, field)
             }
             Column::Bool(a, true) => fixed(buf, &[u8::from(a.value(row))]),
             Column::Bool(a, false) => fixed(buf, if a.value(row) { b"t" } else { b"f" }),
@@ -177,6 +163,20 @@ fn text_type(pg: &Type) -> bool {
 /// path does, `encode::encode_one`).
 fn float_text(field: &FieldInfo) -> bool {
     field.format_options().extra_float_digits >= 1
+}
+
+/// A float in text: PostgreSQL's shortest form where `shortest` gives one
+/// and the session asks for it, pgwire's text otherwise.
+fn float<F: ToSqlText + Copy>(
+    buf: &mut BytesMut,
+    value: F,
+    shortest: fn(F) -> Option<String>,
+    field: &FieldInfo,
+) {
+    match float_text(field).then(|| shortest(value)).flatten() {
+        Some(text) => fixed(buf, text.as_bytes()),
+        None => as_text(buf, &value, field),
+    }
 }
 
 /// `value` in text as pgwire writes it for `field`.
