@@ -16,8 +16,6 @@ Usage (after a release build; the bench venv of BENCHMARKS.md):
 
 import argparse
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,7 +24,7 @@ import psycopg
 import pyarrow.parquet as pq
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tpch import free_port  # noqa: E402
+from tpch import serve_catalogs  # noqa: E402
 
 COLUMNS = "id, name, amount, day"
 
@@ -53,30 +51,6 @@ def export_parquet(pg, table, path):
     types = [pa.int64(), pa.string(), pa.float64(), pa.date32()]
     pq.write_table(pa.table([pa.array(c, t) for c, t in zip(columns, types)], names=names), path,
                    row_group_size=128 * 1024)
-
-
-def serve(meshgate, tmp, parquet):
-    port = free_port()
-    hashed = subprocess.run([meshgate, "hash-password", "bench"], check=True,
-                            capture_output=True, text=True).stdout.strip()
-    config = os.path.join(tmp, "meshgate.toml")
-    with open(config, "w") as f:
-        f.write(f'[listeners.pgwire]\naddress = "127.0.0.1:{port}"\n'
-                f'[users.bench]\npassword = "{hashed}"\n'
-                f'[catalogs.bench]\nconnector = "files"\n'
-                f'[catalogs.bench.tables.t]\npath = "{parquet}"\n')
-    log = open(os.path.join(tmp, "meshgate.log"), "w")
-    server = subprocess.Popen([meshgate, "serve", "--config", config], stdout=log, stderr=log,
-                              env={**os.environ, "RUST_LOG": "warn"})
-    deadline = time.time() + 60
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return server, port
-        except OSError:
-            if time.time() > deadline or server.poll() is not None:
-                sys.exit(open(os.path.join(tmp, "meshgate.log")).read())
-            time.sleep(0.2)
 
 
 def timed(dsn, sql, binary, runs, rows):
@@ -106,10 +80,11 @@ def main():
         with tempfile.TemporaryDirectory() as tmp:
             parquet = os.path.join(tmp, "t.parquet")
             export_parquet(args.pg, table, parquet)
-            server, port = serve(args.meshgate, tmp, parquet)
-            try:
+            catalogs = (f'[catalogs.bench]\nconnector = "files"\n'
+                        f'[catalogs.bench.tables.t]\npath = "{parquet}"\n')
+            with serve_catalogs(args.meshgate, catalogs, pgwire=True) as (_, port):
                 meshgate = f"host=127.0.0.1 port={port} user=bench password=bench dbname=bench"
-                print(f"| format | meshgate best / median (s) | PostgreSQL best / median (s) | ratio (best) |")
+                print("| format | meshgate best / median (s) | PostgreSQL best / median (s) | ratio (best) |")
                 print("| --- | ---: | ---: | ---: |")
                 for binary in [False, True]:
                     mg = timed(meshgate, f"SELECT {COLUMNS} FROM bench.public.t", binary, args.runs, args.rows)
@@ -117,9 +92,6 @@ def main():
                     name = "binary" if binary else "text"
                     print(f"| {name} | {mg[0]:.2f} / {mg[1]:.2f} | {pg[0]:.2f} / {pg[1]:.2f} "
                           f"| {mg[0] / pg[0]:.2f}× |")
-            finally:
-                server.terminate()
-                server.wait(timeout=10)
     finally:
         with psycopg.connect(args.pg, autocommit=True) as conn:
             conn.execute(f"DROP TABLE IF EXISTS {table}")

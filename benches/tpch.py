@@ -77,21 +77,32 @@ def serve(meshgate, data, extra="", pgwire=False):
     """A release meshgate serving the TPC-H files of `data` as catalog
     `tpch` (user `bench`, password `bench`): yields (flight port, pgwire
     port or None)."""
+    tables = "".join(f'[catalogs.tpch.tables.{t}]\npath = "{t}.parquet"\n' for t in TABLES)
+    catalogs = f'[catalogs.tpch]\nconnector = "files"\nroot = "{data}"\n{tables}{extra}\n'
+    with serve_catalogs(meshgate, catalogs, default_catalog="tpch", pgwire=pgwire) as ports:
+        yield ports
+
+
+@contextlib.contextmanager
+def serve_catalogs(meshgate, catalogs, default_catalog=None, pgwire=False):
+    """A release meshgate serving `catalogs` (TOML, with anything else to
+    append to the config) to user `bench`, password `bench`: yields (flight
+    port, pgwire port or None) once they accept connections."""
     with tempfile.TemporaryDirectory() as tmp:
         flight_port = free_port()
         pg_port = free_port() if pgwire else None
         hashed = subprocess.run([meshgate, "hash-password", "bench"], check=True,
                                 capture_output=True, text=True).stdout.strip()
-        tables = "".join(f'[catalogs.tpch.tables.{t}]\npath = "{t}.parquet"\n' for t in TABLES)
         listeners = f'[listeners.flight_sql]\naddress = "127.0.0.1:{flight_port}"\n'
         if pg_port:
             listeners += f'[listeners.pgwire]\naddress = "127.0.0.1:{pg_port}"\n'
+        server_table = f'[server]\ndefault_catalog = "{default_catalog}"\n' if default_catalog else ""
         config = os.path.join(tmp, "meshgate.toml")
         with open(config, "w") as f:
-            f.write(f'[server]\ndefault_catalog = "tpch"\n{listeners}'
+            f.write(f'{server_table}{listeners}'
                     f'[auth]\nallow_cleartext = true\n'
                     f'[users.bench]\npassword = "{hashed}"\n'
-                    f'[catalogs.tpch]\nconnector = "files"\nroot = "{data}"\n{tables}{extra}\n')
+                    f'{catalogs}')
         log_path = os.path.join(tmp, "meshgate.log")
         log = open(log_path, "w")
         server = subprocess.Popen([meshgate, "serve", "--config", config], stdout=log,

@@ -14,9 +14,11 @@
 //! federation optimizer (which applies the source's function list, see
 //! `federation::PortableBoundary`) and kept only if it comes back federated
 //! whole. A filter is taken condition by condition (`a AND b`): the ones
-//! the source takes go in, the others stay above. Subqueries, volatile expressions and sub-plans that group, sort,
-//! limit or combine rows (where a `WHERE` above would not mean a `WHERE`
-//! inside) are left where they are.
+//! the source takes go in, the others stay above. Subqueries, volatile
+//! expressions and sub-plans that group, sort, limit or combine rows (where
+//! a `WHERE` above would not mean a `WHERE` inside) are left where they are,
+//! and so are sub-plans that compute columns (a policy mask): a condition on
+//! a computed column would need rewriting through it.
 
 use std::sync::Arc;
 
