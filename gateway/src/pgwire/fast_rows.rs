@@ -11,6 +11,9 @@
 //! UTF-8 bytes in either format. Any other batch goes through the general
 //! encoder.
 
+use std::ops::RangeInclusive;
+use std::sync::LazyLock;
+
 use bytes::{BufMut, BytesMut};
 use chrono::Datelike;
 use meshgate_planner::datafusion::arrow::array::{
@@ -31,23 +34,23 @@ const PG_EPOCH_DAYS: i32 = 10_957;
 /// Days from 0001-01-01 (chrono's day 1) to 1970-01-01, plus one.
 const UNIX_EPOCH_FROM_CE: i32 = 719_163;
 
-/// How a value is written: binary, or text under the session's options
-/// (`iso`: `DateStyle` prints dates as `YYYY-MM-DD`).
+/// How a column's values are written: binary, or text under the session's
+/// options (`iso`: `DateStyle` prints dates as `YYYY-MM-DD`).
 #[derive(Clone, Copy)]
-enum Text<'a> {
+enum Encoding<'a> {
     Binary,
     Text { field: &'a FieldInfo, iso: bool },
 }
 
 /// One column, downcast once, with how its values are written.
 enum Column<'a> {
-    I16(&'a PrimitiveArray<Int16Type>, bool),
-    I32(&'a PrimitiveArray<Int32Type>, bool),
-    I64(&'a PrimitiveArray<Int64Type>, bool),
-    F32(&'a PrimitiveArray<Float32Type>, Text<'a>),
-    F64(&'a PrimitiveArray<Float64Type>, Text<'a>),
-    Bool(&'a BooleanArray, bool),
-    Date(&'a PrimitiveArray<Date32Type>, Text<'a>),
+    I16(&'a PrimitiveArray<Int16Type>, Encoding<'a>),
+    I32(&'a PrimitiveArray<Int32Type>, Encoding<'a>),
+    I64(&'a PrimitiveArray<Int64Type>, Encoding<'a>),
+    F32(&'a PrimitiveArray<Float32Type>, Encoding<'a>),
+    F64(&'a PrimitiveArray<Float64Type>, Encoding<'a>),
+    Bool(&'a BooleanArray, Encoding<'a>),
+    Date(&'a PrimitiveArray<Date32Type>, Encoding<'a>),
     Str(&'a GenericStringArray<i32>),
     LargeStr(&'a GenericStringArray<i64>),
     StrView(&'a StringViewArray),
@@ -56,25 +59,24 @@ enum Column<'a> {
 impl<'a> Column<'a> {
     /// The fast writer of `array` sent as `field`, if there is one.
     fn of(array: &'a ArrayRef, field: &'a FieldInfo) -> Option<Self> {
-        let binary = field.format() == FieldFormat::Binary;
-        let text = if binary {
-            Text::Binary
+        let encoding = if field.format() == FieldFormat::Binary {
+            Encoding::Binary
         } else {
             let style = DateStyle::new(&field.format_options().date_style);
-            Text::Text {
+            Encoding::Text {
                 field,
                 iso: style.date_format_str() == "%Y-%m-%d",
             }
         };
         let pg = field.datatype();
         Some(match array.data_type() {
-            DataType::Int16 if *pg == Type::INT2 => Column::I16(array.as_primitive(), binary),
-            DataType::Int32 if *pg == Type::INT4 => Column::I32(array.as_primitive(), binary),
-            DataType::Int64 if *pg == Type::INT8 => Column::I64(array.as_primitive(), binary),
-            DataType::Float32 if *pg == Type::FLOAT4 => Column::F32(array.as_primitive(), text),
-            DataType::Float64 if *pg == Type::FLOAT8 => Column::F64(array.as_primitive(), text),
-            DataType::Boolean if *pg == Type::BOOL => Column::Bool(array.as_boolean(), binary),
-            DataType::Date32 if *pg == Type::DATE => Column::Date(array.as_primitive(), text),
+            DataType::Int16 if *pg == Type::INT2 => Column::I16(array.as_primitive(), encoding),
+            DataType::Int32 if *pg == Type::INT4 => Column::I32(array.as_primitive(), encoding),
+            DataType::Int64 if *pg == Type::INT8 => Column::I64(array.as_primitive(), encoding),
+            DataType::Float32 if *pg == Type::FLOAT4 => Column::F32(array.as_primitive(), encoding),
+            DataType::Float64 if *pg == Type::FLOAT8 => Column::F64(array.as_primitive(), encoding),
+            DataType::Boolean if *pg == Type::BOOL => Column::Bool(array.as_boolean(), encoding),
+            DataType::Date32 if *pg == Type::DATE => Column::Date(array.as_primitive(), encoding),
             DataType::Utf8 if text_type(pg) => Column::Str(array.as_string()),
             DataType::LargeUtf8 if text_type(pg) => Column::LargeStr(array.as_string()),
             DataType::Utf8View if text_type(pg) => Column::StrView(array.as_string_view()),
@@ -104,32 +106,34 @@ impl<'a> Column<'a> {
             return;
         }
         match self {
-            Column::I16(a, true) => fixed(buf, &a.value(row).to_be_bytes()),
-            Column::I32(a, true) => fixed(buf, &a.value(row).to_be_bytes()),
-            Column::I64(a, true) => fixed(buf, &a.value(row).to_be_bytes()),
-            Column::I16(a, false) => digits(buf, a.value(row)),
-            Column::I32(a, false) => digits(buf, a.value(row)),
-            Column::I64(a, false) => digits(buf, a.value(row)),
-            Column::F32(a, Text::Binary) => fixed(buf, &a.value(row).to_bits().to_be_bytes()),
-            Column::F64(a, Text::Binary) => fixed(buf, &a.value(row).to_bits().to_be_bytes()),
-            Column::F32(a, Text::Text { field, .. }) => {
+            Column::I16(a, Encoding::Binary) => fixed(buf, &a.value(row).to_be_bytes()),
+            Column::I32(a, Encoding::Binary) => fixed(buf, &a.value(row).to_be_bytes()),
+            Column::I64(a, Encoding::Binary) => fixed(buf, &a.value(row).to_be_bytes()),
+            Column::I16(a, Encoding::Text { .. }) => digits(buf, a.value(row)),
+            Column::I32(a, Encoding::Text { .. }) => digits(buf, a.value(row)),
+            Column::I64(a, Encoding::Text { .. }) => digits(buf, a.value(row)),
+            Column::F32(a, Encoding::Binary) => fixed(buf, &a.value(row).to_bits().to_be_bytes()),
+            Column::F64(a, Encoding::Binary) => fixed(buf, &a.value(row).to_bits().to_be_bytes()),
+            Column::F32(a, Encoding::Text { field, .. }) => {
                 float(buf, a.value(row), super::floats::float4, field)
             }
-            Column::F64(a, Text::Text { field, .. }) => {
+            Column::F64(a, Encoding::Text { field, .. }) => {
                 float(buf, a.value(row), super::floats::float8, field)
             }
-            Column::Bool(a, true) => fixed(buf, &[u8::from(a.value(row))]),
-            Column::Bool(a, false) => fixed(buf, if a.value(row) { b"t" } else { b"f" }),
-            Column::Date(a, Text::Binary) => {
+            Column::Bool(a, Encoding::Binary) => fixed(buf, &[u8::from(a.value(row))]),
+            Column::Bool(a, Encoding::Text { .. }) => {
+                fixed(buf, if a.value(row) { b"t" } else { b"f" })
+            }
+            Column::Date(a, Encoding::Binary) => {
                 let days = a.value(row);
-                if date_range().contains(&days) {
+                if DATE_RANGE.contains(&days) {
                     fixed(buf, &(days - PG_EPOCH_DAYS).to_be_bytes())
                 } else {
                     // As the general encoder: a date chrono cannot hold is NULL.
                     buf.put_i32(-1)
                 }
             }
-            Column::Date(a, Text::Text { field, iso }) => {
+            Column::Date(a, Encoding::Text { field, iso }) => {
                 match a.value_as_date(row) {
                     Some(date) if *iso && (1..=9999).contains(&date.year()) => {
                         let mut text = [0u8; 10];
@@ -197,10 +201,10 @@ fn as_text<T: ToSqlText>(buf: &mut BytesMut, value: &T, field: &FieldInfo) {
 }
 
 /// The Arrow dates (days from 1970-01-01) chrono can hold.
-fn date_range() -> std::ops::RangeInclusive<i32> {
+static DATE_RANGE: LazyLock<RangeInclusive<i32>> = LazyLock::new(|| {
     let days = |d: chrono::NaiveDate| d.num_days_from_ce() - UNIX_EPOCH_FROM_CE;
     days(chrono::NaiveDate::MIN)..=days(chrono::NaiveDate::MAX)
-}
+});
 
 /// `value` as `out.len()` zero-padded decimal digits.
 fn put_digits(out: &mut [u8], mut value: u32) {
@@ -221,8 +225,8 @@ fn digits(buf: &mut BytesMut, value: impl itoa::Integer) {
 }
 
 /// The rows of `batch` as `DataRow`s, when every column has a fast writer.
-/// The whole batch is written at once into one buffer that the rows share
-/// (the batch is held until its rows are sent either way).
+/// The whole batch is written at once, its rows sharing one allocation (the
+/// batch is held until its rows are sent either way).
 pub(super) fn fast_rows(fields: &[FieldInfo], batch: &RecordBatch) -> Option<Vec<DataRow>> {
     if batch.num_columns() != fields.len() {
         return None;
@@ -235,18 +239,13 @@ pub(super) fn fast_rows(fields: &[FieldInfo], batch: &RecordBatch) -> Option<Vec
         .collect::<Option<Vec<_>>>()?;
     let count = fields.len() as i16;
     let mut buf = BytesMut::with_capacity(batch.num_rows() * 12 * columns.len());
-    let mut ends = Vec::with_capacity(batch.num_rows());
+    let mut rows = Vec::with_capacity(batch.num_rows());
     for row in 0..batch.num_rows() {
         for column in &columns {
             column.write(row, &mut buf);
         }
-        ends.push(buf.len());
-    }
-    let mut rows = Vec::with_capacity(ends.len());
-    let mut start = 0;
-    for end in ends {
-        rows.push(DataRow::new(buf.split_to(end - start), count));
-        start = end;
+        // The row's bytes; the rest of the buffer's capacity stays for the next.
+        rows.push(DataRow::new(buf.split(), count));
     }
     Some(rows)
 }
