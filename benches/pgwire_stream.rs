@@ -7,7 +7,10 @@
 //!    meshgate from a Parquet file and (b) straight from PostgreSQL holding
 //!    the same rows. Best and median rows/s over `--runs` runs.
 //! 2. A fresh meshgate process streams a `--rss-rows` row result; its VmRSS
-//!    before the query and VmHWM (peak RSS) after it are reported.
+//!    before the query and VmHWM (peak RSS) after it are reported, and the
+//!    peaks of its two parts, sampled every 10 ms during the query: RssAnon
+//!    (heap: what the query holds and what the allocator keeps) and RssFile
+//!    (pages of the binary's code and data that the process has touched).
 //!
 //! ```text
 //! export CARGO_TARGET_DIR=/root/.cache/meshgate/target
@@ -18,6 +21,7 @@
 use std::fs::File;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -137,16 +141,26 @@ async fn main() -> Result<()> {
         let conn = gw.connect().await?;
         let before = proc_status(gw.pid())?;
         let sql = "SELECT id, name, amount, day FROM bench.public.t_big";
+        let sampler = PeakSampler::start(gw.pid());
         let t = stream_query(&conn.client, sql, cli.rss_rows).await?;
+        let parts = sampler.finish();
         let after = proc_status(gw.pid())?;
         conn.close().await;
         eprintln!(
-            "meshgate rss run: {}, VmRSS before {:.1} MiB, VmHWM {:.1} MiB",
+            "meshgate rss run: {}, VmRSS before {:.1} MiB, VmHWM {:.1} MiB \
+             (sampled peaks: RssAnon {:.1} MiB, RssFile {:.1} MiB)",
             rate_str(cli.rss_rows, t),
             before.rss_kib as f64 / 1024.0,
-            after.hwm_kib as f64 / 1024.0
+            after.hwm_kib as f64 / 1024.0,
+            parts.anon_kib as f64 / 1024.0,
+            parts.file_kib as f64 / 1024.0
         );
-        (before, after, t)
+        RssRun {
+            before,
+            after,
+            parts,
+            time: t,
+        }
     };
 
     print_report(&cli, &mesh, pg.as_ref(), rss);
@@ -299,10 +313,12 @@ async fn run_postgres(cli: &Cli) -> Result<PgResult> {
     Ok(PgResult { version, times })
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 struct ProcStatus {
     rss_kib: u64,
     hwm_kib: u64,
+    anon_kib: u64,
+    file_kib: u64,
 }
 
 fn proc_status(pid: u32) -> Result<ProcStatus> {
@@ -318,7 +334,52 @@ fn proc_status(pid: u32) -> Result<ProcStatus> {
     Ok(ProcStatus {
         rss_kib: field("VmRSS:")?,
         hwm_kib: field("VmHWM:")?,
+        anon_kib: field("RssAnon:")?,
+        file_kib: field("RssFile:")?,
     })
+}
+
+/// The 10M-row run's measurements.
+struct RssRun {
+    before: ProcStatus,
+    after: ProcStatus,
+    /// Sampled peaks of RssAnon and RssFile during the query.
+    parts: ProcStatus,
+    time: Duration,
+}
+
+/// Samples a process's RssAnon and RssFile every 10 ms on its own thread
+/// and keeps each one's maximum: the kernel keeps a peak (VmHWM) only for
+/// their sum.
+struct PeakSampler {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<ProcStatus>,
+}
+
+impl PeakSampler {
+    fn start(pid: u32) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut peak = ProcStatus::default();
+            loop {
+                if let Ok(now) = proc_status(pid) {
+                    peak.anon_kib = peak.anon_kib.max(now.anon_kib);
+                    peak.file_kib = peak.file_kib.max(now.file_kib);
+                }
+                if flag.load(Ordering::Relaxed) {
+                    return peak;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+        Self { stop, thread }
+    }
+
+    fn finish(self) -> ProcStatus {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap_or_default()
+    }
 }
 
 fn rate(rows: u64, t: Duration) -> f64 {
@@ -372,12 +433,7 @@ fn machine_info() -> String {
     format!("{cpus} CPUs (nproc), {model}")
 }
 
-fn print_report(
-    cli: &Cli,
-    mesh: &[Duration],
-    pg: Option<&PgResult>,
-    rss: (ProcStatus, ProcStatus, Duration),
-) {
+fn print_report(cli: &Cli, mesh: &[Duration], pg: Option<&PgResult>, rss: RssRun) {
     let profile = if cfg!(debug_assertions) {
         "debug"
     } else {
@@ -417,18 +473,21 @@ fn print_report(
         );
     }
     let _ = writeln!(out);
-    let (before, after, t) = rss;
+    let mib = |kib: u64| kib as f64 / 1024.0;
     let _ = writeln!(
         out,
-        "| meshgate streaming {} rows | baseline RSS (MiB) | peak RSS, VmHWM (MiB) | rows/s |",
+        "| meshgate streaming {} rows | baseline RSS (MiB) | peak RSS, VmHWM (MiB) \
+         | peak RssAnon (MiB) | peak RssFile (MiB) | rows/s |",
         fmt_int(cli.rss_rows)
     );
-    let _ = writeln!(out, "|---|---:|---:|---:|");
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|");
     let _ = writeln!(
         out,
-        "| fresh process, one query | {:.1} | {:.1} | {} |",
-        before.rss_kib as f64 / 1024.0,
-        after.hwm_kib as f64 / 1024.0,
-        fmt_int(rate(cli.rss_rows, t) as u64)
+        "| fresh process, one query | {:.1} | {:.1} | {:.1} | {:.1} | {} |",
+        mib(rss.before.rss_kib),
+        mib(rss.after.hwm_kib),
+        mib(rss.parts.anon_kib),
+        mib(rss.parts.file_kib),
+        fmt_int(rate(cli.rss_rows, rss.time) as u64)
     );
 }
