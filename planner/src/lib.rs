@@ -20,7 +20,7 @@
 //! Rooms, from the bottom up (a module imports only from those listed
 //! before it): `error`, `limits`, `query_memory` (the per-query memory
 //! cap), `admission` (how many queries run at once), `read_only`,
-//! `identity`, `audit`, `like_escape`, `plan_cache`,
+//! `identity`, `audit`, `like_escape`, `probe_filter`, `plan_cache`,
 //! `runtime` (running statements, their ids and kill); `products` (data
 //! product descriptors, their tags and the discovery tables); `catalogs`
 //! (the registry of source catalogs); `access` (policy enforcement, each session's policy-filtered
@@ -45,6 +45,7 @@ mod limits;
 mod plan_cache;
 mod plan_shape;
 mod postgres;
+mod probe_filter;
 mod products;
 mod query_memory;
 mod read_only;

@@ -46,7 +46,7 @@ pub struct SessionOptions {
 
 /// How DataFusion runs every session's queries (`[execution]`); `None`
 /// keeps DataFusion's default.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExecutionOptions {
     /// Partitions a query's scans and operators are split into (default:
     /// the machine's CPU count). A query over files comes back in this
@@ -61,6 +61,23 @@ pub struct ExecutionOptions {
     /// The Ballista cluster that runs large queries over files
     /// (`[execution] ballista`); `None` runs every query in the gateway.
     pub ballista: Option<crate::BallistaOptions>,
+    /// Rows of a join's large (Parquet) side whose keys its built side
+    /// lacks are dropped right above the scan (`[execution]
+    /// filter_probe_rows`, default on; see `probe_filter`). Off, the keys
+    /// only skip row groups and pages by their statistics.
+    pub filter_probe_rows: bool,
+}
+
+impl Default for ExecutionOptions {
+    fn default() -> Self {
+        Self {
+            target_partitions: None,
+            batch_size: None,
+            datafusion: Vec::new(),
+            ballista: None,
+            filter_probe_rows: true,
+        }
+    }
 }
 
 impl ExecutionOptions {
@@ -512,10 +529,17 @@ impl QueryService {
             // After DataFusion's filter pushdown and column pruning: a filter
             // or column list left on a federated sub-plan goes into its SQL.
             .with_optimizer_rule(Arc::new(meshgate_connectors::AbsorbIntoFederated));
-        // Last: a plan that qualifies runs on the Ballista cluster.
+        // Then: a plan that qualifies runs on the Ballista cluster.
         let state = match &self.offload {
             Some(offload) => state.with_physical_optimizer_rule(offload.clone()),
             None => state,
+        };
+        // Last (a plan sent to Ballista has no scans left in it): a join's
+        // built keys filter the rows of its large side's Parquet scan.
+        let state = if self.execution.filter_probe_rows {
+            state.with_physical_optimizer_rule(Arc::new(crate::probe_filter::FilterProbeRows))
+        } else {
+            state
         };
         let state = if options.postgres_catalog {
             state.with_analyzer_rules(crate::postgres::analyzer::analyzer_rules())

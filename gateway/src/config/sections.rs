@@ -38,6 +38,10 @@ pub struct ExecutionConfig {
     /// The least a query's file scans add up to (e.g. `"1GiB"`) before it
     /// goes to the Ballista cluster (default 1 GiB).
     pub ballista_min_scan_bytes: Option<String>,
+    /// Whether a join's built keys drop the rows of its large side's
+    /// Parquet scan that cannot match, as they are read (default true);
+    /// false leaves them to skip row groups and pages only.
+    pub filter_probe_rows: Option<bool>,
 }
 
 /// `ballista_min_scan_bytes` when unset.
@@ -68,6 +72,7 @@ impl ExecutionConfig {
             ballista,
             target_partitions: self.target_partitions,
             batch_size: self.batch_size,
+            filter_probe_rows: self.filter_probe_rows.unwrap_or(true),
             datafusion: self
                 .datafusion
                 .iter()
