@@ -26,6 +26,7 @@
 //! (the registry of source catalogs); `access` (policy enforcement, each session's policy-filtered
 //! view of the catalogs, EXPLAIN redaction, policy administration);
 //! `distributed` (queries over files sent to a Ballista cluster);
+//! `execution_options` (the `[execution]` settings every session runs with);
 //! `result_cache` (results kept per query and effective policy);
 //! `postgres` (everything that makes DataFusion look like PostgreSQL,
 //! installed only into pgwire sessions); `session` (one client's session and
@@ -39,6 +40,7 @@ mod audit_store;
 mod catalogs;
 mod distributed;
 mod error;
+mod execution_options;
 mod identity;
 mod like_escape;
 mod limits;
@@ -66,6 +68,7 @@ pub use catalogs::{
 };
 pub use distributed::{BallistaExec, BallistaOptions, MeshgatePhysicalCodec};
 pub use error::{QueryError, QueryResult};
+pub use execution_options::ExecutionOptions;
 pub use identity::Identity;
 pub use limits::{parse_bytes, parse_duration, RuntimeLimits};
 pub use plan_cache::PlanCache;
@@ -79,7 +82,7 @@ pub use products::{
 };
 pub use result_cache::{ResultCache, ResultCacheSettings, ResultCacheStats};
 pub use runtime::{QueryInfo, QueryRegistry, QueryState};
-pub use service::{ExecutionOptions, QueryService, SessionOptions};
+pub use service::{QueryService, SessionOptions};
 pub use session::settings::{SessionSettings, SERVER_VERSION};
 pub use session::{
     CopyFormat, CopyOptions, Notice, Prepared, QueryOutput, QuerySession, ResultPart, ResultParts,
