@@ -79,24 +79,32 @@ impl PhysicalOptimizerRule for FilterProbeRows {
     }
 }
 
-/// `node` with the filters added below it. `direct` holds the run-time
-/// filters whose producer reads `node`'s rows with nothing in between
-/// that does per-row work worth saving.
-fn rewrite(
-    node: Arc<dyn ExecutionPlan>,
-    direct: &HashSet<u64>,
-) -> DfResult<Arc<dyn ExecutionPlan>> {
-    if let Some(predicate) = run_time_filter(node.as_ref(), direct) {
-        return Ok(Arc::new(FilterExec::try_new(predicate, node)?));
+/// `node` with the filters added below it. `skip` holds the run-time
+/// filters not to add below `node`: their producer reads its rows with
+/// nothing in between that does per-row work worth saving, or a filter
+/// above already applies them (one added by an earlier pass: EXPLAIN
+/// ANALYZE optimizes the plan it runs twice).
+fn rewrite(node: Arc<dyn ExecutionPlan>, skip: &HashSet<u64>) -> DfResult<Arc<dyn ExecutionPlan>> {
+    if node.children().is_empty() {
+        return Ok(match run_time_filter(node.as_ref(), skip) {
+            Some(predicate) => Arc::new(FilterExec::try_new(predicate, node)?),
+            None => node,
+        });
     }
+    let skip_below: HashSet<u64> = if let Some(filter) = node.downcast_ref::<FilterExec>() {
+        let mut applied = skip.clone();
+        applied.extend(dynamic_filter_ids(filter.predicate()));
+        applied
+    } else if passes_rows_through(node.as_ref()) {
+        skip.clone()
+    } else {
+        node.dynamic_expressions_produced()
+            .iter()
+            .filter_map(|e| e.expression_id())
+            .collect()
+    };
     if let Some(filter) = node.downcast_ref::<FilterExec>() {
-        if filter.input().is::<DataSourceExec>() && dynamic_filter_id(filter.predicate()).is_some()
-        {
-            // Added by an earlier pass (EXPLAIN ANALYZE optimizes the plan
-            // it runs twice).
-            return Ok(node);
-        }
-        if let Some(predicate) = run_time_filter(filter.input().as_ref(), direct) {
+        if let Some(predicate) = run_time_filter(filter.input().as_ref(), &skip_below) {
             // Above the table's own filter when its output keeps the key
             // columns; below it otherwise.
             let schema = node.schema();
@@ -111,21 +119,10 @@ fn rewrite(
             );
         }
     }
-    let for_children = if passes_rows_through(node.as_ref()) {
-        direct.clone()
-    } else {
-        node.dynamic_expressions_produced()
-            .iter()
-            .filter_map(|e| e.expression_id())
-            .collect()
-    };
-    if node.children().is_empty() {
-        return Ok(node);
-    }
     let children = node
         .children()
         .into_iter()
-        .map(|child| rewrite(Arc::clone(child), &for_children))
+        .map(|child| rewrite(Arc::clone(child), &skip_below))
         .collect::<DfResult<Vec<_>>>()?;
     // Unchanged children leave the node as it is.
     replace_children_if_necessary(node, children)
@@ -142,13 +139,9 @@ fn passes_rows_through(node: &dyn ExecutionPlan) -> bool {
 
 /// The conjunction of the dynamic filters in a Parquet scan's predicate
 /// that does not decode rows by it, written over the scan's output
-/// columns, leaving out those produced by an operator in `direct`; `None`
-/// when none is left. A filter on a column the scan does not output (one
+/// columns, leaving out those in `skip`; `None` when none is left. A filter on a column the scan does not output (one
 /// it computes from others) is left to the scan.
-fn run_time_filter(
-    node: &dyn ExecutionPlan,
-    direct: &HashSet<u64>,
-) -> Option<Arc<dyn PhysicalExpr>> {
+fn run_time_filter(node: &dyn ExecutionPlan, skip: &HashSet<u64>) -> Option<Arc<dyn PhysicalExpr>> {
     let scan = node.downcast_ref::<DataSourceExec>()?;
     let (_, parquet) = scan.downcast_to_file_source::<ParquetSource>()?;
     if parquet.table_parquet_options().global.pushdown_filters {
@@ -158,24 +151,26 @@ fn run_time_filter(
     let schema = node.schema();
     let dynamic = split_conjunction(&predicate)
         .into_iter()
-        .filter(|conjunct| dynamic_filter_id(conjunct).is_some_and(|id| !direct.contains(&id)))
+        .filter(|conjunct| {
+            let ids = dynamic_filter_ids(conjunct);
+            !ids.is_empty() && ids.iter().all(|id| !skip.contains(id))
+        })
         .filter_map(|conjunct| reassign_expr_columns(Arc::clone(conjunct), &schema).ok())
         .collect::<Vec<_>>();
     conjunction_opt(dynamic)
 }
 
-/// The id of the filter filled in at run time that a condition is or
-/// holds, if any.
-fn dynamic_filter_id(expr: &Arc<dyn PhysicalExpr>) -> Option<u64> {
-    let mut found = None;
+/// The ids of the filters filled in at run time that a condition is or
+/// holds. A filter without an id cannot be matched to its producer or to
+/// a filter applying it: it gets one no producer has.
+fn dynamic_filter_ids(expr: &Arc<dyn PhysicalExpr>) -> Vec<u64> {
+    let mut ids = Vec::new();
     let _ = expr.apply(|e| {
         if e.downcast_ref::<DynamicFilterPhysicalExpr>().is_some() {
-            // A filter without an id cannot be matched to its producer:
-            // kept, as any other filter would be.
-            found = Some(e.expression_id().unwrap_or(u64::MAX));
-            return Ok(TreeNodeRecursion::Stop);
+            ids.push(e.expression_id().unwrap_or(u64::MAX));
+            return Ok(TreeNodeRecursion::Jump);
         }
         Ok(TreeNodeRecursion::Continue)
     });
-    found
+    ids
 }
