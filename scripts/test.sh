@@ -70,10 +70,13 @@ command -v npm >/dev/null 2>&1 || apt_install nodejs npm
 (cd tests/node && npm ci --no-audit --no-fund --silent)
 
 # A real S3-compatible server for the S3 tests: s3s-fs, built once into
-# the cache (a few minutes on a clean machine).
+# the cache (a few minutes on a clean machine), in its own target
+# directory: never waiting on a build of the workspace that holds the lock
+# of $CARGO_TARGET_DIR/release.
 tools="$HOME/.cache/meshgate/tools"
 if [ ! -x "$tools/bin/s3s-fs" ]; then
-  cargo install --quiet --root "$tools" --version 0.14.1 --features binary s3s-fs
+  cargo install --quiet --root "$tools" --target-dir "$tools/target" \
+    --version 0.14.1 --features binary s3s-fs
 fi
 export MESHGATE_S3S_FS="$tools/bin/s3s-fs"
 

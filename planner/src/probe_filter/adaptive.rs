@@ -1,0 +1,273 @@
+//! A run-time filter that stops evaluating itself when it drops too little.
+//!
+//! A join's key filter pays for itself only when it drops rows: evaluating
+//! it costs about what the join's own probe costs, so one that keeps nearly
+//! every row (TPC-H q09: every supplier is built, 100 % of 6M `lineitem`
+//! rows pass) only adds that cost. How many rows it keeps is known only
+//! while the query runs, so [`AdaptiveFilter`] measures it: it evaluates
+//! the filter on the first [`SAMPLE_ROWS`] rows after each change of the
+//! filter (the join filling it in), and when more than [`KEEP_LIMIT`] of
+//! them pass it lets the next [`RECHECK_ROWS`] through unevaluated, then
+//! samples again (the rows of a file may be ordered so that the first
+//! ones are not like the rest).
+//!
+//! Letting a row through is always correct: the filter only ever holds
+//! conditions the join applies again, so it may keep a row the join drops,
+//! never the other way round.
+
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, BooleanArray};
+use datafusion::arrow::datatypes::{DataType, FieldRef, Schema};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::{Result, ScalarValue};
+use datafusion::logical_expr::ColumnarValue;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr_common::physical_expr::snapshot_generation;
+
+/// Rows evaluated after each change of the filter before it is judged.
+pub(crate) const SAMPLE_ROWS: u64 = 64 * 1024;
+/// Rows let through unevaluated before the filter is sampled again.
+pub(crate) const RECHECK_ROWS: u64 = 4 * 1024 * 1024;
+/// The share of sampled rows (in tenths) above which evaluating the
+/// filter costs more than the rows it drops save: 8 of 10 kept.
+const KEEP_LIMIT: u64 = 8;
+
+/// A run-time filter evaluated only while it drops enough rows (see the
+/// module docs). It shows in plans as the filter it wraps, followed by the
+/// rows it let through unevaluated once there are any.
+#[derive(Debug)]
+pub(crate) struct AdaptiveFilter {
+    inner: Arc<dyn PhysicalExpr>,
+    state: Arc<Selectivity>,
+}
+
+/// What the filter has seen, shared by the partitions that evaluate it.
+/// Updated without locks: two partitions judging at once may each reset
+/// or decide, which only moves when sampling ends by a batch or two.
+#[derive(Debug, Default)]
+struct Selectivity {
+    /// The wrapped filter's generation the counts below are for.
+    generation: AtomicU64,
+    evaluated: AtomicU64,
+    kept: AtomicU64,
+    /// Rows let through unevaluated since the filter was last judged.
+    passed: AtomicU64,
+    /// Rows let through unevaluated in all.
+    passed_total: AtomicU64,
+    passing: AtomicBool,
+}
+
+impl AdaptiveFilter {
+    pub(crate) fn new(inner: Arc<dyn PhysicalExpr>) -> Self {
+        Self {
+            inner,
+            state: Arc::default(),
+        }
+    }
+
+    /// Rows let through without evaluating the filter, so far.
+    pub(crate) fn rows_not_evaluated(&self) -> u64 {
+        self.state.passed_total.load(Ordering::Relaxed)
+    }
+}
+
+impl Selectivity {
+    /// Starts measuring again when the filter has changed since the last
+    /// batch (a join has filled it in, a top-k has tightened it).
+    fn follow(&self, generation: u64) {
+        if self.generation.swap(generation, Ordering::Relaxed) != generation {
+            self.evaluated.store(0, Ordering::Relaxed);
+            self.kept.store(0, Ordering::Relaxed);
+            self.passing.store(false, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether a batch of `rows` goes through unevaluated.
+    fn pass(&self, rows: u64) -> bool {
+        if !self.passing.load(Ordering::Relaxed) {
+            return false;
+        }
+        self.passed_total.fetch_add(rows, Ordering::Relaxed);
+        if self.passed.fetch_add(rows, Ordering::Relaxed) + rows >= RECHECK_ROWS {
+            self.evaluated.store(0, Ordering::Relaxed);
+            self.kept.store(0, Ordering::Relaxed);
+            self.passing.store(false, Ordering::Relaxed);
+        }
+        true
+    }
+
+    /// Counts an evaluated batch; once the sample is complete, stops
+    /// evaluating if it kept too many rows.
+    fn record(&self, rows: u64, kept: u64) {
+        let evaluated = self.evaluated.fetch_add(rows, Ordering::Relaxed) + rows;
+        let kept = self.kept.fetch_add(kept, Ordering::Relaxed) + kept;
+        if evaluated >= SAMPLE_ROWS && kept * 10 > evaluated * KEEP_LIMIT {
+            self.passed.store(0, Ordering::Relaxed);
+            self.passing.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// How many of `rows` a filter's result keeps (NULL drops a row).
+fn kept_rows(result: &ColumnarValue, rows: usize) -> usize {
+    match result {
+        ColumnarValue::Array(array) => array
+            .as_any()
+            .downcast_ref::<BooleanArray>()
+            .map_or(rows, |b| b.true_count()),
+        ColumnarValue::Scalar(ScalarValue::Boolean(Some(true))) => rows,
+        ColumnarValue::Scalar(_) => 0,
+    }
+}
+
+impl PhysicalExpr for AdaptiveFilter {
+    fn data_type(&self, input_schema: &Schema) -> Result<DataType> {
+        self.inner.data_type(input_schema)
+    }
+
+    fn nullable(&self, input_schema: &Schema) -> Result<bool> {
+        self.inner.nullable(input_schema)
+    }
+
+    fn return_field(&self, input_schema: &Schema) -> Result<FieldRef> {
+        self.inner.return_field(input_schema)
+    }
+
+    fn evaluate(&self, batch: &RecordBatch) -> Result<ColumnarValue> {
+        let rows = batch.num_rows();
+        self.state.follow(snapshot_generation(&self.inner));
+        if self.state.pass(rows as u64) {
+            return Ok(ColumnarValue::Scalar(ScalarValue::Boolean(Some(true))));
+        }
+        let result = self.inner.evaluate(batch)?;
+        self.state
+            .record(rows as u64, kept_rows(&result, rows) as u64);
+        Ok(result)
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn PhysicalExpr>> {
+        vec![&self.inner]
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        mut children: Vec<Arc<dyn PhysicalExpr>>,
+    ) -> Result<Arc<dyn PhysicalExpr>> {
+        match (children.pop(), children.is_empty()) {
+            (Some(inner), true) => Ok(Arc::new(Self::new(inner))),
+            _ => datafusion::common::internal_err!("AdaptiveFilter takes one child"),
+        }
+    }
+
+    fn fmt_sql(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.inner.fmt_sql(f)
+    }
+}
+
+impl fmt::Display for AdaptiveFilter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.inner)?;
+        match self.rows_not_evaluated() {
+            0 => Ok(()),
+            n => write!(f, " (not evaluated on {n} rows)"),
+        }
+    }
+}
+
+impl PartialEq for AdaptiveFilter {
+    fn eq(&self, other: &Self) -> bool {
+        self.inner.as_ref() == other.inner.as_ref()
+    }
+}
+
+impl Eq for AdaptiveFilter {}
+
+impl Hash for AdaptiveFilter {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.inner.hash(state);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::Int32Array;
+    use datafusion::arrow::datatypes::Field;
+    use datafusion::logical_expr::Operator;
+    use datafusion::physical_expr::expressions::{binary, col, lit, DynamicFilterPhysicalExpr};
+
+    fn batch(values: impl IntoIterator<Item = i32>) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Int32, false)]));
+        let values: Int32Array = values.into_iter().collect();
+        RecordBatch::try_new(schema, vec![Arc::new(values)]).unwrap()
+    }
+
+    fn kept(filter: &AdaptiveFilter, b: &RecordBatch) -> usize {
+        kept_rows(&filter.evaluate(b).unwrap(), b.num_rows())
+    }
+
+    /// `k < limit` as a dynamic filter, first `true` as a join leaves it
+    /// until it has built.
+    fn dynamic(schema: &Schema) -> Arc<DynamicFilterPhysicalExpr> {
+        Arc::new(DynamicFilterPhysicalExpr::new(
+            vec![col("k", schema).unwrap()],
+            lit(true),
+        ))
+    }
+
+    fn less_than(schema: &Schema, limit: i32) -> Arc<dyn PhysicalExpr> {
+        binary(col("k", schema).unwrap(), Operator::Lt, lit(limit), schema).unwrap()
+    }
+
+    #[test]
+    fn a_filter_that_keeps_most_rows_stops_being_evaluated_until_it_changes() {
+        let b = batch(0..8192);
+        let schema = b.schema();
+        let join = dynamic(&schema);
+        let filter = AdaptiveFilter::new(join.clone());
+        // Built: keeps 8000 of every 8192 rows, 98 %.
+        join.update(less_than(&schema, 8000)).unwrap();
+        let sampled = (SAMPLE_ROWS / 8192) as usize;
+        for _ in 0..sampled {
+            assert_eq!(kept(&filter, &b), 8000);
+        }
+        assert_eq!(filter.rows_not_evaluated(), 0);
+        // Judged: the next batches go through whole.
+        assert_eq!(kept(&filter, &b), 8192);
+        assert_eq!(filter.rows_not_evaluated(), 8192);
+        assert!(filter.to_string().ends_with("(not evaluated on 8192 rows)"));
+        // The filter changes (now drops most rows): evaluated again.
+        join.update(less_than(&schema, 10)).unwrap();
+        for _ in 0..2 * sampled {
+            assert_eq!(kept(&filter, &b), 10);
+        }
+        assert_eq!(filter.rows_not_evaluated(), 8192);
+    }
+
+    #[test]
+    fn a_filter_left_passing_is_sampled_again() {
+        let b = batch(0..8192);
+        let schema = b.schema();
+        let filter = AdaptiveFilter::new(less_than(&schema, 8192));
+        let batches = ((SAMPLE_ROWS + RECHECK_ROWS) / 8192) as usize;
+        for _ in 0..batches {
+            assert_eq!(kept(&filter, &b), 8192);
+        }
+        assert_eq!(filter.rows_not_evaluated(), RECHECK_ROWS);
+        // The recheck samples (and counts nothing as passed) again.
+        kept(&filter, &b);
+        assert_eq!(filter.rows_not_evaluated(), RECHECK_ROWS);
+    }
+
+    #[test]
+    fn nulls_count_as_dropped() {
+        let values = BooleanArray::from(vec![Some(true), None, Some(false)]);
+        assert_eq!(kept_rows(&ColumnarValue::Array(Arc::new(values)), 3), 1);
+        let null = ColumnarValue::Scalar(ScalarValue::Boolean(None));
+        assert_eq!(kept_rows(&null, 3), 0);
+    }
+}
