@@ -49,9 +49,9 @@ async fn context(dir: &std::path::Path, small_keys: Vec<i64>) -> SessionContext 
 const QUERY: &str = "SELECT t.k, t.c FROM small s \
     JOIN (SELECT k, count(*) AS c FROM big WHERE v > 0 GROUP BY k) t ON t.k = s.k";
 
-async fn run(ctx: &SessionContext) -> (Arc<dyn ExecutionPlan>, usize) {
+async fn run(ctx: &SessionContext, sql: &str) -> (Arc<dyn ExecutionPlan>, usize) {
     let plan = ctx
-        .sql(QUERY)
+        .sql(sql)
         .await
         .unwrap()
         .create_physical_plan()
@@ -86,7 +86,7 @@ async fn the_keys_filter_the_rows_that_pass_the_tables_where() {
     let dir = tempfile::tempdir().unwrap();
     // Keys 1..=5 have v > 0; 10 and 20 do not.
     let ctx = context(dir.path(), vec![1, 2, 3, 4, 5, 10, 20]).await;
-    let (plan, rows) = run(&ctx).await;
+    let (plan, rows) = run(&ctx, QUERY).await;
     assert_eq!(rows, 5);
     let ops = operators(&plan);
     let lines: Vec<String> = ops.iter().map(line).collect();
@@ -110,7 +110,7 @@ async fn a_filter_that_keeps_nearly_every_row_stops_being_evaluated() {
     let dir = tempfile::tempdir().unwrap();
     // Every key of `big` is built: the filter drops nothing.
     let ctx = context(dir.path(), (0..1000).collect()).await;
-    let (plan, rows) = run(&ctx).await;
+    let (plan, rows) = run(&ctx, QUERY).await;
     assert_eq!(rows, 900);
     let ops = operators(&plan);
     let filter = ops
@@ -130,4 +130,31 @@ async fn a_filter_that_keeps_nearly_every_row_stops_being_evaluated() {
         "{text}"
     );
     assert_eq!(output_rows(filter), 180_000, "{text}");
+}
+
+#[tokio::test]
+async fn a_join_reading_the_scan_directly_filters_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(dir.path(), vec![1, 2, 3, 4, 5, 10, 20]).await;
+    let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
+    let tiny = RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![1]))]).unwrap();
+    ctx.register_batch("tiny", tiny).unwrap();
+    // `small` joins `big` directly (on k); `tiny` joins the result (on v):
+    // both joins' keys reach big's scan.
+    let sql = "SELECT b.k FROM tiny t JOIN \
+               (SELECT b.k, b.v FROM small s JOIN big b ON b.k = s.k) b ON b.v = t.v";
+    let (plan, rows) = run(&ctx, sql).await;
+    // k = 1 (v = 1): 200 rows.
+    assert_eq!(rows, 200);
+    let ops = operators(&plan);
+    let lines: Vec<String> = ops.iter().map(line).collect();
+    let at = lines
+        .iter()
+        .position(|l| l.starts_with("FilterExec: DynamicFilter"))
+        .unwrap_or_else(|| panic!("{lines:#?}"));
+    assert!(lines[at + 1].starts_with("DataSourceExec"), "{lines:#?}");
+    // The direct join's keys (k) first, then those from above (v).
+    let (k, v) = (lines[at].find("k@"), lines[at].find("v@"));
+    assert!(matches!((k, v), (Some(k), Some(v)) if k < v), "{lines:#?}");
+    assert_eq!(output_rows(&ops[at]), 200, "{lines:#?}");
 }
