@@ -5,7 +5,7 @@ use datafusion::prelude::SessionConfig;
 
 /// How DataFusion runs every session's queries (`[execution]`); `None`
 /// keeps DataFusion's default.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExecutionOptions {
     /// Partitions a query's scans and operators are split into (default:
     /// the machine's CPU count). A query over files comes back in this
@@ -22,9 +22,21 @@ pub struct ExecutionOptions {
     pub ballista: Option<crate::BallistaOptions>,
     /// Rows of a join's large (Parquet) side whose keys its built side
     /// lacks are dropped right above the scan (`[execution]
-    /// filter_probe_rows`, default off; see `probe_filter`). Off, the keys
+    /// filter_probe_rows`, default on; see `probe_filter`). Off, the keys
     /// only skip row groups and pages by their statistics.
     pub filter_probe_rows: bool,
+}
+
+impl Default for ExecutionOptions {
+    fn default() -> Self {
+        Self {
+            target_partitions: None,
+            batch_size: None,
+            datafusion: Vec::new(),
+            ballista: None,
+            filter_probe_rows: true,
+        }
+    }
 }
 
 impl ExecutionOptions {

@@ -39,8 +39,8 @@ pub struct ExecutionConfig {
     /// goes to the Ballista cluster (default 1 GiB).
     pub ballista_min_scan_bytes: Option<String>,
     /// Whether a join's built keys drop the rows of its large side's
-    /// Parquet scan that cannot match, as they are read (default false:
-    /// the keys only skip row groups and pages; see BENCHMARKS.md).
+    /// Parquet scan that cannot match, as they are read (default true;
+    /// false: the keys only skip row groups and pages; see BENCHMARKS.md).
     pub filter_probe_rows: Option<bool>,
 }
 
@@ -72,7 +72,7 @@ impl ExecutionConfig {
             ballista,
             target_partitions: self.target_partitions,
             batch_size: self.batch_size,
-            filter_probe_rows: self.filter_probe_rows.unwrap_or(false),
+            filter_probe_rows: self.filter_probe_rows.unwrap_or(true),
             datafusion: self
                 .datafusion
                 .iter()

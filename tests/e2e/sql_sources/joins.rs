@@ -36,12 +36,9 @@ async fn join_keys_of_the_small_side_reach_the_large_side() {
     products_in_mariadb(&my);
     my.exec("ANALYZE TABLE products");
     let blocks = pg.catalog_toml("sales", pg_port(), "") + &my.catalog_toml("shop", "");
-    // The Parquet row filter by join keys is opt-in (`filter_probe_rows`).
-    let mesh = TestMesh::start_with(|c| {
-        c.push_str(&blocks);
-        c.push_str("\n[execution]\nfilter_probe_rows = true\n");
-    })
-    .await;
+    // The Parquet row filter by join keys is on by default
+    // (`filter_probe_rows`).
+    let mesh = TestMesh::start_with(|c| c.push_str(&blocks)).await;
     let client = mesh.connect("members").await;
 
     // One provider (Parquet, 25 rows) joins the accounts in PostgreSQL: the
