@@ -105,7 +105,8 @@ fn rewrite(node: Arc<dyn ExecutionPlan>, cx: &Context) -> DfResult<Arc<dyn Execu
             None => node,
         });
     }
-    let below = if let Some(filter) = node.downcast_ref::<FilterExec>() {
+    let filter = node.downcast_ref::<FilterExec>();
+    let below = if let Some(filter) = filter {
         let mut below = cx.clone();
         below.applied.extend(dynamic_filter_ids(filter.predicate()));
         below
@@ -121,7 +122,7 @@ fn rewrite(node: Arc<dyn ExecutionPlan>, cx: &Context) -> DfResult<Arc<dyn Execu
             applied: HashSet::new(),
         }
     };
-    if let Some(filter) = node.downcast_ref::<FilterExec>() {
+    if let Some(filter) = filter {
         if let Some(predicate) = run_time_filter(filter.input().as_ref(), &below) {
             // Above the table's own filter when its output keeps the key
             // columns; below it otherwise.
