@@ -33,11 +33,13 @@
 //! it runs: one that keeps nearly every row costs as much as it saves
 //! elsewhere (TPC-H q09: +0.9 s on 6M rows). Each added filter is an
 //! [`AdaptiveFilter`], which stops evaluating itself while it keeps most
-//! of the rows it sees.
+//! of the rows it sees, or, at a scan read directly by one of its joins,
+//! while the other joins' keys keep most of the rows that join keeps.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::datasource::physical_plan::{FileSource, ParquetSource};
@@ -101,7 +103,7 @@ struct Context {
 fn rewrite(node: Arc<dyn ExecutionPlan>, cx: &Context) -> DfResult<Arc<dyn ExecutionPlan>> {
     if node.children().is_empty() {
         return Ok(match run_time_filter(node.as_ref(), cx) {
-            Some(predicate) => Arc::new(FilterExec::try_new(adaptive(predicate), node)?),
+            Some(filter) => Arc::new(FilterExec::try_new(filter.into_expr(), node)?),
             None => node,
         });
     }
@@ -123,20 +125,17 @@ fn rewrite(node: Arc<dyn ExecutionPlan>, cx: &Context) -> DfResult<Arc<dyn Execu
         }
     };
     if let Some(filter) = filter {
-        if let Some(predicate) = run_time_filter(filter.input().as_ref(), &below) {
+        if let Some(run_time) = run_time_filter(filter.input().as_ref(), &below) {
             // Above the table's own filter when its output keeps the key
             // columns; below it otherwise.
-            let schema = node.schema();
-            return Ok(
-                match reassign_expr_columns(Arc::clone(&predicate), &schema) {
-                    Ok(above) => Arc::new(FilterExec::try_new(adaptive(above), node)?),
-                    Err(_) => {
-                        let below =
-                            FilterExec::try_new(adaptive(predicate), Arc::clone(filter.input()))?;
-                        replace_children_if_necessary(node, vec![Arc::new(below)])?
-                    }
-                },
-            );
+            return Ok(match run_time.over(&node.schema()) {
+                Some(above) => Arc::new(FilterExec::try_new(above.into_expr(), node)?),
+                None => {
+                    let below =
+                        FilterExec::try_new(run_time.into_expr(), Arc::clone(filter.input()))?;
+                    replace_children_if_necessary(node, vec![Arc::new(below)])?
+                }
+            });
         }
     }
     let children = node
@@ -148,8 +147,33 @@ fn rewrite(node: Arc<dyn ExecutionPlan>, cx: &Context) -> DfResult<Arc<dyn Execu
     replace_children_if_necessary(node, children)
 }
 
-fn adaptive(predicate: Arc<dyn PhysicalExpr>) -> Arc<dyn PhysicalExpr> {
-    Arc::new(AdaptiveFilter::new(predicate))
+/// The run-time filters to apply to a scan's rows.
+struct RunTimeFilter {
+    /// Those of the join reading the scan directly, if any.
+    direct: Option<Arc<dyn PhysicalExpr>>,
+    /// Those of producers further up.
+    rest: Arc<dyn PhysicalExpr>,
+}
+
+impl RunTimeFilter {
+    /// The same filter over the columns of `schema`, if it has them.
+    fn over(&self, schema: &SchemaRef) -> Option<Self> {
+        let over = |e: &Arc<dyn PhysicalExpr>| reassign_expr_columns(Arc::clone(e), schema).ok();
+        Some(Self {
+            direct: match &self.direct {
+                Some(direct) => Some(over(direct)?),
+                None => None,
+            },
+            rest: over(&self.rest)?,
+        })
+    }
+
+    fn into_expr(self) -> Arc<dyn PhysicalExpr> {
+        Arc::new(match self.direct {
+            Some(direct) => AdaptiveFilter::split(direct, self.rest),
+            None => AdaptiveFilter::new(self.rest),
+        })
+    }
 }
 
 /// Operators that hand their input's rows on without per-row work a
@@ -161,17 +185,16 @@ fn passes_rows_through(node: &dyn ExecutionPlan) -> bool {
         || node.is::<FilterExec>()
 }
 
-/// The conjunction of the dynamic filters in a Parquet scan's predicate
-/// that does not decode rows by it, written over the scan's output
-/// columns and leaving out those a filter above applies; `None` when only
-/// filters whose producer reads the scan directly are left (it drops
-/// those rows itself, for what evaluating them here would cost). When
-/// others are left, the direct producer's filters come first: they drop
-/// most rows where such a join is selective (TPC-H q08: 99 % of
-/// `lineitem`), and `AND` evaluates the rest only on the rows they keep.
-/// A filter on a column the scan does not output (one it computes from
-/// others) is left to the scan.
-fn run_time_filter(node: &dyn ExecutionPlan, cx: &Context) -> Option<Arc<dyn PhysicalExpr>> {
+/// The dynamic filters in a Parquet scan's predicate that does not decode
+/// rows by it, written over the scan's output columns and leaving out
+/// those a filter above applies; `None` when only filters whose producer
+/// reads the scan directly are left (it drops those rows itself, for what
+/// evaluating them here would cost). When others are left, the direct
+/// producer's filters are kept apart: they drop most rows where such a
+/// join is selective (TPC-H q08: 99 % of `lineitem`), and the filter
+/// judges the others by what they add to them. A filter on a column the
+/// scan does not output (one it computes from others) is left to the scan.
+fn run_time_filter(node: &dyn ExecutionPlan, cx: &Context) -> Option<RunTimeFilter> {
     let scan = node.downcast_ref::<DataSourceExec>()?;
     let (_, parquet) = scan.downcast_to_file_source::<ParquetSource>()?;
     if parquet.table_parquet_options().global.pushdown_filters {
@@ -194,11 +217,10 @@ fn run_time_filter(node: &dyn ExecutionPlan, cx: &Context) -> Option<Arc<dyn Phy
             others.push(expr);
         }
     }
-    if others.is_empty() {
-        return None;
-    }
-    direct.extend(others);
-    conjunction_opt(direct)
+    Some(RunTimeFilter {
+        rest: conjunction_opt(others)?,
+        direct: conjunction_opt(direct),
+    })
 }
 
 /// The ids of the filters filled in at run time that a condition is or
