@@ -138,18 +138,23 @@ async fn a_filter_that_keeps_nearly_every_row_stops_being_evaluated() {
     assert_eq!(output_rows(filter), 180_000, "{text}");
 }
 
+/// `small` (keys 1..=5, 10, 20) joins `big` directly (on k), and `tiny`
+/// (the given `v` values) joins the result (on v): both joins' keys reach
+/// big's scan.
+async fn two_joins(dir: &std::path::Path, tiny_v: Vec<i64>) -> (Arc<dyn ExecutionPlan>, usize) {
+    let ctx = context(dir, vec![1, 2, 3, 4, 5, 10, 20]).await;
+    let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
+    let tiny = RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(tiny_v))]).unwrap();
+    ctx.register_batch("tiny", tiny).unwrap();
+    let sql = "SELECT b.k FROM tiny t JOIN \
+               (SELECT b.k, b.v FROM small s JOIN big b ON b.k = s.k) b ON b.v = t.v";
+    run(&ctx, sql).await
+}
+
 #[tokio::test]
 async fn a_join_reading_the_scan_directly_filters_first() {
     let dir = tempfile::tempdir().unwrap();
-    let ctx = context(dir.path(), vec![1, 2, 3, 4, 5, 10, 20]).await;
-    let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
-    let tiny = RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![1]))]).unwrap();
-    ctx.register_batch("tiny", tiny).unwrap();
-    // `small` joins `big` directly (on k); `tiny` joins the result (on v):
-    // both joins' keys reach big's scan.
-    let sql = "SELECT b.k FROM tiny t JOIN \
-               (SELECT b.k, b.v FROM small s JOIN big b ON b.k = s.k) b ON b.v = t.v";
-    let (plan, rows) = run(&ctx, sql).await;
+    let (plan, rows) = two_joins(dir.path(), vec![1]).await;
     // k = 1 (v = 1): 200 rows.
     assert_eq!(rows, 200);
     let ops = operators(&plan);
@@ -168,15 +173,8 @@ async fn a_join_reading_the_scan_directly_filters_first() {
 #[tokio::test]
 async fn keys_from_above_that_add_nothing_to_the_direct_join_are_not_evaluated() {
     let dir = tempfile::tempdir().unwrap();
-    let ctx = context(dir.path(), vec![1, 2, 3, 4, 5, 10, 20]).await;
-    let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
     // Every `v`: the upper join's keys keep every row the direct join keeps.
-    let every_v = Int64Array::from((0..10).collect::<Vec<i64>>());
-    let tiny = RecordBatch::try_new(schema, vec![Arc::new(every_v)]).unwrap();
-    ctx.register_batch("tiny", tiny).unwrap();
-    let sql = "SELECT b.k FROM tiny t JOIN \
-               (SELECT b.k, b.v FROM small s JOIN big b ON b.k = s.k) b ON b.v = t.v";
-    let (plan, rows) = run(&ctx, sql).await;
+    let (plan, rows) = two_joins(dir.path(), (0..10).collect()).await;
     // Seven keys of 200 rows, each `v` matched once.
     assert_eq!(rows, 1400);
     let ops = operators(&plan);
