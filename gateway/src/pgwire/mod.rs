@@ -13,6 +13,7 @@ mod errors;
 mod fast_rows;
 mod floats;
 mod query;
+mod replies;
 mod session;
 mod startup;
 

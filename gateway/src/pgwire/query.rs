@@ -42,7 +42,7 @@ use pgwire::api::{
     ClientInfo, ClientPortalStore, ConnectionHandle, PgWireConnectionState, Type, DEFAULT_NAME,
 };
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
-use pgwire::messages::extendedquery::{Bind, BindComplete, Execute};
+use pgwire::messages::extendedquery::{Bind, Close, Describe, Execute, Parse};
 use pgwire::messages::response::{EmptyQueryResponse, TransactionStatus};
 use pgwire::messages::simplequery::Query;
 use pgwire::messages::PgWireBackendMessage;
@@ -52,6 +52,7 @@ use tokio::sync::Mutex;
 use super::cancel::ConnectionOwners;
 use super::encode;
 use super::errors::to_pg_error;
+use super::replies;
 use super::session::SessionSlot;
 use crate::request_limits::RequestLimits;
 
@@ -287,10 +288,18 @@ impl ExtendedQueryHandler for PgConnection {
         self.parser.clone()
     }
 
-    /// Bind as pgwire does, but BindComplete waits in the write buffer for
-    /// the Sync or Flush that follows (as PostgreSQL's own output buffer
-    /// does): a Bind/Execute/Sync round trip is then answered in one socket
-    /// write instead of two, and the client is woken once.
+    // Parse, Bind, Describe and Close replies wait for Sync or Flush
+    // (see `replies`).
+    async fn on_parse<C>(&self, client: &mut C, message: Parse) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        replies::parse(self, client, message).await
+    }
+
     async fn on_bind<C>(&self, client: &mut C, message: Bind) -> PgWireResult<()>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
@@ -298,32 +307,27 @@ impl ExtendedQueryHandler for PgConnection {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let statement_name = message.statement_name.as_deref().unwrap_or(DEFAULT_NAME);
-        let portal_name = message.portal_name.as_deref().unwrap_or(DEFAULT_NAME);
-        match client.portal_store().get_statement(statement_name) {
-            Some(Entry::Value(statement)) => {
-                let portal = Portal::try_new(&message, statement)?;
-                client.portal_store().put_portal(Arc::new(portal));
-            }
-            Some(Entry::Empty) if message.parameters.is_empty() => {
-                client.portal_store().put_empty_portal(portal_name);
-            }
-            Some(Entry::Empty) => {
-                return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
-                    "ERROR".to_owned(),
-                    "08P01".to_owned(),
-                    format!(
-                        "bind message supplies {} parameters, but prepared statement \"{statement_name}\" requires 0",
-                        message.parameters.len()
-                    ),
-                ))));
-            }
-            None => return Err(PgWireError::StatementNotFound(statement_name.to_owned())),
-        }
-        client
-            .feed(PgWireBackendMessage::BindComplete(BindComplete::new()))
-            .await?;
-        Ok(())
+        replies::bind::<Self, C>(client, message).await
+    }
+
+    async fn on_describe<C>(&self, client: &mut C, message: Describe) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        replies::describe(self, client, message).await
+    }
+
+    async fn on_close<C>(&self, client: &mut C, message: Close) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        replies::close::<Self, C>(client, message).await
     }
 
     /// Execute with `max_rows = 0` (all rows, what libpq and tokio-postgres

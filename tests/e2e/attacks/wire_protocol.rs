@@ -69,3 +69,31 @@ async fn bind_complete_waits_for_flush_or_sync_and_a_bad_bind_is_08p01() {
     assert!(errors.contains("08P01"), "{errors}");
     assert_fresh_connection_works(mesh.mesh.pgwire_addr()).await;
 }
+
+#[tokio::test]
+async fn parse_describe_and_close_replies_wait_for_flush_or_sync() {
+    let mesh = attack_mesh().await;
+    let mut socket = TcpStream::connect(mesh.mesh.pgwire_addr()).await.unwrap();
+    sign_in(&mut socket).await;
+    let parse = [cstr("s1"), cstr("SELECT $1::int AS n"), vec![0, 0]].concat();
+    let describe = [vec![b'S'], cstr("s1")].concat();
+    let ask = [message(b'P', &parse), message(b'D', &describe)].concat();
+    socket.write_all(&ask).await.unwrap();
+    // Nothing is sent before the client asks for it.
+    let mut byte = [0u8; 1];
+    let early = tokio::time::timeout(Duration::from_millis(300), socket.read(&mut byte)).await;
+    assert!(early.is_err(), "a reply arrived before Flush or Sync");
+    socket.write_all(&message(b'H', &[])).await.unwrap();
+    // ParseComplete, ParameterDescription, RowDescription.
+    assert_eq!(read_until(&mut socket, b'T').await.0, b"1tT");
+    let close = [vec![b'S'], cstr("s1")].concat();
+    let run = [message(b'C', &close), message(b'S', &[])].concat();
+    socket.write_all(&run).await.unwrap();
+    assert_eq!(read_until(&mut socket, b'Z').await.0, b"3Z");
+    // The closed statement is gone: describing it is an error, then ready.
+    let again = [message(b'D', &describe), message(b'S', &[])].concat();
+    socket.write_all(&again).await.unwrap();
+    let (types, errors) = read_until(&mut socket, b'Z').await;
+    assert_eq!(types, b"EZ", "{errors}");
+    assert_fresh_connection_works(mesh.mesh.pgwire_addr()).await;
+}
