@@ -292,13 +292,32 @@ fn batches_of(
     error: impl Fn(&(dyn std::error::Error + 'static)) -> DataFusionError + Send + 'static,
 ) -> impl futures::Stream<Item = DfResult<datafusion::arrow::array::RecordBatch>> + Send {
     let schema = Some(target.clone());
-    rows.chunks(BATCH_ROWS).map(move |chunk| {
+    row_chunks(rows).map(move |chunk| {
         let _held = &conn;
-        let rows = chunk
-            .into_iter()
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| error(&e))?;
+        let rows = chunk.map_err(|e| error(&e))?;
         let batch = rows_to_arrow(&rows, &schema).map_err(|e| error(&e))?;
         conform(batch, &target, "PostgreSQL")
+    })
+}
+
+/// `rows` in chunks of up to [`BATCH_ROWS`], each grown as its rows come
+/// (a point lookup's one row does not allocate room for 4,096, as
+/// `StreamExt::chunks` would); an error ends the stream.
+fn row_chunks(
+    rows: tokio_postgres::RowStream,
+) -> impl futures::Stream<Item = Result<Vec<tokio_postgres::Row>, tokio_postgres::Error>> + Send {
+    futures::stream::unfold(Some(Box::pin(rows)), |rows| async move {
+        let mut rows = rows?;
+        let mut chunk = Vec::new();
+        while let Some(row) = rows.next().await {
+            match row {
+                Ok(row) => chunk.push(row),
+                Err(e) => return Some((Err(e), None)),
+            }
+            if chunk.len() == BATCH_ROWS {
+                return Some((Ok(chunk), Some(rows)));
+            }
+        }
+        (!chunk.is_empty()).then_some((Ok(chunk), None))
     })
 }

@@ -54,7 +54,8 @@ async fn direct_mesh() -> (TestMesh, PgDatabase, tempfile::TempDir) {
             "CREATE TABLE accounts (id int PRIMARY KEY, owner text, region text NOT NULL,
                                     balance float8, opened date);
              INSERT INTO accounts VALUES {};
-             INSERT INTO accounts VALUES (1000, NULL, 'north', NULL, NULL);",
+             INSERT INTO accounts VALUES (1000, NULL, 'north', NULL, NULL);
+             CREATE TABLE numbers AS SELECT g::int AS n FROM generate_series(1, 10000) g;",
             rows.join(",")
         ))
         .await
@@ -218,6 +219,37 @@ async fn prepared_lookups_run_at_the_source_with_parameters() {
     let bad = text("SELECT id FROM pg.public.accounts WHERE opened = '2024-02-30'".into()).await;
     assert!(bad.unwrap_err().as_db_error().is_some());
     assert_eq!(simple(8).await.len(), 1, "the connection goes on");
+}
+
+#[tokio::test]
+async fn a_direct_result_of_several_batches_arrives_whole_and_in_order() {
+    let (mesh, db, _dir) = direct_mesh().await;
+    let client = mesh
+        .connect_as("auditor", "auditor-pw", "pg")
+        .await
+        .unwrap();
+    let above = client
+        .prepare("SELECT n FROM pg.public.numbers WHERE n > $1 ORDER BY n")
+        .await
+        .unwrap();
+    // 10,000 rows: more than one batch of the direct runner (4,096 rows).
+    for (from, expected) in [(0, 10_000), (5_903, 4_097), (9_990, 10), (10_000, 0)] {
+        let got: Vec<i32> = client
+            .query(&above, &[&from])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(got, ((from + 1)..=10_000).collect::<Vec<_>>(), "n > {from}");
+        assert_eq!(got.len(), expected);
+    }
+    let sent = meshgate_activity(&db).await;
+    assert!(
+        sent.iter()
+            .any(|q| q.contains("numbers") && q.contains("$1")),
+        "the source ran no parameterised statement: {sent:?}"
+    );
 }
 
 #[tokio::test]
