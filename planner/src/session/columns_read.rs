@@ -4,8 +4,9 @@
 //! rewrite (a masked or filtered table is scanned through its barrier,
 //! whose scan lists the columns asked of it) and after projection
 //! pushdown, so `SELECT name FROM t` reads `name` only and `count(*)`
-//! reads no column. Scans inside a federated sub-plan (a statement sent to
-//! a SQL source) count as well.
+//! reads no column; a filter pushed into a scan reads its columns. Scans
+//! inside a federated sub-plan (a statement sent to a SQL source) count as
+//! well.
 
 use std::collections::BTreeSet;
 
@@ -43,6 +44,13 @@ fn collect(
                     for field in scan.projected_schema.fields() {
                         out.insert(format!("{name}.{}", field.name()));
                     }
+                    // A filter the scan takes over reads its columns too,
+                    // even those the scan does not return.
+                    for filter in &scan.filters {
+                        for column in filter.column_refs() {
+                            out.insert(format!("{name}.{}", column.name));
+                        }
+                    }
                 }
             }
             LogicalPlan::Extension(ext) => {
@@ -59,6 +67,8 @@ fn collect(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
     use datafusion::prelude::SessionContext;
 
     #[tokio::test]
@@ -84,5 +94,33 @@ mod tests {
             ["datafusion.public.t.a", "datafusion.public.t.b"]
         );
         assert!(plan("SELECT 1").await.is_empty());
+    }
+
+    #[test]
+    fn a_filter_taken_over_by_the_scan_reads_its_columns() {
+        use datafusion::arrow::datatypes::{DataType, Field, Schema};
+        use datafusion::datasource::{provider_as_source, MemTable};
+        use datafusion::logical_expr::{col, lit, LogicalPlanBuilder};
+        let schema = Arc::new(Schema::new(
+            ["a", "b", "c"]
+                .map(|n| Field::new(n, DataType::Int32, true))
+                .to_vec(),
+        ));
+        let table = MemTable::try_new(schema, vec![vec![]]).unwrap();
+        // `SELECT b FROM t WHERE c > 1` with the filter inside the scan.
+        let plan = LogicalPlanBuilder::scan_with_filters(
+            "datafusion.public.t",
+            provider_as_source(Arc::new(table)),
+            Some(vec![1]),
+            vec![col("c").gt(lit(1))],
+        )
+        .unwrap()
+        .build()
+        .unwrap();
+        let tables = ["datafusion.public.t".to_owned()];
+        assert_eq!(
+            columns_read(&plan, &tables, "datafusion", "public"),
+            ["datafusion.public.t.b", "datafusion.public.t.c"]
+        );
     }
 }
