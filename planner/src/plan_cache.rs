@@ -44,7 +44,13 @@ struct Kept {
     plan: LogicalPlan,
     /// The plan as one statement of the source it all runs at.
     direct: Option<Arc<DirectStatement>>,
+    /// The columns the direct statement reads (for its audit record), with
+    /// the default catalog and schema they were resolved in.
+    direct_columns: Option<(Scope, Vec<String>)>,
 }
+
+/// A default catalog and schema.
+type Scope = (String, String);
 
 /// How a kept plan runs.
 pub(crate) enum CachedRun {
@@ -79,23 +85,40 @@ impl PlanCache {
         Ok(Some((CachedRun::Physical(physical), bound)))
     }
 
-    /// The rows of the kept direct statement with `params`, and the kept
-    /// optimised plan; `None` when there is none for `time_zone` (the
-    /// caller goes through [`PlanCache::run`]).
+    /// The rows of the kept direct statement with `params`, and the
+    /// columns it reads: `read` of the kept optimised plan, worked out once
+    /// per `scope` (default catalog and schema); `None` when there is no
+    /// direct statement for `time_zone` (the caller goes through
+    /// [`PlanCache::run`]).
     pub(crate) fn direct(
         &self,
         time_zone: &Option<String>,
         params: Option<&ParamValues>,
-    ) -> Option<Result<(SendableRecordBatchStream, LogicalPlan)>> {
-        let (plan, direct) = match &*self.0.lock().expect("plan cache lock") {
-            State::Optimized(kept) if kept.time_zone == *time_zone => match &kept.direct {
-                Some(direct) => (kept.plan.clone(), direct.clone()),
-                None => return None,
-            },
+        scope: (&str, &str),
+        read: impl FnOnce(&LogicalPlan) -> Vec<String>,
+    ) -> Option<Result<(SendableRecordBatchStream, Vec<String>)>> {
+        let values = direct_values(params)?;
+        let (direct, columns) = match &mut *self.0.lock().expect("plan cache lock") {
+            State::Optimized(kept) if kept.time_zone == *time_zone => {
+                let direct = kept.direct.clone()?;
+                let columns = match &kept.direct_columns {
+                    Some(((catalog, schema), columns))
+                        if (catalog.as_str(), schema.as_str()) == scope =>
+                    {
+                        columns.clone()
+                    }
+                    _ => {
+                        let columns = read(&kept.plan);
+                        let scope = (scope.0.to_owned(), scope.1.to_owned());
+                        kept.direct_columns = Some((scope, columns.clone()));
+                        columns
+                    }
+                };
+                (direct, columns)
+            }
             _ => return None,
         };
-        let values = direct_values(params)?;
-        Some(direct.execute(values).map(|stream| (stream, plan)))
+        Some(direct.execute(values).map(|stream| (stream, columns)))
     }
 
     /// The physical plan for `plan` with `params`, from the kept optimised
@@ -145,6 +168,7 @@ impl PlanCache {
                     time_zone,
                     plan: optimized.clone(),
                     direct: direct.clone(),
+                    direct_columns: None,
                 }));
                 Some((optimized, direct))
             }

@@ -29,6 +29,7 @@ mod plan;
 mod prepared;
 mod products;
 mod result_reuse;
+mod run_memo;
 mod running;
 pub(crate) mod settings;
 mod sql_prepared;

@@ -359,7 +359,9 @@ impl QuerySession {
         match prepared {
             Prepared::Empty => Ok((QueryOutput::Empty, TxEffect::None)),
             Prepared::Command { command, .. } => self.run_command(command, prepared).await,
-            Prepared::Query { plan, cache, .. } => {
+            Prepared::Query {
+                plan, cache, memo, ..
+            } => {
                 let returns_rows = returns_rows(plan);
                 let session_timeout = self
                     .settings
@@ -383,7 +385,7 @@ impl QuerySession {
                 // The kept result of this query under this effective
                 // policy, or this run kept for the next.
                 let reuse = if returns_rows && part.is_none() {
-                    self.reuse(plan, params.as_ref()).await?
+                    self.reuse(plan, params.as_ref(), memo).await?
                 } else {
                     Reuse::None
                 };
@@ -405,11 +407,13 @@ impl QuerySession {
                                 options.catalog.default_schema.clone(),
                             )
                         };
-                        if let Some(direct) = cache.direct(&time_zone, params.as_ref()) {
-                            let (stream, optimized) = direct?;
-                            let read =
-                                columns_read(&optimized, prepared.tables(), &self.catalog, &schema);
-                            return Ok::<_, QueryError>(Some((stream, read)));
+                        let read = |optimized: &LogicalPlan| {
+                            columns_read(optimized, prepared.tables(), &self.catalog, &schema)
+                        };
+                        let scope = (self.catalog.as_str(), schema.as_str());
+                        if let Some(direct) = cache.direct(&time_zone, params.as_ref(), scope, read)
+                        {
+                            return Ok::<_, QueryError>(Some(direct?));
                         }
                     }
                     let state = self.ctx.state();

@@ -13,6 +13,7 @@ use datafusion::sql::parser::Statement as DfStatement;
 use meshgate_policy::Policy;
 
 use super::prepared::Prepared;
+use super::run_memo::RunMemo;
 use super::statements::session_command;
 use super::QuerySession;
 use crate::plan_cache::PlanCache;
@@ -92,6 +93,7 @@ impl QuerySession {
             sql,
             plan,
             cache: PlanCache::default(),
+            memo: RunMemo::default(),
             policy,
             tables,
             catalogs: self.catalog_generation,

@@ -10,6 +10,7 @@ use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::sql::sqlparser::ast;
 use meshgate_policy::Policy;
 
+use super::run_memo::RunMemo;
 use crate::access::admin_statements::PolicyStatement;
 use crate::plan_cache::PlanCache;
 use crate::QueryResult;
@@ -22,6 +23,8 @@ pub enum Prepared {
         plan: LogicalPlan,
         /// The optimised plan, shared by clones (see [`PlanCache`]).
         cache: PlanCache,
+        /// What its runs work out the same way (see [`RunMemo`]).
+        memo: RunMemo,
         /// The policy the plan was made under: an execution under another
         /// policy plans the statement again.
         policy: Option<Arc<Policy>>,
@@ -111,6 +114,14 @@ impl Prepared {
             *sql = text;
         }
         copy
+    }
+
+    /// What the statement's runs work out the same way (none for commands).
+    pub(crate) fn memo(&self) -> Option<&RunMemo> {
+        match self {
+            Prepared::Query { memo, .. } => Some(memo),
+            _ => None,
+        }
     }
 
     pub fn sql(&self) -> &str {

@@ -8,6 +8,7 @@ use datafusion::common::ParamValues;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::SendableRecordBatchStream;
 
+use super::run_memo::RunMemo;
 use super::QuerySession;
 use crate::result_cache::{Filling, ProbeContext};
 use crate::QueryResult;
@@ -25,10 +26,12 @@ pub(super) enum Reuse {
 
 impl QuerySession {
     /// What the result cache does for `plan` with `params`.
+    /// What `memo` learnt of an earlier run saves looking again.
     pub(super) async fn reuse(
         &self,
         plan: &LogicalPlan,
         params: Option<&ParamValues>,
+        memo: &RunMemo,
     ) -> QueryResult<Reuse> {
         if !self.result_cache.enabled() {
             return Ok(Reuse::None);
@@ -49,7 +52,11 @@ impl QuerySession {
                 options.execution.time_zone.clone(),
             )
         };
+        if memo.never_kept(&default_catalog) {
+            return Ok(Reuse::None);
+        }
         let Some(sources) = self.result_cache.candidate(query, &default_catalog) else {
+            memo.set_never_kept(&default_catalog);
             return Ok(Reuse::None);
         };
         let forwards = sources

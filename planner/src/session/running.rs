@@ -61,12 +61,22 @@ impl QuerySession {
             user: self.identity.user.clone(),
             protocol: self.protocol.clone(),
             client: self.client.clone(),
-            sql: shown_sql(prepared.sql(), self.reads_masked_columns(tables)),
+            sql: self.shown_sql(prepared),
             catalogs,
             backend_pid: self.backend.as_ref().map(|b| b.pid()),
         });
         self.query_id = Some(handle.id().to_owned());
         Some(handle)
+    }
+
+    /// `prepared`'s text as the running-query tables show it, worked out
+    /// once per statement text and policy decision.
+    fn shown_sql(&self, prepared: &Prepared) -> String {
+        let (sql, hide) = (prepared.sql(), self.reads_masked_columns(prepared.tables()));
+        match prepared.memo() {
+            Some(memo) => memo.shown_sql(sql, hide, || shown_sql(sql, hide)),
+            None => shown_sql(sql, hide),
+        }
     }
 
     /// Whether the policy masks (or hides columns of) any of `tables`

@@ -67,7 +67,11 @@ async fn direct_mesh() -> (TestMesh, PgDatabase, tempfile::TempDir) {
         + &extra_user("clerk", "clerk-pw")
         + &extra_user("auditor", "auditor-pw")
         + &extra_user("intruder", "intruder-pw")
-        + &format!("\n[policy]\nfile = \"{}\"\n", policy.display());
+        + &format!(
+            "\n[policy]\nfile = \"{}\"\n[audit]\nfile = \"{}\"\n",
+            policy.display(),
+            dir.path().join("audit.jsonl").display()
+        );
     let mesh = TestMesh::start_with(|c| c.push_str(&blocks)).await;
     (mesh, db, dir)
 }
@@ -355,4 +359,71 @@ async fn prepared_lookups_keep_the_policy() {
     let code = err.as_db_error().map(|e| e.code().code().to_owned());
     assert!(matches!(code.as_deref(), Some("42501" | "42P01")), "{err}");
     assert_eq!(clerk.query(&by_id, &[&3i32]).await.unwrap().len(), 1);
+}
+
+/// Work a prepared lookup's runs share is kept from the first run (its
+/// audit columns, its shown text): later runs must still record and show
+/// their own statement.
+#[tokio::test]
+async fn every_run_of_a_lookup_is_audited_and_shown_as_its_own() {
+    let (mesh, _db, dir) = direct_mesh().await;
+    let clerk = mesh.connect_as("clerk", "clerk-pw", "pg").await.unwrap();
+    let sql = "SELECT owner FROM pg.public.accounts WHERE id = $1";
+    let owner = clerk.prepare(sql).await.unwrap();
+    for id in [3, 6, 9] {
+        let row = clerk.query_one(&owner, &[&id]).await.unwrap();
+        assert_eq!(row.get::<_, String>(0), "o***");
+    }
+    let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    let runs: Vec<serde_json::Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["sql"] == sql && r["query_id"].is_string())
+        .collect();
+    assert_eq!(runs.len(), 3, "{audit}");
+    for run in &runs {
+        assert_eq!(run["rows"], 1, "{run}");
+        assert_eq!(run["columns"], runs[0]["columns"], "{run}");
+        let columns = run["columns"].as_array().expect("columns").clone();
+        let read = |c: &str| {
+            columns
+                .iter()
+                .any(|x| x == &format!("pg.public.accounts.{c}"))
+        };
+        assert!(read("owner") && read("id"), "{run}");
+        assert!(!read("balance") && !read("opened"), "{run}");
+    }
+    let ids: std::collections::HashSet<&str> =
+        runs.iter().filter_map(|r| r["query_id"].as_str()).collect();
+    assert_eq!(ids.len(), 3, "each run has its own query id");
+
+    // Literal lookups of one shape share a plan; each is shown with its
+    // own text to the user who ran it.
+    let auditor = mesh
+        .connect_as("auditor", "auditor-pw", "pg")
+        .await
+        .unwrap();
+    for id in [8, 11] {
+        auditor
+            .simple_query(&format!(
+                "SELECT balance FROM pg.public.accounts WHERE id = {id}"
+            ))
+            .await
+            .unwrap();
+    }
+    let shown = meshgate_tests::simple_rows(
+        &auditor
+            .simple_query(
+                "SELECT sql FROM system.runtime.queries \
+                 WHERE sql LIKE 'SELECT balance FROM pg.public.accounts%' ORDER BY sql",
+            )
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        shown,
+        [11, 8].map(|id| vec![Some(format!(
+            "SELECT balance FROM pg.public.accounts WHERE id = {id}"
+        ))])
+    );
 }
