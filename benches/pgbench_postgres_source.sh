@@ -13,6 +13,9 @@
 #   export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/meshgate/target}
 #   cargo build --release --workspace --bins
 #   benches/pgbench_postgres_source.sh [seconds-per-run] [scale] [prepared|simple|extended]
+#
+# SOURCE_HOST=/var/run/postgresql serves the catalog over PostgreSQL's
+# Unix-domain socket (a directory, as libpq takes it) instead of TCP.
 set -euo pipefail
 secs=${1:-15}
 scale=${2:-10}
@@ -35,7 +38,7 @@ address = "127.0.0.1:$port"
 password = "$hash"
 [catalogs.bench]
 connector = "postgres"
-host = "127.0.0.1"
+host = "${SOURCE_HOST:-127.0.0.1}"
 port = 5432
 user = "postgres"
 database = "$db"

@@ -17,6 +17,7 @@ mod mariadb;
 mod shapes;
 mod sizes;
 mod sqlite;
+mod transport;
 use fixtures::*;
 
 #[tokio::test]
