@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""Prepared point lookups into a PostgreSQL source from Python clients:
+ADBC Flight SQL and psycopg through meshgate, against psycopg straight to
+PostgreSQL.
+
+Loads `accounts(aid int PRIMARY KEY, abalance int, filler text)` (100,000
+rows) into a scratch database, serves it through a release meshgate as
+catalog `bench` (connector = "postgres"), and runs `--lookups` lookups by a
+random key on one connection, as a prepared statement with one parameter,
+in three ways: ADBC Flight SQL (a Flight SQL prepared statement, bound per
+lookup), psycopg through meshgate's pgwire (`prepare=True`), and psycopg
+directly against PostgreSQL. Reports lookups/s and the median and 99th
+percentile latency, and checks every answer.
+
+Usage (from the repository root):
+  $HOME/.cache/meshgate/bench-venv/bin/python benches/flight_lookups.py \
+      --meshgate $CARGO_TARGET_DIR/release/meshgate [--lookups 5000]
+"""
+
+import argparse
+import os
+import random
+import sys
+import time
+
+import adbc_driver_flightsql.dbapi as flightsql
+import psycopg
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tpch import serve_catalogs  # noqa: E402
+
+ROWS = 100_000
+ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+
+
+def balance(aid):
+    return aid * 7 % 1000
+
+
+def measure(lookup, keys):
+    lookup(keys[0])  # warm-up: prepares the statement
+    times = []
+    started = time.perf_counter()
+    for aid in keys:
+        t0 = time.perf_counter()
+        got = lookup(aid)
+        times.append(time.perf_counter() - t0)
+        if got != balance(aid):
+            sys.exit(f"aid {aid}: got {got}, expected {balance(aid)}")
+    elapsed = time.perf_counter() - started
+    times.sort()
+    return len(keys) / elapsed, times[len(times) // 2] * 1e3, times[int(len(times) * 0.99)] * 1e3
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--meshgate", required=True)
+    ap.add_argument("--lookups", type=int, default=5000)
+    args = ap.parse_args()
+    db = f"meshgate_lookups_{os.getpid()}"
+    with psycopg.connect(ADMIN, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {db}")
+    try:
+        with psycopg.connect(f"host=127.0.0.1 port=5432 user=postgres dbname={db}",
+                             autocommit=True) as pg:
+            pg.execute("CREATE TABLE accounts (aid int PRIMARY KEY, abalance int, filler text)")
+            pg.execute(f"INSERT INTO accounts SELECT g, g * 7 % 1000, repeat('x', 84) "
+                       f"FROM generate_series(1, {ROWS}) g")
+            pg.execute("VACUUM ANALYZE accounts")
+        catalog = (f'[catalogs.bench]\nconnector = "postgres"\nhost = "127.0.0.1"\n'
+                   f'port = 5432\nuser = "postgres"\ndatabase = "{db}"\n'
+                   f'sslmode = "disable"\npool_size = 4\n')
+        rng = random.Random(42)
+        keys = [rng.randint(1, ROWS) for _ in range(args.lookups)]
+        results = {}
+        with serve_catalogs(args.meshgate, catalog, pgwire=True) as (flight_port, pg_port):
+            flight = flightsql.connect(f"grpc://127.0.0.1:{flight_port}",
+                                       db_kwargs={"username": "bench", "password": "bench"})
+            fcur = flight.cursor()
+
+            def on_flight(aid):
+                fcur.execute("SELECT abalance FROM bench.public.accounts WHERE aid = $1", (aid,))
+                return fcur.fetchone()[0]
+
+            results["meshgate, ADBC Flight SQL"] = measure(on_flight, keys)
+            fcur.close()
+            flight.close()
+            with psycopg.connect(f"host=127.0.0.1 port={pg_port} user=bench password=bench "
+                                 f"dbname=bench", autocommit=True) as gw:
+                def on_pgwire(aid):
+                    return gw.execute("SELECT abalance FROM bench.public.accounts WHERE aid = %s",
+                                      (aid,), prepare=True).fetchone()[0]
+
+                results["meshgate, psycopg (pgwire)"] = measure(on_pgwire, keys)
+        with psycopg.connect(f"host=127.0.0.1 port=5432 user=postgres dbname={db}",
+                             autocommit=True) as pg:
+            def direct(aid):
+                return pg.execute("SELECT abalance FROM accounts WHERE aid = %s", (aid,),
+                                  prepare=True).fetchone()[0]
+
+            results["PostgreSQL directly, psycopg"] = measure(direct, keys)
+    finally:
+        with psycopg.connect(ADMIN, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+
+    base = results["PostgreSQL directly, psycopg"][0]
+    print(f"{args.lookups} prepared lookups, one connection, answers checked\n")
+    print("| client | lookups/s | p50 (ms) | p99 (ms) | ratio to direct |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for name, (rate, p50, p99) in results.items():
+        print(f"| {name} | {rate:,.0f} | {p50:.3f} | {p99:.3f} | {rate / base:.2f}× |")
+
+
+if __name__ == "__main__":
+    main()
