@@ -424,12 +424,11 @@ impl QueryService {
         // TIMESTAMP WITH TIME ZONE needs a session zone to carry one.
         config.options_mut().execution.time_zone = Some(settings.get("TimeZone")?.to_owned());
         let guard = self.policy().map(|policy| {
-            let parse_state = SessionStateBuilder::new().with_default_features().build();
             Arc::new(AccessGuard::new(
                 self.policy.clone(),
                 policy,
                 &identity,
-                parse_state,
+                crate::access::expression_state(),
                 self.registry.live_products(),
             ))
         });

@@ -232,7 +232,7 @@ mod tests {
             Default::default(),
             Arc::new(policy),
             &crate::Identity::new(user),
-            datafusion::execution::SessionStateBuilder::new().build(),
+            Arc::new(datafusion::execution::SessionStateBuilder::new().build()),
             Default::default(),
         ));
         let c = SessionCatalog::new(

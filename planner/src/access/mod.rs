@@ -66,6 +66,23 @@ pub(crate) struct RoleDirectory {
     pub(crate) roles: Arc<Vec<String>>,
 }
 
+/// The DataFusion state policy expressions are planned with: DataFusion's
+/// default functions and settings only, the same for every session, so it
+/// is built once (building one registers every function anew; a Flight
+/// SQL call or a pgwire connection would otherwise pay for it).
+pub(crate) fn expression_state() -> Arc<SessionState> {
+    static STATE: std::sync::OnceLock<Arc<SessionState>> = std::sync::OnceLock::new();
+    STATE
+        .get_or_init(|| {
+            Arc::new(
+                datafusion::execution::SessionStateBuilder::new()
+                    .with_default_features()
+                    .build(),
+            )
+        })
+        .clone()
+}
+
 /// The policy in force, shared by the service and every session; replaced
 /// whole on reload.
 pub(crate) type PolicySource = Arc<std::sync::RwLock<Option<Arc<Policy>>>>;
@@ -75,8 +92,9 @@ pub(crate) type PolicySource = Arc<std::sync::RwLock<Option<Arc<Policy>>>>;
 pub(crate) struct AccessGuard {
     source: PolicySource,
     identity: Identity,
-    /// Parses filter and mask expressions (default functions only).
-    state: SessionState,
+    /// Parses filter and mask expressions (default functions only; shared
+    /// by every session, see [`expression_state`]).
+    state: Arc<SessionState>,
     /// The tags data product descriptors put on tables and columns.
     products: Arc<LiveProducts>,
     /// The policy version the current statement uses, and its decisions.
@@ -95,7 +113,7 @@ impl AccessGuard {
         source: PolicySource,
         policy: Arc<Policy>,
         identity: &Identity,
-        state: SessionState,
+        state: Arc<SessionState>,
         products: Arc<LiveProducts>,
     ) -> Self {
         Self {
