@@ -14,6 +14,10 @@
 #   cargo build --release --workspace --bins
 #   benches/pgbench_postgres_source.sh [seconds-per-run] [scale] [prepared|simple|extended]
 #
+# The last column is the gateway's CPU time (user + system, from
+# /proc/<pid>/stat) per lookup: what a lookup costs the gateway, which
+# throughput at saturation hides when the kernel's share dominates.
+#
 # SOURCE_HOST=/var/run/postgresql serves the catalog over PostgreSQL's
 # Unix-domain socket (a directory, as libpq takes it) instead of TCP.
 set -euo pipefail
@@ -66,8 +70,11 @@ run() { # target clients [extra pgbench args]
   pgbench -n -M "$mode" -f "$work/point.sql" -c "$clients" -j "$(( clients < 2 ? clients : 2 ))" -T "$secs" "$@" "$conn" 2>&1
 }
 
-echo "| target | clients | TPS | avg latency (ms) | p50 (ms) | p99 (ms) |"
-echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+# The gateway's CPU time so far (user + system), in clock ticks.
+gateway_ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
+
+echo "| target | clients | TPS | avg latency (ms) | p50 (ms) | p99 (ms) | gateway CPU per lookup (µs) |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
 for clients in 1 8 32; do
   for target in meshgate postgres; do
     extra=()
@@ -75,14 +82,21 @@ for clients in 1 8 32; do
       rm -f "$work"/lat.*
       extra=(--log --log-prefix="$work/lat")
     fi
+    before=$(gateway_ticks)
     out=$(cd "$work" && run "$target" "$clients" "${extra[@]}")
+    after=$(gateway_ticks)
     tps=$(echo "$out" | sed -n 's/^tps = \([0-9.]*\).*/\1/p')
+    done_n=$(echo "$out" | sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p')
+    cpu=-
+    if [ "$target" = meshgate ] && [ -n "$done_n" ] && [ "$done_n" -gt 0 ]; then
+      cpu=$(awk -v t="$((after - before))" -v hz="$(getconf CLK_TCK)" -v n="$done_n" 'BEGIN {printf "%.1f", t / hz / n * 1e6}')
+    fi
     lat=$(echo "$out" | sed -n 's/^latency average = \([0-9.]*\) ms/\1/p')
     p50=-; p99=-
     if [ "$clients" = 1 ]; then
       read -r p50 p99 < <(cat "$work"/lat.* | awk '{print $3}' | sort -n | awk '{a[NR]=$1} END {printf "%.3f %.3f\n", a[int(NR*0.5)]/1000, a[int(NR*0.99)]/1000}')
     fi
-    echo "| $target | $clients | ${tps:-error} | ${lat:-error} | $p50 | $p99 |"
+    echo "| $target | $clients | ${tps:-error} | ${lat:-error} | $p50 | $p99 | $cpu |"
     [ -n "$tps" ] || { echo "$out" >&2; tail -20 "$work/meshgate.log" >&2; }
   done
 done

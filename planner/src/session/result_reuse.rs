@@ -25,8 +25,8 @@ pub(super) enum Reuse {
 }
 
 impl QuerySession {
-    /// What the result cache does for `plan` with `params`.
-    /// What `memo` learnt of an earlier run saves looking again.
+    /// What the result cache does for `plan` with `params` (`memo`: what
+    /// an earlier run of the statement learnt, so it is not looked up again).
     pub(super) async fn reuse(
         &self,
         plan: &LogicalPlan,
