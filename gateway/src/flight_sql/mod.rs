@@ -2,9 +2,10 @@
 //!
 //! Every call authenticates (a bearer token from Handshake, or basic
 //! credentials in the call's own headers); a call that plans, runs or lists
-//! opens a planner session for that identity, and results stream as Arrow
-//! record batches as the plan produces them. This module only translates; planning, metadata and access decisions are the
-//! planner's. The [`FlightSqlService`] implementation below only dispatches,
+//! gets a planner session for that identity (the one its Flight SQL
+//! session's previous call left, see [`session_pool`]), and results stream
+//! as Arrow record batches as the plan produces them. This module only
+//! translates; planning, metadata and access decisions are the planner's. The [`FlightSqlService`] implementation below only dispatches,
 //! by command family:
 //! - [`statements`]: ad-hoc SQL (CommandStatementQuery), with [`tickets`];
 //! - [`prepared`]: prepared statements, their parameters and executions;
@@ -12,7 +13,8 @@
 //!   types and keys, all through one generic GetFlightInfo/DoGet path;
 //! - [`sessions`] and [`session_actions`]: options a session sets
 //!   (SetSessionOptions, GetSessionOptions, CloseSession, `SET`) and every
-//!   later call of it runs with;
+//!   later call of it runs with; [`session_pool`]: the planner session
+//!   kept for its next call;
 //! - [`cancel`] serves CancelFlightInfo.
 //!
 //! Decisions a newcomer must know:
@@ -37,6 +39,7 @@ mod prepared;
 mod results;
 pub(crate) use results::as_sent_batch;
 mod session_actions;
+mod session_pool;
 mod sessions;
 mod statements;
 mod tickets;
@@ -83,6 +86,8 @@ pub struct FlightSqlFrontend {
     limits: RequestLimits,
     /// Options each Flight SQL session set (see [`sessions`]).
     sessions: sessions::FlightSessions,
+    /// Planner sessions kept for the next call of their Flight SQL session.
+    pool: session_pool::SessionPool,
     /// Which DoGet runs which ticket, for CancelFlightInfo.
     cancels: cancel::Cancels,
 }
@@ -106,6 +111,7 @@ impl FlightSqlFrontend {
             prepared: PreparedStatements::new(limits, ttl),
             limits,
             sessions: sessions::FlightSessions::new(ttl),
+            pool: session_pool::SessionPool::new(),
             cancels: cancel::Cancels::new(ttl),
         }
     }
@@ -124,19 +130,50 @@ impl FlightSqlFrontend {
     }
 
     /// A planner session for `identity`, calling from `client`, with the
-    /// options Flight SQL session `key` set (see [`sessions`]).
+    /// options Flight SQL session `key` set (see [`sessions`]): the one
+    /// its previous call left, when that is still the same (see
+    /// [`session_pool`]), and kept for its next call.
     fn open_session(
         &self,
         identity: Identity,
         client: Option<std::net::SocketAddr>,
         key: Option<&str>,
-    ) -> QueryResult<QuerySession> {
-        let state = key.and_then(|k| self.sessions.get(k, &identity.user));
-        self.open_session_in(identity, client, state)
+    ) -> QueryResult<session_pool::Lent<'_>> {
+        let Some(key) = key else {
+            return self.open_session_in(identity, client, None);
+        };
+        let state = self.sessions.get(key, &identity.user);
+        let catalog = state.as_ref().and_then(|s| s.catalog.clone());
+        let session = match self.pool.take(key, &identity, client, state.as_ref()) {
+            Some(mut kept) => {
+                // Catalogs reloaded since its last call: take the new set.
+                self.service.refresh_session(&mut kept)?;
+                kept
+            }
+            None => self.new_session(identity, client, state)?,
+        };
+        Ok(session_pool::Lent::pooled(
+            session,
+            &self.pool,
+            key.to_owned(),
+            client,
+            catalog,
+        ))
     }
 
-    /// A planner session for `identity` with `state`'s catalog and settings.
+    /// A planner session for `identity` with `state`'s catalog and
+    /// settings, for one call.
     fn open_session_in(
+        &self,
+        identity: Identity,
+        client: Option<std::net::SocketAddr>,
+        state: Option<sessions::SessionState>,
+    ) -> QueryResult<session_pool::Lent<'_>> {
+        self.new_session(identity, client, state)
+            .map(session_pool::Lent::own)
+    }
+
+    fn new_session(
         &self,
         identity: Identity,
         client: Option<std::net::SocketAddr>,
@@ -158,7 +195,7 @@ impl FlightSqlFrontend {
         identity: Identity,
         client: Option<std::net::SocketAddr>,
         metadata: &MetadataMap,
-    ) -> Result<QuerySession, Status> {
+    ) -> Result<session_pool::Lent<'_>, Status> {
         let key = sessions::FlightSessions::key(metadata);
         self.open_session(identity, client, key.as_deref())
             .map_err(|e| to_status(&e))

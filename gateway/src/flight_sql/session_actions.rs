@@ -137,6 +137,9 @@ impl FlightSqlFrontend {
 
     fn close_session(&self, request: Request<Action>) -> Result<Response<ActionStream>, Status> {
         let (identity, key, record) = self.session_call(&request, CLOSE_SESSION)?;
+        if let Some(key) = &key {
+            self.pool.forget(key, &identity);
+        }
         let closed = key.is_some_and(|k| self.sessions.close(&k, &identity.user));
         if !closed {
             let missing = QueryError::UndefinedObject("no Flight SQL session to close".into());

@@ -180,6 +180,25 @@ impl QuerySession {
         self.settings.read().expect("settings lock").clone()
     }
 
+    /// Whether the session's settings are exactly `settings`.
+    pub fn has_settings(&self, settings: &SessionSettings) -> bool {
+        *self.settings.read().expect("settings lock") == *settings
+    }
+
+    /// Whether the session holds nothing a later statement could see
+    /// beyond its settings: no open cursor and no SQL `PREPARE`d statement.
+    /// Only such a session may serve another call of the same client (a
+    /// Flight SQL session's next call), which would otherwise see them now
+    /// and then.
+    pub fn holds_only_settings(&mut self) -> bool {
+        self.cursors.get_mut().expect("cursor lock").is_empty()
+            && self
+                .sql_prepared
+                .get_mut()
+                .expect("prepared lock")
+                .is_empty()
+    }
+
     /// The catalog unqualified names resolve in (the connection's database).
     pub fn current_catalog(&self) -> &str {
         &self.catalog

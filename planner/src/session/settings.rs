@@ -119,7 +119,7 @@ const READ_ONLY: &[&str] = &[
     "server_version_num",
 ];
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionSettings {
     /// lowercase name → (canonical name, value)
     values: BTreeMap<String, (String, String)>,

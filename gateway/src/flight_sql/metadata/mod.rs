@@ -26,7 +26,7 @@ use arrow_flight::sql::ProstMessageExt;
 use arrow_flight::{FlightDescriptor, FlightInfo, Ticket};
 use meshgate_planner::datafusion::arrow::array::RecordBatch;
 use meshgate_planner::datafusion::arrow::datatypes::SchemaRef;
-use meshgate_planner::{AuditRecord, Identity, QueryError, QueryResult, QuerySession};
+use meshgate_planner::{AuditRecord, Identity, QueryError, QueryResult};
 use prost::Message;
 use tonic::{Request, Response, Status};
 
@@ -60,10 +60,10 @@ pub(super) struct Call<'a> {
     pub(super) record: AuditRecord,
 }
 
-impl Call<'_> {
+impl<'a> Call<'a> {
     /// A planner session for the caller, for commands that list what the
     /// caller may see.
-    pub(super) fn session(&self) -> QueryResult<QuerySession> {
+    pub(super) fn session(&self) -> QueryResult<super::session_pool::Lent<'a>> {
         self.frontend
             .open_session(self.identity.clone(), self.client, self.key.as_deref())
     }

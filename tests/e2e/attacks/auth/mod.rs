@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use super::*;
 
 mod impersonation;
+mod kept_sessions;
 mod raw;
 mod tokens;
 
