@@ -180,7 +180,7 @@ impl FlightSqlFrontend {
 }
 
 /// `SET` or `RESET`: a statement that changes the session's settings.
-fn is_setting(prepared: &Prepared) -> bool {
+pub(super) fn is_setting(prepared: &Prepared) -> bool {
     matches!(
         prepared,
         Prepared::Command {

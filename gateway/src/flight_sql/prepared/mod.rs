@@ -184,6 +184,14 @@ impl FlightSqlFrontend {
             .prepared_entry(&identity, &command.prepared_statement_handle, &request)
             .await?;
         let kept = self.kept_plan(&identity, &entry);
+        // A query with parameters planned for this identity needs no
+        // session: its one ticket is the command, its schema the plan's.
+        if let Some(prepared) = kept
+            .as_ref()
+            .filter(|p| !entry.param_types.is_empty() && !super::statements::is_setting(p))
+        {
+            return command_info(prepared, &command, request.into_inner());
+        }
         let mut session = self.session(identity, request.remote_addr(), request.metadata())?;
         let prepared = match kept {
             Some(prepared) => prepared,
@@ -209,12 +217,7 @@ impl FlightSqlFrontend {
                 return Ok(Response::new(info));
             }
         }
-        let info = super::flight_info(
-            &prepared.output_schema(),
-            command.as_any().encode_to_vec(),
-            request.into_inner(),
-        )?;
-        Ok(Response::new(info))
+        command_info(&prepared, &command, request.into_inner())
     }
 
     /// DoGet of a prepared statement: its plan run with the parameters
@@ -370,6 +373,18 @@ impl FlightSqlFrontend {
         }
         Ok(prepared)
     }
+}
+
+/// The FlightInfo of a prepared statement fetched whole: its result's
+/// schema, and `command` itself as the one ticket.
+fn command_info(
+    prepared: &Prepared,
+    command: &CommandPreparedStatementQuery,
+    descriptor: FlightDescriptor,
+) -> Result<Response<FlightInfo>, Status> {
+    let ticket = command.as_any().encode_to_vec();
+    let info = super::flight_info(&prepared.output_schema(), ticket, descriptor)?;
+    Ok(Response::new(info))
 }
 
 /// `schema` as the IPC message Flight SQL puts in a prepared statement's
