@@ -31,12 +31,12 @@
 
 use std::net::SocketAddr;
 use std::ops::{Deref, DerefMut};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use meshgate_planner::{Identity, QuerySession, SessionSettings};
+use meshgate_planner::{Identity, QuerySession};
 
-use super::sessions::SessionState;
+use super::sessions::{SessionState, DEFAULT_SETTINGS};
 
 /// Planner sessions kept at most (the busiest Flight SQL sessions').
 pub(super) const MAX_KEPT: u64 = 64;
@@ -133,8 +133,6 @@ impl SessionPool {
 fn slot_of(kept: Kept) -> Slot {
     Arc::new(Mutex::new(Some(kept)))
 }
-
-static DEFAULT_SETTINGS: LazyLock<SessionSettings> = LazyLock::new(SessionSettings::default);
 
 /// A planner session lent to one call: given back to its pool when the
 /// call is done with it, if it came for a Flight SQL session.

@@ -14,7 +14,7 @@
 //! most [`MAX_SESSIONS`] sessions.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use meshgate_planner::{QueryError, QueryResult, QueryService, QuerySession, SessionSettings};
@@ -105,12 +105,13 @@ impl FlightSessions {
             return;
         };
         let user = &session.identity().user;
-        let mut state = self.get(key, user).unwrap_or_default();
-        let settings = session.settings();
-        if state.user.is_empty() && settings_are_default(&settings) {
+        let state = self.get(key, user);
+        // Unchanged (most calls): nothing to keep.
+        if session.has_settings(state.as_ref().map_or(&DEFAULT_SETTINGS, |s| &s.settings)) {
             return;
         }
-        state.settings = settings;
+        let mut state = state.unwrap_or_default();
+        state.settings = session.settings();
         let _ = self.put(key, user, state);
     }
 
@@ -171,9 +172,9 @@ impl Planned {
     }
 }
 
-fn settings_are_default(settings: &SessionSettings) -> bool {
-    settings.all() == SessionSettings::default().all()
-}
+/// The settings of a session that set none.
+pub(super) static DEFAULT_SETTINGS: LazyLock<SessionSettings> =
+    LazyLock::new(SessionSettings::default);
 
 /// The `arrow_flight_session_id` cookie of a call.
 fn cookie(metadata: &MetadataMap) -> Option<String> {
