@@ -6,11 +6,13 @@ PostgreSQL.
 Loads `accounts(aid int PRIMARY KEY, abalance int, filler text)` (100,000
 rows) into a scratch database, serves it through a release meshgate as
 catalog `bench` (connector = "postgres"), and runs `--lookups` lookups by a
-random key on one connection, as a prepared statement with one parameter,
-in three ways: ADBC Flight SQL (a Flight SQL prepared statement, bound per
-lookup), psycopg through meshgate's pgwire (`prepare=True`), and psycopg
-directly against PostgreSQL. Reports lookups/s and the median and 99th
-percentile latency, and checks every answer.
+random key on one connection in four ways: ADBC Flight SQL with a Flight
+SQL prepared statement bound per lookup, ADBC Flight SQL with the key
+written into the SQL text (as BI tools send it), psycopg through
+meshgate's pgwire (`prepare=True`), and psycopg directly against
+PostgreSQL. Reports lookups/s and the median and 99th
+percentile latency, the gateway's CPU per lookup (from /proc/<pid>/stat),
+and checks every answer.
 
 Usage (from the repository root):
   $HOME/.cache/meshgate/bench-venv/bin/python benches/flight_lookups.py \
@@ -20,6 +22,7 @@ Usage (from the repository root):
 import argparse
 import os
 import random
+import subprocess
 import sys
 import time
 
@@ -37,9 +40,21 @@ def balance(aid):
     return aid * 7 % 1000
 
 
-def measure(lookup, keys):
+def gateway_cpu():
+    """A function reading the serving gateway's CPU seconds so far."""
+    pid = subprocess.run(["pgrep", "-n", "-f", "meshgate serve"], capture_output=True,
+                         text=True).stdout.strip()
+
+    def cpu():
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return cpu
+
+
+def measure(lookup, keys, cpu=None):
     lookup(keys[0])  # warm-up: prepares the statement
     times = []
+    cpu_before = cpu() if cpu else 0.0
     started = time.perf_counter()
     for aid in keys:
         t0 = time.perf_counter()
@@ -48,8 +63,10 @@ def measure(lookup, keys):
         if got != balance(aid):
             sys.exit(f"aid {aid}: got {got}, expected {balance(aid)}")
     elapsed = time.perf_counter() - started
+    used = (cpu() - cpu_before) / len(keys) * 1e6 if cpu else None
     times.sort()
-    return len(keys) / elapsed, times[len(times) // 2] * 1e3, times[int(len(times) * 0.99)] * 1e3
+    return (len(keys) / elapsed, times[len(times) // 2] * 1e3,
+            times[int(len(times) * 0.99)] * 1e3, used)
 
 
 def main():
@@ -74,6 +91,7 @@ def main():
         keys = [rng.randint(1, ROWS) for _ in range(args.lookups)]
         results = {}
         with serve_catalogs(args.meshgate, catalog, pgwire=True) as (flight_port, pg_port):
+            cpu = gateway_cpu()
             flight = flightsql.connect(f"grpc://127.0.0.1:{flight_port}",
                                        db_kwargs={"username": "bench", "password": "bench"})
             fcur = flight.cursor()
@@ -82,7 +100,13 @@ def main():
                 fcur.execute("SELECT abalance FROM bench.public.accounts WHERE aid = $1", (aid,))
                 return fcur.fetchone()[0]
 
-            results["meshgate, ADBC Flight SQL"] = measure(on_flight, keys)
+            results["meshgate, ADBC Flight SQL"] = measure(on_flight, keys, cpu)
+
+            def on_flight_literal(aid):
+                fcur.execute(f"SELECT abalance FROM bench.public.accounts WHERE aid = {int(aid)}")
+                return fcur.fetchone()[0]
+
+            results["meshgate, ADBC Flight SQL, literal SQL"] = measure(on_flight_literal, keys, cpu)
             fcur.close()
             flight.close()
             with psycopg.connect(f"host=127.0.0.1 port={pg_port} user=bench password=bench "
@@ -91,7 +115,7 @@ def main():
                     return gw.execute("SELECT abalance FROM bench.public.accounts WHERE aid = %s",
                                       (aid,), prepare=True).fetchone()[0]
 
-                results["meshgate, psycopg (pgwire)"] = measure(on_pgwire, keys)
+                results["meshgate, psycopg (pgwire)"] = measure(on_pgwire, keys, cpu)
         with psycopg.connect(f"host=127.0.0.1 port=5432 user=postgres dbname={db}",
                              autocommit=True) as pg:
             def direct(aid):
@@ -105,10 +129,11 @@ def main():
 
     base = results["PostgreSQL directly, psycopg"][0]
     print(f"{args.lookups} prepared lookups, one connection, answers checked\n")
-    print("| client | lookups/s | p50 (ms) | p99 (ms) | ratio to direct |")
-    print("| --- | ---: | ---: | ---: | ---: |")
-    for name, (rate, p50, p99) in results.items():
-        print(f"| {name} | {rate:,.0f} | {p50:.3f} | {p99:.3f} | {rate / base:.2f}× |")
+    print("| client | lookups/s | p50 (ms) | p99 (ms) | ratio to direct | gateway CPU per lookup (µs) |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for name, (rate, p50, p99, used) in results.items():
+        used = "–" if used is None else f"{used:,.0f}"
+        print(f"| {name} | {rate:,.0f} | {p50:.3f} | {p99:.3f} | {rate / base:.2f}× | {used} |")
 
 
 if __name__ == "__main__":
