@@ -16,8 +16,19 @@
 //!   token of ours is never mistaken for an identity provider's JWT, which
 //!   has the same shape (see [`super::looks_like_jwt`]); and a token of one
 //!   kind (`session`, `ticket`, `prepared`) is never accepted as another.
+//!
+//! A client presents the same token on every call (its session token, a
+//! prepared statement's handle), so a token whose signature was checked is
+//! remembered by a SHA-256 of its text (at most [`VERIFIED_BYTES`], each for
+//! [`VERIFIED_FOR`] after its last use): the keys do not change for a
+//! signer's life, so its signature stays as good as it was. Its kind and
+//! expiry are checked at every use. Only tokens that verified are kept.
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use sha2::Digest;
 
 /// The `typ` header of every token meshgate signs.
 const TOKEN_TYPE: &str = "meshgate+jwt";
@@ -64,7 +75,16 @@ pub struct TokenSigner {
     /// Every key that verifies, by id.
     verifying: Vec<(String, DecodingKey)>,
     validation: Validation,
+    /// Claims of tokens whose signature verified, by their text's SHA-256.
+    verified: moka::sync::Cache<[u8; 32], Arc<Claims>>,
 }
+
+/// What the remembered tokens may hold at most, counted as their claims'
+/// text plus [`VERIFIED_ENTRY_BYTES`] each.
+const VERIFIED_BYTES: u64 = 4 << 20;
+const VERIFIED_ENTRY_BYTES: u32 = 128;
+/// How long a verified token is remembered after its last use.
+const VERIFIED_FOR: Duration = Duration::from_secs(600);
 
 /// A key drawn at random for this process only.
 impl Default for TokenSigner {
@@ -103,6 +123,18 @@ impl TokenSigner {
                 .map(|(id, secret)| (id.clone(), DecodingKey::from_secret(secret)))
                 .collect(),
             validation,
+            verified: moka::sync::Cache::builder()
+                .max_capacity(VERIFIED_BYTES)
+                .weigher(|_, claims: &Arc<Claims>| {
+                    let text = claims.sub.len()
+                        + claims.kind.len()
+                        + claims.data.as_ref().map_or(0, String::len);
+                    u32::try_from(text)
+                        .unwrap_or(u32::MAX)
+                        .saturating_add(VERIFIED_ENTRY_BYTES)
+                })
+                .time_to_idle(VERIFIED_FOR)
+                .build(),
         }
     }
 
@@ -136,6 +168,27 @@ impl TokenSigner {
     /// Check signature (by the key the header's `kid` names), kind and
     /// expiry (in that order).
     pub fn verify(&self, token: &str, kind: &str) -> Result<Claims, TokenError> {
+        let digest: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+        let claims = match self.verified.get(&digest) {
+            Some(claims) => claims,
+            None => {
+                let claims = Arc::new(self.verify_signature(token)?);
+                self.verified.insert(digest, claims.clone());
+                claims
+            }
+        };
+        if claims.kind != kind {
+            return Err(TokenError::WrongKind(kind.to_owned()));
+        }
+        if claims.exp <= now_secs() {
+            return Err(TokenError::Expired);
+        }
+        Ok(Claims::clone(&claims))
+    }
+
+    /// The claims of `token` if its signature (by the key the header's
+    /// `kid` names) and its type are ours, whatever its kind and expiry.
+    fn verify_signature(&self, token: &str) -> Result<Claims, TokenError> {
         let kid = jsonwebtoken::decode_header(token)
             .map_err(|_| TokenError::Invalid)?
             .kid
@@ -150,14 +203,7 @@ impl TokenSigner {
         if data.header.typ.as_deref() != Some(TOKEN_TYPE) {
             return Err(TokenError::Invalid);
         }
-        let claims = data.claims;
-        if claims.kind != kind {
-            return Err(TokenError::WrongKind(kind.to_owned()));
-        }
-        if claims.exp <= now_secs() {
-            return Err(TokenError::Expired);
-        }
-        Ok(claims)
+        Ok(data.claims)
     }
 }
 
@@ -203,6 +249,13 @@ mod token_tests {
             ..claims.clone()
         });
         assert_eq!(signer.verify(&expired, "ticket"), Err(TokenError::Expired));
+        // Remembered after its first check, still checked for kind and expiry.
+        assert_eq!(signer.verify(&token, "ticket").unwrap(), claims);
+        assert_eq!(signer.verify(&expired, "ticket"), Err(TokenError::Expired));
+        assert_eq!(
+            signer.verify(&token, "prepared"),
+            Err(TokenError::WrongKind("prepared".into()))
+        );
     }
 
     #[test]
