@@ -62,9 +62,7 @@ use arrow_flight::{
 };
 use futures::{stream, Stream};
 use meshgate_planner::datafusion::arrow::datatypes::Schema;
-use meshgate_planner::{
-    Identity, QueryError, QueryResult, QueryService, QuerySession, SessionOptions,
-};
+use meshgate_planner::{Identity, QueryError, QueryService, QuerySession};
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -127,78 +125,6 @@ impl FlightSqlFrontend {
     /// The token signer, shared with the other services of this listener.
     pub fn signer(&self) -> Arc<TokenSigner> {
         self.signer.clone()
-    }
-
-    /// A planner session for `identity`, calling from `client`, with the
-    /// options Flight SQL session `key` set (see [`sessions`]): the one
-    /// its previous call left, when that is still the same (see
-    /// [`session_pool`]), and kept for its next call.
-    fn open_session(
-        &self,
-        identity: Identity,
-        client: Option<std::net::SocketAddr>,
-        key: Option<&str>,
-    ) -> QueryResult<session_pool::Lent<'_>> {
-        let Some(key) = key else {
-            return self.open_session_in(identity, client, None);
-        };
-        let state = self.sessions.get(key, &identity.user);
-        let catalog = state.as_ref().and_then(|s| s.catalog.clone());
-        let session = match self.pool.take(key, &identity, client, state.as_ref()) {
-            Some(mut kept) => {
-                // Catalogs reloaded since its last call: take the new set.
-                self.service.refresh_session(&mut kept)?;
-                kept
-            }
-            None => self.new_session(identity, client, state)?,
-        };
-        Ok(session_pool::Lent::pooled(
-            session,
-            &self.pool,
-            key.to_owned(),
-            client,
-            catalog,
-        ))
-    }
-
-    /// A planner session for `identity` with `state`'s catalog and
-    /// settings, for one call.
-    fn open_session_in(
-        &self,
-        identity: Identity,
-        client: Option<std::net::SocketAddr>,
-        state: Option<sessions::SessionState>,
-    ) -> QueryResult<session_pool::Lent<'_>> {
-        self.new_session(identity, client, state)
-            .map(session_pool::Lent::own)
-    }
-
-    fn new_session(
-        &self,
-        identity: Identity,
-        client: Option<std::net::SocketAddr>,
-        state: Option<sessions::SessionState>,
-    ) -> QueryResult<QuerySession> {
-        let options = SessionOptions {
-            protocol: "flight_sql".into(),
-            client: client.map(|a| a.to_string()),
-            database: state.as_ref().and_then(|s| s.catalog.clone()),
-            settings: state.map(|s| s.settings),
-            ..SessionOptions::default()
-        };
-        self.service.open_session(identity, options)
-    }
-
-    /// [`Self::open_session`] for a call with `metadata`, failing as a gRPC status.
-    fn session(
-        &self,
-        identity: Identity,
-        client: Option<std::net::SocketAddr>,
-        metadata: &MetadataMap,
-    ) -> Result<session_pool::Lent<'_>, Status> {
-        let key = sessions::FlightSessions::key(metadata);
-        self.open_session(identity, client, key.as_deref())
-            .map_err(|e| to_status(&e))
     }
 
     /// A DoGet of `request` started its statement in `session`: its

@@ -1,4 +1,5 @@
-//! Planner sessions kept between the calls of one Flight SQL session.
+//! Planner sessions kept between the calls of one Flight SQL session, and
+//! how every call gets its planner session.
 //!
 //! A Flight SQL client makes several calls per statement (DoPut of the
 //! parameters, GetFlightInfo, DoGet), and each call needs a planner
@@ -34,9 +35,13 @@ use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use meshgate_planner::{Identity, QuerySession};
+use meshgate_planner::{Identity, QueryResult, QuerySession, SessionOptions};
+use tonic::metadata::MetadataMap;
+use tonic::Status;
 
 use super::sessions::{SessionState, DEFAULT_SETTINGS};
+use super::FlightSqlFrontend;
+use crate::status::to_status;
 
 /// Planner sessions kept at most (the busiest Flight SQL sessions').
 pub(super) const MAX_KEPT: u64 = 64;
@@ -202,5 +207,79 @@ impl Drop for Lent<'_> {
         if let (Some(session), Some(back)) = (self.session.take(), self.back.take()) {
             back.pool.keep(back.key, back.client, back.catalog, session);
         }
+    }
+}
+
+/// How a call gets its planner session.
+impl FlightSqlFrontend {
+    /// A planner session for `identity`, calling from `client`, with the
+    /// options Flight SQL session `key` set (see [`super::sessions`]): the one
+    /// its previous call left, when that is still the same (see
+    /// [this module](self)), and kept for its next call.
+    pub(super) fn open_session(
+        &self,
+        identity: Identity,
+        client: Option<std::net::SocketAddr>,
+        key: Option<&str>,
+    ) -> QueryResult<Lent<'_>> {
+        let Some(key) = key else {
+            return self.open_session_in(identity, client, None);
+        };
+        let state = self.sessions.get(key, &identity.user);
+        let catalog = state.as_ref().and_then(|s| s.catalog.clone());
+        let session = match self.pool.take(key, &identity, client, state.as_ref()) {
+            Some(mut kept) => {
+                // Catalogs reloaded since its last call: take the new set.
+                self.service.refresh_session(&mut kept)?;
+                kept
+            }
+            None => self.new_session(identity, client, state)?,
+        };
+        Ok(Lent::pooled(
+            session,
+            &self.pool,
+            key.to_owned(),
+            client,
+            catalog,
+        ))
+    }
+
+    /// A planner session for `identity` with `state`'s catalog and
+    /// settings, for one call.
+    pub(super) fn open_session_in(
+        &self,
+        identity: Identity,
+        client: Option<std::net::SocketAddr>,
+        state: Option<SessionState>,
+    ) -> QueryResult<Lent<'_>> {
+        self.new_session(identity, client, state).map(Lent::own)
+    }
+
+    fn new_session(
+        &self,
+        identity: Identity,
+        client: Option<std::net::SocketAddr>,
+        state: Option<SessionState>,
+    ) -> QueryResult<QuerySession> {
+        let options = SessionOptions {
+            protocol: "flight_sql".into(),
+            client: client.map(|a| a.to_string()),
+            database: state.as_ref().and_then(|s| s.catalog.clone()),
+            settings: state.map(|s| s.settings),
+            ..SessionOptions::default()
+        };
+        self.service.open_session(identity, options)
+    }
+
+    /// [`Self::open_session`] for a call with `metadata`, failing as a gRPC status.
+    pub(super) fn session(
+        &self,
+        identity: Identity,
+        client: Option<std::net::SocketAddr>,
+        metadata: &MetadataMap,
+    ) -> Result<Lent<'_>, Status> {
+        let key = super::sessions::FlightSessions::key(metadata);
+        self.open_session(identity, client, key.as_deref())
+            .map_err(|e| to_status(&e))
     }
 }
