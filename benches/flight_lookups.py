@@ -9,8 +9,9 @@ catalog `bench` (connector = "postgres"), and runs `--lookups` lookups by a
 random key on one connection in four ways: ADBC Flight SQL with a Flight
 SQL prepared statement bound per lookup, ADBC Flight SQL with the key
 written into the SQL text (as BI tools send it), psycopg through
-meshgate's pgwire (`prepare=True`), and psycopg directly against
-PostgreSQL. Reports lookups/s and the median and 99th
+meshgate's pgwire (`prepare=True`; and with the key in the text, over the
+simple protocol and over Parse/Bind/Execute), and psycopg directly
+against PostgreSQL. Reports lookups/s and the median and 99th
 percentile latency, the gateway's CPU per lookup (from /proc/<pid>/stat),
 and checks every answer.
 
@@ -116,6 +117,22 @@ def main():
                                       (aid,), prepare=True).fetchone()[0]
 
                 results["meshgate, psycopg (pgwire)"] = measure(on_pgwire, keys, cpu)
+
+                literal = "SELECT abalance FROM bench.public.accounts WHERE aid = {}"
+
+                def on_pgwire_simple(aid):
+                    return gw.execute(literal.format(int(aid))).fetchone()[0]
+
+                results["meshgate, psycopg, literal SQL, simple protocol"] = measure(
+                    on_pgwire_simple, keys, cpu)
+
+                def on_pgwire_parse(aid):
+                    # No parameters but binary results: Parse, Bind, Execute
+                    # (as JDBC and Npgsql send every statement).
+                    return gw.execute(literal.format(int(aid)), binary=True).fetchone()[0]
+
+                results["meshgate, psycopg, literal SQL, extended protocol"] = measure(
+                    on_pgwire_parse, keys, cpu)
         with psycopg.connect(f"host=127.0.0.1 port=5432 user=postgres dbname={db}",
                              autocommit=True) as pg:
             def direct(aid):
@@ -128,7 +145,7 @@ def main():
             admin.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
 
     base = results["PostgreSQL directly, psycopg"][0]
-    print(f"{args.lookups} prepared lookups, one connection, answers checked\n")
+    print(f"{args.lookups} lookups per client, one connection, answers checked\n")
     print("| client | lookups/s | p50 (ms) | p99 (ms) | ratio to direct | gateway CPU per lookup (µs) |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for name, (rate, p50, p99, used) in results.items():

@@ -136,6 +136,12 @@ impl PlanCache {
         }
     }
 
+    /// True when `plan` runs as one statement of its source (a kept direct
+    /// statement), optimising and keeping it now if it may be kept.
+    pub(crate) fn is_direct(&self, state: &SessionState, plan: &LogicalPlan) -> bool {
+        matches!(self.kept(state, plan), Some((_, Some(_))))
+    }
+
     /// The kept optimised plan (made and kept now if it may be) and its
     /// direct statement.
     fn kept(

@@ -3,6 +3,7 @@
 //! ([`Prepared::approximate_bytes`]) plus the identity it was made for, so
 //! the stores that keep plans stay bounded in bytes.
 
+use meshgate_planner::datafusion::common::ParamValues;
 use meshgate_planner::{Identity, Prepared};
 
 /// The bytes `prepared` is counted as while it is kept.
@@ -21,4 +22,13 @@ pub(super) fn identity_bytes(identity: &Identity) -> u64 {
         .sum();
     let impersonator = identity.impersonator.as_ref().map_or(0, String::len);
     (identity.user.len() + groups + attributes + impersonator) as u64
+}
+
+/// The bytes the `$n` values kept with a plan hold.
+pub(super) fn params_bytes(params: &ParamValues) -> u64 {
+    let bytes: usize = match params {
+        ParamValues::List(values) => values.iter().map(|v| v.value.size()).sum(),
+        ParamValues::Map(values) => values.iter().map(|(k, v)| k.len() + v.value.size()).sum(),
+    };
+    bytes as u64
 }

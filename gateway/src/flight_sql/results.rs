@@ -49,11 +49,12 @@ pub(super) async fn execute(
 pub(super) async fn execute_part(
     session: &mut QuerySession,
     prepared: &Prepared,
+    params: Option<ParamValues>,
     part: ResultPart,
     kept: Option<&ResultParts>,
 ) -> Result<DoGetStream, Status> {
     let output = session
-        .execute_part(prepared, part, kept)
+        .execute_part(prepared, params, part, kept)
         .await
         .map_err(|e| to_status(&e))?;
     encode(output)

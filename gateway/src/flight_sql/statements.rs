@@ -7,8 +7,11 @@
 //! GetFlightInfo and audited by the planner; the execution is audited by
 //! the planner when DoGet runs it.
 
+use std::sync::Arc;
+
 use arrow_flight::sql::{CommandStatementQuery, ProstMessageExt, TicketStatementQuery};
 use arrow_flight::{FlightDescriptor, FlightInfo, Ticket};
+use meshgate_planner::datafusion::common::ParamValues;
 use meshgate_planner::{
     AuditRecord, Identity, Prepared, QuerySession, ResultParts, SessionCommand,
 };
@@ -58,8 +61,10 @@ impl FlightSqlFrontend {
         let client = request.remote_addr();
         self.check_statement(&identity, client, "GetFlightInfo", &query.query)?;
         let mut session = self.session(identity.clone(), client, request.metadata())?;
-        let prepared = session
-            .prepare(&query.query)
+        // Planned by its shape: a text that differs from one this session
+        // ran only in its literals takes that plan, with their values.
+        let (prepared, params) = session
+            .prepare_adhoc(&query.query)
             .await
             .map_err(|e| to_status(&e))?;
         self.apply_setting(&mut session, &prepared, request.metadata())
@@ -67,32 +72,39 @@ impl FlightSqlFrontend {
         let planned = super::sessions::Planned::of(&session);
         // A result in independent parts gets an endpoint per part.
         let parts = session
-            .result_parts(&prepared)
+            .result_parts(&prepared, params.as_ref())
             .await
             .map_err(|e| to_status(&e))?;
+        let run = Run {
+            prepared,
+            params,
+            parts: Some(Arc::new(parts)),
+        };
         let info = self
-            .tickets_info(&identity, query.query, planned, prepared, parts)
+            .tickets_info(&identity, query.query, planned, run)
             .await?
             .with_descriptor(request.into_inner());
         Ok(Response::new(info))
     }
 
-    /// The FlightInfo of `prepared` (planned from `sql` under `planned`)
-    /// whose result comes in `parts`: a statement ticket per part, bound to
-    /// `identity`, and the result's size where known.
+    /// The FlightInfo of `run` (planned from `sql` under `planned`): a
+    /// statement ticket per part of its result, bound to `identity`, and
+    /// the result's size where known.
     pub(super) async fn tickets_info(
         &self,
         identity: &Identity,
         sql: String,
         planned: super::sessions::Planned,
-        prepared: Prepared,
-        parts: ResultParts,
+        run: Run,
     ) -> Result<FlightInfo, Status> {
-        let schema = prepared.output_schema();
-        let (rows, bytes) = (parts.rows, parts.bytes);
+        let schema = run.prepared.output_schema();
+        let (rows, bytes) = run
+            .parts
+            .as_ref()
+            .map_or((None, None), |p| (p.rows, p.bytes));
         let tickets = self
             .tickets
-            .issue_parts(identity, sql, planned, prepared, Some(parts))
+            .issue_parts(identity, sql, planned, run)
             .await
             .into_iter()
             .map(|handle| {
@@ -149,11 +161,10 @@ impl FlightSqlFrontend {
             .check(&request.get_ref().ticket, &identity)
             .await?;
         let here = matches!(redeemed, Redeemed::Planned(..));
-        let (mut session, prepared, parts) = match redeemed {
-            Redeemed::Planned(prepared, parts) => (
+        let (mut session, run) = match redeemed {
+            Redeemed::Planned(run) => (
                 self.session(identity, request.remote_addr(), request.metadata())?,
-                *prepared,
-                parts,
+                *run,
             ),
             // Planned again (here, or on another replica) under what
             // GetFlightInfo planned it under.
@@ -162,20 +173,47 @@ impl FlightSqlFrontend {
                     .open_session_in(identity, request.remote_addr(), Some(planned.state()))
                     .map_err(|e| to_status(&e))?;
                 let prepared = session.prepare(&sql).await.map_err(|e| to_status(&e))?;
-                (session, prepared, None)
+                (session, Run::whole(prepared))
             }
         };
+        let Run {
+            prepared,
+            params,
+            parts,
+        } = run;
         let stream = match part {
             // A setting GetFlightInfo applied (and audited) in this
             // process's session is not applied again.
             _ if here && is_setting(&prepared) => results::nothing()?,
             Some(part) => {
-                results::execute_part(&mut session, &prepared, part, parts.as_deref()).await?
+                let kept = parts.as_deref();
+                results::execute_part(&mut session, &prepared, params, part, kept).await?
             }
-            None => results::execute(&mut session, &prepared, None).await?,
+            None => results::execute(&mut session, &prepared, params).await?,
         };
         self.started(&request, &session).await;
         Ok(results::response(stream, &session))
+    }
+}
+
+/// What a statement ticket runs: a plan, the values of its `$n` (a text
+/// planned by its shape), and the parts its result comes in, with the
+/// physical plan they were counted from.
+#[derive(Debug, Clone)]
+pub(super) struct Run {
+    pub prepared: Prepared,
+    pub params: Option<ParamValues>,
+    pub parts: Option<Arc<ResultParts>>,
+}
+
+impl Run {
+    /// `prepared` run whole, without values.
+    pub(super) fn whole(prepared: Prepared) -> Self {
+        Self {
+            prepared,
+            params: None,
+            parts: None,
+        }
     }
 }
 

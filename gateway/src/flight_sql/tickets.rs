@@ -28,11 +28,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use meshgate_planner::{Identity, Prepared, ResultPart, ResultParts};
+use meshgate_planner::{Identity, ResultPart};
 use tonic::Status;
 
-use super::plans::{identity_bytes, plan_bytes};
+use super::plans::{identity_bytes, params_bytes, plan_bytes};
 use super::sessions::Planned;
+use super::statements::Run;
 use crate::auth::{TokenError, TokenSigner};
 
 /// The token kind of statement tickets.
@@ -97,9 +98,9 @@ impl TicketPart {
 /// What a redeemed ticket runs.
 #[derive(Debug)]
 pub(super) enum Redeemed {
-    /// The plan GetFlightInfo made, and the physical plan its parts run
-    /// when its result comes in parts.
-    Planned(Box<Prepared>, Option<Arc<ResultParts>>),
+    /// The plan GetFlightInfo made, with its values, and the physical plan
+    /// its parts run when its result comes in parts.
+    Planned(Box<Run>),
     /// The plan is no longer kept (or was made for other groups or
     /// attributes, or on another replica): the statement, to plan for the
     /// caller under what it was first planned under.
@@ -131,33 +132,29 @@ impl Tickets {
         identity: &Identity,
         sql: String,
         planned: Planned,
-        prepared: Prepared,
+        prepared: meshgate_planner::Prepared,
     ) -> String {
         let mut tickets = self
-            .issue_parts(identity, sql, planned, prepared, None)
+            .issue_parts(identity, sql, planned, Run::whole(prepared))
             .await;
         tickets.pop().expect("one ticket")
     }
 
-    /// Keep `prepared` and return a ticket per part of its result (`parts`;
-    /// one ticket for the whole result when `None` or a single part).
+    /// Keep `run` and return a ticket per part of its result (one ticket
+    /// for the whole result when it has no parts or a single part).
     pub(super) async fn issue_parts(
         &self,
         identity: &Identity,
         sql: String,
         planned: Planned,
-        prepared: Prepared,
-        parts: Option<ResultParts>,
+        mut run: Run,
     ) -> Vec<String> {
-        let parts = parts.filter(|p| p.count > 1);
-        let indexes: Vec<Option<ResultPart>> = match &parts {
+        run.parts = run.parts.filter(|p| p.count > 1);
+        let indexes: Vec<Option<ResultPart>> = match &run.parts {
             Some(parts) => (0..parts.count).map(|i| Some(parts.part(i))).collect(),
             None => vec![None],
         };
-        let id = self
-            .plans
-            .keep(identity, prepared, parts.map(Arc::new))
-            .await;
+        let id = self.plans.keep(identity, run).await;
         indexes
             .into_iter()
             .map(|part| {
@@ -209,7 +206,7 @@ impl Tickets {
             None => None,
         };
         let redeemed = match self.plans.get(&data.id, identity).await {
-            Some((prepared, parts)) => Redeemed::Planned(Box::new(prepared), parts),
+            Some(run) => Redeemed::Planned(Box::new(run)),
             None => Redeemed::Sql(data.sql, data.planned),
         };
         Ok((redeemed, part))
@@ -219,8 +216,7 @@ impl Tickets {
 /// A plan kept for the identity it was made for.
 struct Kept {
     identity: Identity,
-    prepared: Prepared,
-    parts: Option<Arc<ResultParts>>,
+    run: Run,
     bytes: u32,
 }
 
@@ -242,24 +238,21 @@ impl PlanStore {
         Self { cache }
     }
 
-    /// Keep `prepared` for `identity`; returns its new, unguessable id.
-    async fn keep(
-        &self,
-        identity: &Identity,
-        prepared: Prepared,
-        parts: Option<Arc<ResultParts>>,
-    ) -> String {
+    /// Keep `run` for `identity`; returns its new, unguessable id.
+    async fn keep(&self, identity: &Identity, run: Run) -> String {
         let id = format!("{:032x}", rand::random::<u128>());
+        let plan = plan_bytes(&run.prepared);
         // A physical plan is counted as its logical plan again, plus an
         // entry per part.
-        let physical = parts
+        let physical = run
+            .parts
             .as_ref()
-            .map_or(0, |p| plan_bytes(&prepared) + ENTRY_BYTES * p.count as u64);
-        let bytes = ENTRY_BYTES + plan_bytes(&prepared) + identity_bytes(identity) + physical;
+            .map_or(0, |p| plan + ENTRY_BYTES * p.count as u64);
+        let values = run.params.as_ref().map_or(0, params_bytes);
+        let bytes = ENTRY_BYTES + plan + identity_bytes(identity) + physical + values;
         let kept = Kept {
             identity: identity.clone(),
-            prepared,
-            parts,
+            run,
             bytes: u32::try_from(bytes).unwrap_or(u32::MAX),
         };
         self.cache.insert(id.clone(), Arc::new(kept)).await;
@@ -268,20 +261,18 @@ impl PlanStore {
 
     /// The plan `id` names, if it is kept and was made for exactly
     /// `identity`; `None` alike when it is not kept and when it is another's.
-    async fn get(
-        &self,
-        id: &str,
-        identity: &Identity,
-    ) -> Option<(Prepared, Option<Arc<ResultParts>>)> {
+    async fn get(&self, id: &str, identity: &Identity) -> Option<Run> {
         let kept = self.cache.get(id).await?;
-        (kept.identity == *identity).then(|| (kept.prepared.clone(), kept.parts.clone()))
+        (kept.identity == *identity).then(|| kept.run.clone())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use meshgate_planner::{CatalogRegistry, QueryService, RuntimeLimits, SessionOptions};
+    use meshgate_planner::{
+        CatalogRegistry, Prepared, QueryService, RuntimeLimits, SessionOptions,
+    };
 
     async fn service() -> QueryService {
         let registry = CatalogRegistry::build(
@@ -323,7 +314,7 @@ mod tests {
             )
             .await;
         match tickets.redeem(ticket.as_bytes(), &alice).await.unwrap().0 {
-            Redeemed::Planned(prepared, None) => assert_eq!(prepared.sql(), sql),
+            Redeemed::Planned(run) if run.parts.is_none() => assert_eq!(run.prepared.sql(), sql),
             other => panic!("the kept plan, not {other:?}"),
         }
         // Another user, and the same user acted as by someone else (or an
@@ -348,7 +339,7 @@ mod tests {
         assert_eq!(err.message(), "this ticket was issued to another user");
         assert!(matches!(
             tickets.redeem(theirs.as_bytes(), &impersonated).await,
-            Ok((Redeemed::Planned(..), None))
+            Ok((Redeemed::Planned(_), None))
         ));
         // A credential asserting other groups gets the statement planned
         // again, not a plan whose filters were bound from the old ones.
@@ -442,7 +433,7 @@ mod tests {
         let store = PlanStore::new(10 * each, Duration::from_secs(60));
         let mut ids = Vec::new();
         for _ in 0..100 {
-            ids.push(store.keep(&alice, prepared.clone(), None).await);
+            ids.push(store.keep(&alice, Run::whole(prepared.clone())).await);
             store.cache.run_pending_tasks().await;
         }
         assert!(
@@ -456,7 +447,7 @@ mod tests {
 
         // Plans are forgotten after their lifetime.
         let store = PlanStore::new(KEPT_PLANS_BYTES, Duration::from_millis(50));
-        let id = store.keep(&alice, prepared.clone(), None).await;
+        let id = store.keep(&alice, Run::whole(prepared.clone())).await;
         assert!(store.get(&id, &alice).await.is_some());
         tokio::time::sleep(Duration::from_millis(120)).await;
         assert!(store.get(&id, &alice).await.is_none());

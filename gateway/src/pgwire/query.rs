@@ -4,8 +4,10 @@
 //!
 //! A simple Query runs the statements of its text one by one
 //! (`QuerySession::next_statement`), streaming each result before the next
-//! is planned. Parse plans the statement once (`QuerySession::prepare_for`);
-//! Bind decodes parameters with the types the plan inferred (or the client
+//! is planned. Parse plans the statement once
+//! (`QuerySession::prepare_for_by_shape`: a text differing from one the
+//! connection parsed before only in its literals takes that plan); Bind
+//! decodes parameters with the types the plan inferred (or the client
 //! declared); Execute runs the plan (`QuerySession::execute_statement`) and
 //! streams the result, and pgwire suspends and resumes the stream when the
 //! client asks for `max_rows` at a time. The transaction state lives where
@@ -25,6 +27,7 @@ use futures::channel::oneshot;
 use futures::Sink;
 use futures::SinkExt;
 use meshgate_planner::datafusion::arrow::datatypes::{DataType, SchemaRef};
+use meshgate_planner::datafusion::common::ParamValues;
 use meshgate_planner::{
     audit_text, ColumnOrigin, Notice, Prepared, QueryError, QueryOutput, QueryService,
     TransactionState,
@@ -61,6 +64,9 @@ use crate::request_limits::RequestLimits;
 pub(crate) struct PgStatement {
     prepared: Prepared,
     param_types: Vec<Option<DataType>>,
+    /// The values of its literals when it took the plan of its shape (its
+    /// client sees no parameters; see `QuerySession::prepare_for_by_shape`).
+    literals: Option<ParamValues>,
     /// The result columns, as the session described them at Parse.
     columns: SchemaRef,
     /// Their tables and column numbers, for the RowDescription.
@@ -391,7 +397,7 @@ impl ExtendedQueryHandler for PgConnection {
     {
         let statement = &portal.statement.statement;
         let params = if portal.parameter_len() == 0 && statement.param_types.is_empty() {
-            None
+            statement.literals.clone()
         } else {
             let inferred: Vec<Option<&DataType>> =
                 statement.param_types.iter().map(Option::as_ref).collect();
@@ -452,23 +458,30 @@ impl QueryParser for PgParser {
             self.slot.audit(client, what, &e);
             return Err(e);
         }
-        let session = match self.slot.lock(client).await {
+        let mut session = match self.slot.lock(client).await {
             Ok(session) => session,
             Err(e) => {
                 self.slot.audit(client, what, &e);
                 return Err(e);
             }
         };
-        let prepared = session
-            .prepare_for("Parse (prepare statement)", sql)
+        // A text that differs from one this connection parsed only in its
+        // literals takes that plan, with their values (JDBC and Npgsql send
+        // every statement this way).
+        let (prepared, literals) = session
+            .prepare_for_by_shape("Parse (prepare statement)", sql)
             .await
             .map_err(|e| to_pg_error(&e))?;
-        let param_types = prepared.parameter_types().map_err(|e| to_pg_error(&e))?;
+        let param_types = match literals {
+            Some(_) => Vec::new(),
+            None => prepared.parameter_types().map_err(|e| to_pg_error(&e))?,
+        };
         let columns = session.describe(&prepared);
         let origins = session.column_origins(&prepared).await;
         Ok(Some(PgStatement {
             prepared,
             param_types,
+            literals,
             columns,
             origins,
         }))

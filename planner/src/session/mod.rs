@@ -10,7 +10,8 @@
 //! record; `running` registers each statement with the server's running
 //! queries (its query id, kill); `sql_prepared` keeps SQL `PREPARE`d
 //! statements and plans each `EXECUTE`; `parts` splits a result into
-//! independent streams (one Flight SQL endpoint each); `parse`, `cursors`,
+//! independent streams (one Flight SQL endpoint each); `shapes` plans a
+//! text by its shape (`literals` finds it); `parse`, `cursors`,
 //! `deadline` and `settings` are what they say.
 
 mod audit;
@@ -32,6 +33,7 @@ mod result_reuse;
 mod run_memo;
 mod running;
 pub(crate) mod settings;
+mod shapes;
 mod sql_prepared;
 mod statements;
 #[cfg(test)]

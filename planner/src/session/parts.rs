@@ -27,6 +27,7 @@ use std::sync::Arc;
 
 use datafusion::common::stats::Precision;
 use datafusion::common::tree_node::TreeNode;
+use datafusion::common::ParamValues;
 use datafusion::execution::{SessionState, TaskContext};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::{
@@ -118,10 +119,15 @@ impl ResultParts {
 }
 
 impl QuerySession {
-    /// How the result of `prepared` comes: in how many independent parts,
-    /// with the plan they run. Statements other than queries, and queries
-    /// whose plan cannot be split, come whole.
-    pub async fn result_parts(&mut self, prepared: &Prepared) -> QueryResult<ResultParts> {
+    /// How the result of `prepared` run with `params` comes: in how many
+    /// independent parts, with the plan they run (its values bound).
+    /// Statements other than queries, queries whose plan cannot be split,
+    /// and queries that run as one statement at their source come whole.
+    pub async fn result_parts(
+        &mut self,
+        prepared: &Prepared,
+        params: Option<&ParamValues>,
+    ) -> QueryResult<ResultParts> {
         let Prepared::Query {
             plan,
             cache,
@@ -134,8 +140,17 @@ impl QuerySession {
         if !splittable_statement(plan) {
             return Ok(ResultParts::whole());
         }
+        // A direct statement is one stream: no physical plan to make.
+        let direct = {
+            let state = self.ctx.state_ref();
+            let state = state.read();
+            cache.is_direct(&state, plan)
+        };
+        if direct {
+            return Ok(ResultParts::whole());
+        }
         let state = self.ctx.state();
-        let (physical, optimized) = physical_plan(&state, plan, cache).await?;
+        let (physical, optimized) = physical_plan(&state, plan, cache, params).await?;
         let Some((count, fingerprint)) = split(&physical) else {
             return Ok(ResultParts::whole());
         };
@@ -197,17 +212,22 @@ fn splittable_statement(plan: &LogicalPlan) -> bool {
         )
 }
 
-/// The optimised and physical plans of `plan` (from the statement's kept
-/// optimised plan when it has one).
+/// The optimised and physical plans of `plan` with `params` bound (from
+/// the statement's kept optimised plan when there is one).
 pub(super) async fn physical_plan(
     state: &SessionState,
     plan: &LogicalPlan,
     cache: &crate::PlanCache,
+    params: Option<&ParamValues>,
 ) -> QueryResult<(Arc<dyn ExecutionPlan>, LogicalPlan)> {
-    if let Some(kept) = cache.physical_plan(state, plan, None).await? {
+    if let Some(kept) = cache.physical_plan(state, plan, params).await? {
         return Ok(kept);
     }
-    let optimized = state.optimize(plan)?;
+    let bound = match params {
+        Some(params) => plan.clone().with_param_values(params.clone())?,
+        None => plan.clone(),
+    };
+    let optimized = state.optimize(&bound)?;
     let physical = state
         .query_planner()
         .create_physical_plan(&optimized, state)

@@ -22,7 +22,6 @@ use datafusion::execution::{SessionState, TaskContext};
 
 use super::columns_read::columns_read;
 use super::deadline::Deadline;
-use super::literals::{self, Shape};
 use super::parts::{self, ResultPart, ResultParts};
 use super::prepared::{returns_rows, Prepared, QueryOutput, TxEffect};
 use super::result_reuse::Reuse;
@@ -93,65 +92,6 @@ impl QuerySession {
         Some(result)
     }
 
-    /// Plan one statement of a simple-protocol text: from the plan of its
-    /// shape with its literals bound where that plan holds them (see
-    /// `literals`), else from its own text.
-    async fn prepare_simple(
-        &mut self,
-        statement: DfStatement,
-    ) -> QueryResult<(Prepared, Option<ParamValues>)> {
-        let Some(shape) = literals::parameterise(&statement) else {
-            return Ok((self.prepare_statement(statement).await?, None));
-        };
-        let key = {
-            let state = self.ctx.state_ref();
-            let state = state.read();
-            let options = &state.config().options().catalog;
-            (
-                shape.shape.clone(),
-                options.default_catalog.clone(),
-                options.default_schema.clone(),
-            )
-        };
-        // The kept plan of this shape, planned again (and kept anew) when
-        // the policy or the catalogs changed since.
-        let planned = match self.literal_plans.get(&key) {
-            Some(Shape::Unusable) => None,
-            Some(Shape::Planned(kept)) => match self.replan_if_stale(&kept).await {
-                Ok(None) => Some(kept),
-                Ok(Some(fresh)) => Some(self.keep_shape(key, fresh)),
-                Err(_) => None,
-            },
-            None => match self.plan_statement(shape.statement.clone()).await {
-                Ok(prepared) => Some(self.keep_shape(key, prepared)),
-                Err(_) => {
-                    self.literal_plans.insert(key, Shape::Unusable);
-                    None
-                }
-            },
-        };
-        if let Some(prepared) = planned {
-            if let Prepared::Query { plan, .. } = prepared.as_ref() {
-                if let Some(values) = shape.bind(plan) {
-                    return Ok((prepared.with_sql(statement.to_string()), Some(values)));
-                }
-            }
-        }
-        Ok((self.prepare_statement(statement).await?, None))
-    }
-
-    /// Keep `prepared` as the plan of a shape (a statement that is not a
-    /// query has none: such texts are planned as they are).
-    fn keep_shape(&mut self, key: literals::ShapeKey, prepared: Prepared) -> Arc<Prepared> {
-        let prepared = Arc::new(prepared);
-        let shape = match prepared.as_ref() {
-            Prepared::Query { .. } => Shape::Planned(prepared.clone()),
-            _ => Shape::Unusable,
-        };
-        self.literal_plans.insert(key, shape);
-        prepared
-    }
-
     /// Plan and run SQL text holding any number of statements outside any
     /// transaction block, stopping at the first error. The outputs' rows are
     /// not read here: for callers that read each before the next matters,
@@ -180,16 +120,18 @@ impl QuerySession {
             .map(|result| result.output)
     }
 
-    /// Run one part of a query's result (see [`super::parts`]) outside any
-    /// transaction block, with the plan `kept` when it is at hand.
+    /// Run one part of a query's result (see [`super::parts`]) with `$n`
+    /// parameter values outside any transaction block, with the plan `kept`
+    /// when it is at hand.
     pub async fn execute_part(
         &mut self,
         prepared: &Prepared,
+        params: Option<ParamValues>,
         part: ResultPart,
         kept: Option<&ResultParts>,
     ) -> QueryResult<QueryOutput> {
         let part = PartRun { part, kept };
-        self.run_statement(prepared, None, TransactionState::Idle, Some(part))
+        self.run_statement(prepared, params, TransactionState::Idle, Some(part))
             .await
             .map(|result| result.output)
     }
@@ -355,6 +297,12 @@ impl QuerySession {
         self.columns_read.clear();
         // A plan made under an older policy never runs: plan it again.
         let replanned = self.replan_if_stale(prepared).await?;
+        // A text that ran on the plan of its shape is planned again from
+        // the text itself, its values in it (see `shapes`).
+        let params = match &replanned {
+            Some(fresh) if !fresh.has_parameters() => None,
+            _ => params,
+        };
         let prepared = replanned.as_ref().unwrap_or(prepared);
         match prepared {
             Prepared::Empty => Ok((QueryOutput::Empty, TxEffect::None)),
@@ -431,7 +379,10 @@ impl QuerySession {
                         let (physical, optimized) =
                             match run.kept.and_then(|k| k.plan_under(policy.as_ref())) {
                                 Some(kept) => kept,
-                                None => parts::physical_plan(&state, plan, cache).await?,
+                                None => {
+                                    parts::physical_plan(&state, plan, cache, params.as_ref())
+                                        .await?
+                                }
                             };
                         parts::check_split(&physical, &run.part)?;
                         let task = parts::part_task(

@@ -46,13 +46,25 @@ impl QuerySession {
             }
         }
         .await;
-        let tables = match &result {
+        self.audit_prepare(request, sql, started, result.as_ref());
+        result
+    }
+
+    /// Audit a request to prepare `sql` as `{request}: {sql}`, with the
+    /// tables it names and the policy's decision on each.
+    pub(super) fn audit_prepare(
+        &self,
+        request: &str,
+        sql: &str,
+        started: Instant,
+        result: Result<&Prepared, &QueryError>,
+    ) {
+        let tables = match result {
             Ok(prepared) => prepared.tables().to_vec(),
             Err(_) => self.tables_named(sql),
         };
         let text = format!("{request}: {}", crate::audit::audit_text(sql));
-        self.audit_now(&text, tables, 0, started, result.as_ref().err());
-        result
+        self.audit_now(&text, tables, 0, started, result.err());
     }
 
     /// Plan one parsed statement. A statement refused here (denied, bad
@@ -143,7 +155,7 @@ impl QuerySession {
     }
 }
 
-fn multiple_commands(n: usize) -> QueryError {
+pub(super) fn multiple_commands(n: usize) -> QueryError {
     QueryError::Syntax(format!(
         "cannot insert multiple commands into a prepared statement (got {n})"
     ))

@@ -200,6 +200,16 @@ impl Prepared {
         }
     }
 
+    /// True when the statement has `$n` placeholders.
+    pub(crate) fn has_parameters(&self) -> bool {
+        match self {
+            Prepared::Query { plan, .. } => plan
+                .get_parameter_types()
+                .map_or(true, |types| !types.is_empty()),
+            _ => false,
+        }
+    }
+
     /// Types of `$1..$n`, in order; `None` where the planner could not infer one.
     pub fn parameter_types(&self) -> QueryResult<Vec<Option<DataType>>> {
         let Prepared::Query { plan, .. } = self else {

@@ -9,7 +9,7 @@ use meshgate_tests::{extra_user, pg_port, PgDatabase, TestMesh};
 
 use super::fixtures::*;
 
-const ACCOUNTS: i32 = 60;
+pub(super) const ACCOUNTS: i32 = 60;
 
 fn region(id: i32) -> &'static str {
     ["north", "south", "east"][(id % 3) as usize]
@@ -20,7 +20,7 @@ fn balance(id: i32) -> f64 {
 
 /// auditor reads everything; clerk only the north, with owners masked;
 /// intruder has no grant.
-const POLICY: &str = r#"
+pub(super) const POLICY: &str = r#"
 [[grants]]
 effect = "allow"
 principals = ["user:clerk", "user:auditor"]
@@ -38,7 +38,7 @@ column = "owner"
 mask = "concat(left(owner, 1), '***')"
 "#;
 
-async fn direct_mesh() -> (TestMesh, PgDatabase, tempfile::TempDir) {
+pub(super) async fn direct_mesh() -> (TestMesh, PgDatabase, tempfile::TempDir) {
     let db = PgDatabase::create("mg_direct").await;
     let rows: Vec<String> = (1..=ACCOUNTS)
         .map(|i| {

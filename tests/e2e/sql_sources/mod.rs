@@ -13,6 +13,7 @@ mod flightsql;
 mod jdbc;
 mod joins;
 mod keys;
+mod literal_shapes;
 mod mariadb;
 mod shapes;
 mod sizes;

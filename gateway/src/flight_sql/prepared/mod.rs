@@ -204,14 +204,19 @@ impl FlightSqlFrontend {
         // is the one ticket.
         if entry.param_types.is_empty() {
             let parts = session
-                .result_parts(&prepared)
+                .result_parts(&prepared, None)
                 .await
                 .map_err(|e| to_status(&e))?;
             if parts.count > 1 {
                 let identity = session.identity().clone();
                 let planned = super::sessions::Planned::of(&session);
+                let run = super::statements::Run {
+                    prepared,
+                    params: None,
+                    parts: Some(std::sync::Arc::new(parts)),
+                };
                 let info = self
-                    .tickets_info(&identity, entry.sql.clone(), planned, prepared, parts)
+                    .tickets_info(&identity, entry.sql.clone(), planned, run)
                     .await?
                     .with_descriptor(request.into_inner());
                 return Ok(Response::new(info));
