@@ -166,7 +166,7 @@ impl PlanCache {
         }
         match state.optimize(plan) {
             Ok(optimized) => {
-                let direct = DirectStatement::of(&optimized).map(Arc::new);
+                let direct = direct_statement(state, &optimized).map(Arc::new);
                 if let Some(direct) = &direct {
                     tracing::debug!(sql = direct.sql(), "statement runs directly at its source");
                 }
@@ -185,6 +185,17 @@ impl PlanCache {
             }
         }
     }
+}
+
+/// `optimized` as one statement of its source: the plan itself, or, for a
+/// restricted user's scan of one policy view, the view's plan for that scan
+/// (its row filters and masks written into the statement, as the view's
+/// own scan would send them).
+fn direct_statement(state: &SessionState, optimized: &LogicalPlan) -> Option<DirectStatement> {
+    DirectStatement::of(optimized).or_else(|| {
+        let view = crate::access::barrier::view_scan_plan(optimized)?;
+        DirectStatement::of(&state.optimize(&view).ok()?)
+    })
 }
 
 /// The values of `params` for a direct statement (which casts each to its

@@ -26,7 +26,7 @@ use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, DFSchema};
-use datafusion::datasource::TableType;
+use datafusion::datasource::{source_as_provider, TableType};
 use datafusion::error::Result;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::expr::{InList, Like};
@@ -158,6 +158,35 @@ impl TableProvider for PolicyTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        let plan = self.view_plan(projection, filters, limit)?;
+        let input = state.create_physical_plan(&plan).await?;
+        Ok(Arc::new(PolicyBarrierExec::new(input, self.name.clone())))
+    }
+}
+
+/// The plan a restricted user's query runs when it is nothing but a scan of
+/// one policy view (a point lookup, a filtered read): the view's own plan
+/// for that scan, as [`PolicyTable`]'s scan plans it, which a SQL source
+/// can run whole as one statement. `None` for any other plan.
+pub(crate) fn view_scan_plan(plan: &LogicalPlan) -> Option<LogicalPlan> {
+    let LogicalPlan::TableScan(scan) = plan else {
+        return None;
+    };
+    let provider = source_as_provider(&scan.source).ok()?;
+    let view = (provider.as_ref() as &dyn std::any::Any).downcast_ref::<PolicyTable>()?;
+    view.view_plan(scan.projection.as_ref(), &scan.filters, scan.fetch)
+        .ok()
+}
+
+impl PolicyTable {
+    /// `Projection ← Filter(leakproof user filters) ← Filter(row filters) ←
+    /// TableScan` for a scan of the view.
+    fn view_plan(
+        &self,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<LogicalPlan> {
         let mut plan = LogicalPlanBuilder::from(self.filtered.clone());
         let filters = filters
             .iter()
@@ -181,8 +210,7 @@ impl TableProvider for PolicyTable {
         if let Some(limit) = limit {
             plan = plan.limit(0, Some(limit))?;
         }
-        let input = state.create_physical_plan(&plan.build()?).await?;
-        Ok(Arc::new(PolicyBarrierExec::new(input, self.name.clone())))
+        plan.build()
     }
 }
 

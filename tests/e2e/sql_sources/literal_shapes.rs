@@ -22,14 +22,20 @@ fn owner(id: i64) -> Vec<Option<String>> {
 
 /// The source's last statement from meshgate is the lookup with `$1` in
 /// place of its value: one statement per shape, prepared once.
-async fn assert_parameterised(db: &meshgate_tests::PgDatabase) {
+/// A restricted user's statement also carries what its policy adds
+/// (`also`: its row filter and mask).
+async fn assert_parameterised(db: &meshgate_tests::PgDatabase, also: &[&str]) {
     let sent = meshgate_activity(db).await;
     assert!(
-        sent.iter()
-            .any(|q| q.contains("accounts") && q.contains("= $1")),
-        "the source ran no parameterised statement: {sent:?}"
+        sent.iter().any(|q| q.contains("accounts")
+            && q.contains("= $1")
+            && also.iter().all(|a| q.contains(a))),
+        "the source ran no parameterised statement with {also:?}: {sent:?}"
     );
 }
+
+/// What the clerk's statements carry: the row filter and the mask.
+const CLERK_POLICY: [&str; 2] = ["'north'", "'***'"];
 
 /// Show the clerk the south instead of the north, and wait until a new
 /// statement sees it.
@@ -72,7 +78,7 @@ async fn flight_literal_lookups_share_a_plan_and_keep_the_policy() {
         let expected = [[Some(id.to_string()), Some(format!("owner{id}"))]];
         assert_eq!(flight_fetch(&mut auditor, info).await, expected);
     }
-    assert_parameterised(&db).await;
+    assert_parameterised(&db, &[]).await;
 
     let mut clerk = flight(&mesh, "clerk").await;
     // North rows only (ids divisible by 3), owners masked; a value out of
@@ -87,6 +93,7 @@ async fn flight_literal_lookups_share_a_plan_and_keep_the_policy() {
         let info = clerk.execute(lookup(id), None).await.unwrap();
         assert_eq!(flight_fetch(&mut clerk, info).await, expected, "id {id}");
     }
+    assert_parameterised(&db, &CLERK_POLICY).await;
     // A literal compared with a masked column meets the mask.
     let count =
         |owner: &str| format!("SELECT count(*) FROM pg.public.accounts WHERE owner = '{owner}'");
@@ -174,7 +181,7 @@ async fn parsed_literal_lookups_share_a_plan_and_keep_the_policy() {
         let row = auditor.query_one(&statement, &[]).await.unwrap();
         assert_eq!(row.get::<_, String>(1), format!("owner{id}"));
     }
-    assert_parameterised(&db).await;
+    assert_parameterised(&db, &[]).await;
 
     let clerk = mesh.connect_as("clerk", "clerk-pw", "pg").await.unwrap();
     let text = |rows: &[tokio_postgres::Row]| -> Rows {
@@ -190,14 +197,15 @@ async fn parsed_literal_lookups_share_a_plan_and_keep_the_policy() {
     for (id, expected) in [
         (3, vec![owner(3)]),
         (4, vec![]),
-        (6, vec![owner(6)]),
         (99_999_999_999, vec![]),
+        (6, vec![owner(6)]),
     ] {
         let statement = clerk.prepare(&lookup(id)).await.unwrap();
         assert!(statement.params().is_empty(), "id {id}");
         let rows = clerk.query(&statement, &[]).await.unwrap();
         assert_eq!(text(&rows), expected, "id {id}");
     }
+    assert_parameterised(&db, &CLERK_POLICY).await;
     // A literal compared with a masked column meets the mask.
     for (owner, n) in [("owner3", 0), ("o***", i64::from(ACCOUNTS / 3))] {
         let sql = format!("SELECT count(*) FROM pg.public.accounts WHERE owner = '{owner}'");
