@@ -17,7 +17,7 @@ and checks every answer.
 
 Usage (from the repository root):
   $HOME/.cache/meshgate/bench-venv/bin/python benches/flight_lookups.py \
-      --meshgate $CARGO_TARGET_DIR/release/meshgate [--lookups 5000]
+      --meshgate $CARGO_TARGET_DIR/release/meshgate [--lookups 5000] [--policy]
 """
 
 import argparse
@@ -25,6 +25,7 @@ import os
 import random
 import subprocess
 import sys
+import tempfile
 import time
 
 import adbc_driver_flightsql.dbapi as flightsql
@@ -74,6 +75,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--meshgate", required=True)
     ap.add_argument("--lookups", type=int, default=5000)
+    ap.add_argument("--policy", action="store_true",
+                    help="look up as a user under a row filter and a mask on the table "
+                         "(as most BI users are); the filter keeps every row")
     args = ap.parse_args()
     db = f"meshgate_lookups_{os.getpid()}"
     with psycopg.connect(ADMIN, autocommit=True) as admin:
@@ -88,6 +92,18 @@ def main():
         catalog = (f'[catalogs.bench]\nconnector = "postgres"\nhost = "127.0.0.1"\n'
                    f'port = 5432\nuser = "postgres"\ndatabase = "{db}"\n'
                    f'sslmode = "disable"\npool_size = 4\n')
+        policy_dir = tempfile.TemporaryDirectory()
+        if args.policy:
+            policy = os.path.join(policy_dir.name, "policy.toml")
+            with open(policy, "w") as f:
+                f.write('[[grants]]\neffect = "allow"\nprincipals = ["user:bench"]\n'
+                        'tables = ["bench.public.*"]\n'
+                        '[[row_filters]]\nprincipals = ["user:bench"]\n'
+                        'tables = ["bench.public.accounts"]\nfilter = "abalance >= 0"\n'
+                        '[[masks]]\nprincipals = ["user:bench"]\n'
+                        'tables = ["bench.public.accounts"]\ncolumn = "filler"\n'
+                        'mask = "left(filler, 2)"\n')
+            catalog += f'[policy]\nfile = "{policy}"\n'
         rng = random.Random(42)
         keys = [rng.randint(1, ROWS) for _ in range(args.lookups)]
         results = {}
@@ -145,7 +161,8 @@ def main():
             admin.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
 
     base = results["PostgreSQL directly, psycopg"][0]
-    print(f"{args.lookups} lookups per client, one connection, answers checked\n")
+    under = ", as a user under a row filter and a mask" if args.policy else ""
+    print(f"{args.lookups} lookups per client, one connection{under}, answers checked\n")
     print("| client | lookups/s | p50 (ms) | p99 (ms) | ratio to direct | gateway CPU per lookup (µs) |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for name, (rate, p50, p99, used) in results.items():
