@@ -37,6 +37,22 @@ async fn assert_parameterised(db: &meshgate_tests::PgDatabase, also: &[&str]) {
 /// What the clerk's statements carry: the row filter and the mask.
 const CLERK_POLICY: [&str; 2] = ["'north'", "'***'"];
 
+/// Each lookup of `runs` (id, rows) ran once, audited with its own text
+/// and row count; returns the audit log.
+fn assert_runs_audited(dir: &tempfile::TempDir, runs: &[(i64, u64)]) -> String {
+    let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    for &(id, rows) in runs {
+        let records: Vec<serde_json::Value> = audit
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|r| r["sql"] == lookup(id) && r["query_id"].is_string())
+            .collect();
+        assert_eq!(records.len(), 1, "id {id}: {audit}");
+        assert_eq!(records[0]["rows"], rows, "id {id}");
+    }
+    audit
+}
+
 /// Show the clerk the south instead of the north, and wait until a new
 /// statement sees it.
 async fn clerk_sees_the_south(mesh: &meshgate_tests::TestMesh, dir: &tempfile::TempDir) {
@@ -126,16 +142,7 @@ async fn flight_literal_lookups_share_a_plan_and_keep_the_policy() {
     assert_eq!(flight_fetch(&mut clerk, info).await, [owner(12)]);
 
     // Each run is audited with the text its client sent.
-    let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
-    for (id, rows) in [(3, 1), (6, 1), (4, 0), (9, 1), (12, 1)] {
-        let runs: Vec<serde_json::Value> = audit
-            .lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-            .filter(|r| r["sql"] == lookup(id) && r["query_id"].is_string())
-            .collect();
-        assert_eq!(runs.len(), 1, "id {id}: {audit}");
-        assert_eq!(runs[0]["rows"], rows, "id {id}");
-    }
+    assert_runs_audited(&dir, &[(3, 1), (6, 1), (4, 0), (9, 1), (12, 1)]);
 
     // Planned (GetFlightInfo) under one policy, run (DoGet) after a reload
     // that shows the clerk the south instead: the run follows the new one.
@@ -239,15 +246,8 @@ async fn parsed_literal_lookups_share_a_plan_and_keep_the_policy() {
     );
 
     // Each Parse and each run is audited with the text the client sent.
-    let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
-    for (id, rows) in [(3, 1), (4, 0), (6, 1), (16, 1)] {
-        let runs: Vec<serde_json::Value> = audit
-            .lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-            .filter(|r| r["sql"] == lookup(id) && r["query_id"].is_string())
-            .collect();
-        assert_eq!(runs.len(), 1, "id {id}: {audit}");
-        assert_eq!(runs[0]["rows"], rows, "id {id}");
+    let audit = assert_runs_audited(&dir, &[(3, 1), (4, 0), (6, 1), (16, 1)]);
+    for id in [3, 4, 6, 16] {
         let parse = format!("Parse (prepare statement): {}", lookup(id));
         assert!(audit.contains(&parse), "{parse}");
     }
