@@ -297,13 +297,11 @@ impl QuerySession {
         self.columns_read.clear();
         // A plan made under an older policy never runs: plan it again.
         let replanned = self.replan_if_stale(prepared).await?;
-        // A text that ran on the plan of its shape is planned again from
-        // the text itself, its values in it (see `shapes`).
-        let params = match &replanned {
-            Some(fresh) if !fresh.has_parameters() => None,
-            _ => params,
-        };
         let prepared = replanned.as_ref().unwrap_or(prepared);
+        // A plan without placeholders takes no values: a text bound to the
+        // plan of its shape and planned again from the text itself has its
+        // values in it (see `shapes`).
+        let params = params.filter(|_| prepared.has_parameters());
         match prepared {
             Prepared::Empty => Ok((QueryOutput::Empty, TxEffect::None)),
             Prepared::Command { command, .. } => self.run_command(command, prepared).await,

@@ -110,6 +110,16 @@ async fn flight_literal_lookups_share_a_plan_and_keep_the_policy() {
         assert_eq!(flight_fetch(&mut clerk, info).await, expected, "id {id}");
     }
     assert_parameterised(&db, &CLERK_POLICY).await;
+    // Prepared with its values in the text (as ADBC prepares every query
+    // it executes): no parameters to bind, each text its own answer.
+    for (id, expected) in [(21, vec![owner(21)]), (22, vec![]), (24, vec![owner(24)])] {
+        let mut statement = clerk.prepare(lookup(id), None).await.unwrap();
+        assert!(statement.parameter_schema().unwrap().fields().is_empty());
+        let info = statement.execute().await.unwrap();
+        assert_eq!(flight_fetch(&mut clerk, info).await, expected, "id {id}");
+        statement.close().await.unwrap();
+    }
+    assert_parameterised(&db, &CLERK_POLICY).await;
     // A literal compared with a masked column meets the mask.
     let count =
         |owner: &str| format!("SELECT count(*) FROM pg.public.accounts WHERE owner = '{owner}'");

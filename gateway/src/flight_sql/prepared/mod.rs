@@ -41,7 +41,7 @@ use arrow_flight::{FlightDescriptor, FlightInfo, IpcMessage, SchemaAsIpc, Ticket
 use meshgate_planner::datafusion::arrow::datatypes::{DataType, Field, Schema};
 use meshgate_planner::datafusion::arrow::error::ArrowError;
 use meshgate_planner::datafusion::arrow::ipc::writer::IpcWriteOptions;
-use meshgate_planner::datafusion::common::ParamValues;
+use meshgate_planner::datafusion::common::{ParamValues, ScalarValue};
 use meshgate_planner::{AuditRecord, Identity, Prepared, QueryError, QuerySession};
 use prost::Message;
 use tonic::{Request, Response, Status};
@@ -72,18 +72,28 @@ impl FlightSqlFrontend {
         let identity = self.authenticate(request.metadata())?;
         let client = request.remote_addr();
         self.check_statement(&identity, client, "CreatePreparedStatement", &query.query)?;
-        let session = self.session(identity.clone(), client, request.metadata())?;
+        let mut session = self.session(identity.clone(), client, request.metadata())?;
         // The planner records the request (tables, the policy's decisions,
         // the outcome of planning); a refusal after planning is recorded here.
+        // A text with its values written in takes the plan of its shape
+        // (ADBC prepares every query it executes): its client sees no
+        // parameters, and the entry keeps the values.
         let planned = async {
-            let prepared = session
-                .prepare_for("Flight SQL CreatePreparedStatement", &query.query)
+            let (prepared, literals) = session
+                .prepare_for_by_shape("Flight SQL CreatePreparedStatement", &query.query)
                 .await?;
-            let types = prepared.parameter_types()?;
-            Ok::<_, QueryError>((prepared, types))
+            let types = match literals {
+                Some(_) => Vec::new(),
+                None => prepared.parameter_types()?,
+            };
+            Ok::<_, QueryError>((prepared, types, literals))
         }
         .await;
-        let (prepared, param_types) = planned.map_err(|e| to_status(&e))?;
+        let (prepared, param_types, literals) = planned.map_err(|e| to_status(&e))?;
+        let literals = literals.and_then(|values| match values {
+            ParamValues::List(values) => Some(values.into_iter().map(|v| v.value).collect()),
+            ParamValues::Map(_) => None,
+        });
         let text = format!(
             "Flight SQL CreatePreparedStatement: {}",
             statement_text(&query.query)
@@ -96,6 +106,7 @@ impl FlightSqlFrontend {
                 planned,
                 prepared,
                 param_types,
+                literals,
             )
             .await;
         if let Err(status) = &result {
@@ -115,6 +126,7 @@ impl FlightSqlFrontend {
         planned: Planned,
         prepared: Prepared,
         param_types: Vec<Option<DataType>>,
+        literals: Option<Vec<ScalarValue>>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
         let parameter_schema = Schema::new(
             param_types
@@ -135,7 +147,7 @@ impl FlightSqlFrontend {
             &identity,
             &HandleData::new(id.clone(), sql.clone(), planned),
         );
-        let entry = PreparedEntry::new(identity, sql, prepared, param_types, None);
+        let entry = PreparedEntry::new(identity, sql, prepared, param_types, literals);
         self.prepared.insert(id, entry, None).await?;
         Ok(ActionCreatePreparedStatementResult {
             prepared_statement_handle: handle.into_bytes().into(),
@@ -203,8 +215,10 @@ impl FlightSqlFrontend {
         // part (as an ad-hoc statement does); otherwise the command itself
         // is the one ticket.
         if entry.param_types.is_empty() {
+            // The values of a text planned by its shape.
+            let params = entry.params.clone().map(ParamValues::from);
             let parts = session
-                .result_parts(&prepared, None)
+                .result_parts(&prepared, params.as_ref())
                 .await
                 .map_err(|e| to_status(&e))?;
             if parts.count > 1 {
@@ -212,7 +226,7 @@ impl FlightSqlFrontend {
                 let planned = super::sessions::Planned::of(&session);
                 let run = super::statements::Run {
                     prepared,
-                    params: None,
+                    params,
                     parts: Some(std::sync::Arc::new(parts)),
                 };
                 let info = self
