@@ -453,7 +453,7 @@ impl QueryParser for PgParser {
     {
         let what = format!("Parse (prepare statement): {}", audit_text(sql));
         // Refusals before planning are recorded here; the planner records
-        // the Parse itself (see `QuerySession::prepare_for`).
+        // the Parse itself (see `QuerySession::prepare_for_by_shape`).
         if let Err(e) = self.slot.check_length(sql) {
             self.slot.audit(client, what, &e);
             return Err(e);

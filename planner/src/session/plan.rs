@@ -31,25 +31,6 @@ impl QuerySession {
         }
     }
 
-    /// Plan the one statement a client asked to prepare (a pgwire Parse, a
-    /// Flight SQL CreatePreparedStatement). Unlike [`Self::prepare`], the
-    /// request is audited whether it succeeds or not, as `{request}: {sql}`,
-    /// with the tables it names and the policy's decision on each.
-    pub async fn prepare_for(&self, request: &str, sql: &str) -> QueryResult<Prepared> {
-        let started = Instant::now();
-        let result = async {
-            let mut statements = self.parse(sql)?;
-            match statements.len() {
-                0 => Ok(Prepared::Empty),
-                1 => self.plan_statement(statements.remove(0)).await,
-                n => Err(multiple_commands(n)),
-            }
-        }
-        .await;
-        self.audit_prepare(request, sql, started, result.as_ref());
-        result
-    }
-
     /// Audit a request to prepare `sql` as `{request}: {sql}`, with the
     /// tables it names and the policy's decision on each.
     pub(super) fn audit_prepare(

@@ -3,7 +3,9 @@
 //! compares columns with takes that plan, with its literals as the
 //! parameter values (see [`super::literals`] for which literals and when a
 //! value binds). The simple query protocol plans every statement this way,
-//! and so does a Flight SQL statement ([`QuerySession::prepare_adhoc`]):
+//! and so do a Flight SQL statement ([`QuerySession::prepare_adhoc`]), a
+//! pgwire Parse and a Flight SQL CreatePreparedStatement
+//! ([`QuerySession::prepare_for_by_shape`]):
 //! dashboards and lookups that send their values in the SQL text then run
 //! as a prepared statement would (kept plan, direct statement at the
 //! source) instead of being analysed, optimised and planned anew.
@@ -43,10 +45,12 @@ impl QuerySession {
         }
     }
 
-    /// Plan SQL a client asked to prepare (a pgwire Parse) by its shape,
-    /// as [`Self::prepare_for`] does from its text: the request is audited
-    /// whether it succeeds or not. The values of its literals come back
-    /// when it took the plan of its shape; its client sees a statement
+    /// Plan the one statement a client asked to prepare (a pgwire Parse, a
+    /// Flight SQL CreatePreparedStatement) by its shape. Unlike
+    /// [`Self::prepare`], the request is audited whether it succeeds or
+    /// not, as `{request}: {sql}`, with the tables it names and the
+    /// policy's decision on each. The values of its literals come back when
+    /// it took the plan of its shape; its client then sees a statement
     /// without parameters.
     pub async fn prepare_for_by_shape(
         &mut self,
