@@ -200,12 +200,14 @@ impl Prepared {
         }
     }
 
-    /// True when the statement has `$n` placeholders.
+    /// True when the statement has `$n` placeholders (worked out once per
+    /// plan: every execution with values asks).
     pub(crate) fn has_parameters(&self) -> bool {
         match self {
-            Prepared::Query { plan, .. } => plan
-                .get_parameter_types()
-                .map_or(true, |types| !types.is_empty()),
+            Prepared::Query { plan, memo, .. } => memo.has_parameters(|| {
+                plan.get_parameter_types()
+                    .map_or(true, |types| !types.is_empty())
+            }),
             _ => false,
         }
     }

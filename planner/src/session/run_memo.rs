@@ -25,6 +25,8 @@ struct Memo {
     /// `ResultCache::candidate`: a function of the plan and of the cache's
     /// settings, fixed for the server's life).
     never_kept_under: Option<String>,
+    /// The plan has `$n` placeholders (a function of the plan alone).
+    has_parameters: Option<bool>,
 }
 
 #[derive(Debug)]
@@ -35,6 +37,13 @@ struct Shown {
 }
 
 impl RunMemo {
+    /// Whether the statement's plan has placeholders, worked out by `make`
+    /// the first time.
+    pub(crate) fn has_parameters(&self, make: impl FnOnce() -> bool) -> bool {
+        let mut memo = self.0.lock().expect("run memo lock");
+        *memo.has_parameters.get_or_insert_with(make)
+    }
+
     /// The shown text of `sql`, made by `make` the first time.
     pub(crate) fn shown_sql(
         &self,
