@@ -22,7 +22,9 @@
 //! remembered by a SHA-256 of its text (at most [`VERIFIED_BYTES`], each for
 //! [`VERIFIED_FOR`] after its last use): the keys do not change for a
 //! signer's life, so its signature stays as good as it was. Its kind and
-//! expiry are checked at every use. Only tokens that verified are kept.
+//! expiry are checked at every use. Only tokens that verified are kept, and
+//! a statement ticket, redeemed about once, is not kept at all
+//! ([`TokenSigner::verify_once`]): it would only push out the others.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -166,7 +168,8 @@ impl TokenSigner {
     }
 
     /// Check signature (by the key the header's `kid` names), kind and
-    /// expiry (in that order).
+    /// expiry (in that order), and remember the verified token for its next
+    /// use.
     pub fn verify(&self, token: &str, kind: &str) -> Result<Claims, TokenError> {
         let digest: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
         let claims = match self.verified.get(&digest) {
@@ -177,13 +180,29 @@ impl TokenSigner {
                 claims
             }
         };
+        Self::check(&claims, kind)?;
+        Ok(Claims::clone(&claims))
+    }
+
+    /// [`Self::verify`] for a token presented about once (a statement
+    /// ticket): its signature is checked every time and it is not
+    /// remembered, so it does not push out the tokens clients present on
+    /// every call.
+    pub fn verify_once(&self, token: &str, kind: &str) -> Result<Claims, TokenError> {
+        let claims = self.verify_signature(token)?;
+        Self::check(&claims, kind)?;
+        Ok(claims)
+    }
+
+    /// A verified token's kind, then its expiry.
+    fn check(claims: &Claims, kind: &str) -> Result<(), TokenError> {
         if claims.kind != kind {
             return Err(TokenError::WrongKind(kind.to_owned()));
         }
         if claims.exp <= now_secs() {
             return Err(TokenError::Expired);
         }
-        Ok(Claims::clone(&claims))
+        Ok(())
     }
 
     /// The claims of `token` if its signature (by the key the header's
@@ -255,6 +274,28 @@ mod token_tests {
         assert_eq!(
             signer.verify(&token, "prepared"),
             Err(TokenError::WrongKind("prepared".into()))
+        );
+    }
+
+    #[test]
+    fn tokens_verified_once_are_checked_alike_and_not_remembered() {
+        let signer = TokenSigner::default();
+        let token = signer.issue("alice", "ticket", None, Duration::from_secs(60));
+        let digest: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+        assert_eq!(signer.verify_once(&token, "ticket").unwrap().sub, "alice");
+        assert!(!signer.verified.contains_key(&digest));
+        assert_eq!(
+            signer.verify_once(&token, "session"),
+            Err(TokenError::WrongKind("session".into()))
+        );
+        let expired = signer.issue("alice", "ticket", None, Duration::ZERO);
+        assert_eq!(
+            signer.verify_once(&expired, "ticket"),
+            Err(TokenError::Expired)
+        );
+        assert_eq!(
+            TokenSigner::default().verify_once(&token, "ticket"),
+            Err(TokenError::Invalid)
         );
     }
 

@@ -182,12 +182,15 @@ impl Tickets {
     ) -> Result<(Redeemed, Option<ResultPart>), Status> {
         let token = std::str::from_utf8(ticket)
             .map_err(|_| Status::invalid_argument("malformed ticket"))?;
-        let claims = self.signer.verify(token, TICKET).map_err(|e| match e {
-            TokenError::Expired => {
-                Status::unauthenticated("ticket has expired: call GetFlightInfo again")
-            }
-            _ => Status::permission_denied("invalid ticket"),
-        })?;
+        let claims = self
+            .signer
+            .verify_once(token, TICKET)
+            .map_err(|e| match e {
+                TokenError::Expired => {
+                    Status::unauthenticated("ticket has expired: call GetFlightInfo again")
+                }
+                _ => Status::permission_denied("invalid ticket"),
+            })?;
         let data: TicketData = claims
             .data
             .as_deref()
