@@ -85,8 +85,8 @@ pub use runtime::{QueryInfo, QueryRegistry, QueryState};
 pub use service::{QueryService, SessionOptions};
 pub use session::settings::{SessionSettings, SERVER_VERSION};
 pub use session::{
-    CopyFormat, CopyOptions, Notice, Prepared, QueryOutput, QuerySession, ResultPart, ResultParts,
-    Script, SessionCommand, StatementResult, TableInfo, TransactionState,
+    ClientStatement, CopyFormat, CopyOptions, Notice, Prepared, QueryOutput, QuerySession,
+    ResultPart, ResultParts, Script, SessionCommand, StatementResult, TableInfo, TransactionState,
 };
 
 /// Re-exported so front ends name Arrow and DataFusion types through one path.

@@ -468,20 +468,16 @@ impl QueryParser for PgParser {
         // A text that differs from one this connection parsed only in its
         // literals takes that plan, with their values (JDBC and Npgsql send
         // every statement this way).
-        let (prepared, literals) = session
+        let statement = session
             .prepare_for_by_shape("Parse (prepare statement)", sql)
             .await
             .map_err(|e| to_pg_error(&e))?;
-        let param_types = match literals {
-            Some(_) => Vec::new(),
-            None => prepared.parameter_types().map_err(|e| to_pg_error(&e))?,
-        };
-        let columns = session.describe(&prepared);
-        let origins = session.column_origins(&prepared).await;
+        let columns = session.describe(&statement.prepared);
+        let origins = session.column_origins(&statement.prepared).await;
         Ok(Some(PgStatement {
-            prepared,
-            param_types,
-            literals,
+            prepared: statement.prepared,
+            param_types: statement.param_types,
+            literals: statement.literals.map(ParamValues::from),
             columns,
             origins,
         }))

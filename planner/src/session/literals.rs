@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::ops::ControlFlow;
 
 use datafusion::arrow::datatypes::DataType;
-use datafusion::common::{ParamValues, ScalarValue};
+use datafusion::common::ScalarValue;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{
@@ -159,14 +159,14 @@ fn replace(expr: &mut Expr, literals: &mut Vec<Literal>) {
 impl Parameterised {
     /// The literals as values of the placeholder types `plan` inferred, or
     /// `None` when one of them does not fit its type exactly.
-    pub(super) fn bind(&self, plan: &LogicalPlan) -> Option<ParamValues> {
+    pub(super) fn bind(&self, plan: &LogicalPlan) -> Option<Vec<ScalarValue>> {
         let types = plan.get_parameter_types().ok()?;
         let mut values = Vec::with_capacity(self.literals.len());
         for (i, literal) in self.literals.iter().enumerate() {
             let ty = types.get(&format!("${}", i + 1))?.as_ref()?;
-            values.push(value_of(literal, ty)?.into());
+            values.push(value_of(literal, ty)?);
         }
-        Some(ParamValues::List(values))
+        Some(values)
     }
 }
 

@@ -59,6 +59,7 @@ pub use parts::{ResultPart, ResultParts};
 pub use pipeline::{Script, StatementResult};
 pub use prepared::{CopyFormat, CopyOptions, Prepared, QueryOutput, SessionCommand};
 use settings::SessionSettings;
+pub use shapes::ClientStatement;
 pub use transaction::{Notice, TransactionState};
 
 /// A table as metadata listings (Flight SQL GetTables, catalogs) show it.

@@ -19,7 +19,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use datafusion::common::ParamValues;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::sql::parser::Statement as DfStatement;
 
 use super::literals::{self, Shape};
@@ -27,6 +28,18 @@ use super::plan::multiple_commands;
 use super::prepared::Prepared;
 use super::QuerySession;
 use crate::QueryResult;
+
+/// A statement planned for a client's request to prepare it
+/// ([`QuerySession::prepare_for_by_shape`]).
+pub struct ClientStatement {
+    pub prepared: Prepared,
+    /// The parameters its client sees: none when it took the plan of its
+    /// shape, whose placeholders its own literals fill.
+    pub param_types: Vec<Option<DataType>>,
+    /// The values of its literals, bound at every execution without
+    /// values of the client's own, when it took the plan of its shape.
+    pub literals: Option<Vec<ScalarValue>>,
+}
 
 impl QuerySession {
     /// Plan SQL that must hold at most one statement (a Flight SQL
@@ -56,24 +69,33 @@ impl QuerySession {
         &mut self,
         request: &str,
         sql: &str,
-    ) -> QueryResult<(Prepared, Option<ParamValues>)> {
+    ) -> QueryResult<ClientStatement> {
         let started = Instant::now();
         let result = async {
             let mut statements = self.parse(sql)?;
-            match statements.len() {
-                0 => Ok((Prepared::Empty, None)),
+            let (prepared, literals) = match statements.len() {
+                0 => (Prepared::Empty, None),
                 1 => {
                     let statement = statements.remove(0);
                     match self.plan_by_shape(&statement).await {
-                        Some((prepared, values)) => Ok((prepared, Some(values))),
-                        None => Ok((self.plan_statement(statement).await?, None)),
+                        Some((prepared, values)) => (prepared, Some(values)),
+                        None => (self.plan_statement(statement).await?, None),
                     }
                 }
-                n => Err(multiple_commands(n)),
-            }
+                n => return Err(multiple_commands(n)),
+            };
+            let param_types = match literals {
+                Some(_) => Vec::new(),
+                None => prepared.parameter_types()?,
+            };
+            Ok(ClientStatement {
+                prepared,
+                param_types,
+                literals,
+            })
         }
         .await;
-        self.audit_prepare(request, sql, started, result.as_ref().map(|(p, _)| p));
+        self.audit_prepare(request, sql, started, result.as_ref().map(|s| &s.prepared));
         result
     }
 
@@ -85,7 +107,7 @@ impl QuerySession {
         statement: DfStatement,
     ) -> QueryResult<(Prepared, Option<ParamValues>)> {
         match self.plan_by_shape(&statement).await {
-            Some((prepared, values)) => Ok((prepared, Some(values))),
+            Some((prepared, values)) => Ok((prepared, Some(ParamValues::from(values)))),
             None => Ok((self.prepare_statement(statement).await?, None)),
         }
     }
@@ -94,7 +116,10 @@ impl QuerySession {
     /// planned it yet) with the statement's text, and its literals as
     /// values; `None` when it has no such literals, its shape does not
     /// plan, or a value does not fit its placeholder's type.
-    async fn plan_by_shape(&mut self, statement: &DfStatement) -> Option<(Prepared, ParamValues)> {
+    async fn plan_by_shape(
+        &mut self,
+        statement: &DfStatement,
+    ) -> Option<(Prepared, Vec<ScalarValue>)> {
         let shape = literals::parameterise(statement)?;
         let key = {
             let state = self.ctx.state_ref();

@@ -41,8 +41,8 @@ use arrow_flight::{FlightDescriptor, FlightInfo, IpcMessage, SchemaAsIpc, Ticket
 use meshgate_planner::datafusion::arrow::datatypes::{DataType, Field, Schema};
 use meshgate_planner::datafusion::arrow::error::ArrowError;
 use meshgate_planner::datafusion::arrow::ipc::writer::IpcWriteOptions;
-use meshgate_planner::datafusion::common::{ParamValues, ScalarValue};
-use meshgate_planner::{AuditRecord, Identity, Prepared, QueryError, QuerySession};
+use meshgate_planner::datafusion::common::ParamValues;
+use meshgate_planner::{AuditRecord, ClientStatement, Identity, Prepared, QuerySession};
 use prost::Message;
 use tonic::{Request, Response, Status};
 
@@ -78,36 +78,17 @@ impl FlightSqlFrontend {
         // A text with its values written in takes the plan of its shape
         // (ADBC prepares every query it executes): its client sees no
         // parameters, and the entry keeps the values.
-        let planned = async {
-            let (prepared, literals) = session
-                .prepare_for_by_shape("Flight SQL CreatePreparedStatement", &query.query)
-                .await?;
-            let types = match literals {
-                Some(_) => Vec::new(),
-                None => prepared.parameter_types()?,
-            };
-            Ok::<_, QueryError>((prepared, types, literals))
-        }
-        .await;
-        let (prepared, param_types, literals) = planned.map_err(|e| to_status(&e))?;
-        let literals = literals.and_then(|values| match values {
-            ParamValues::List(values) => Some(values.into_iter().map(|v| v.value).collect()),
-            ParamValues::Map(_) => None,
-        });
+        let statement = session
+            .prepare_for_by_shape("Flight SQL CreatePreparedStatement", &query.query)
+            .await
+            .map_err(|e| to_status(&e))?;
         let text = format!(
             "Flight SQL CreatePreparedStatement: {}",
             statement_text(&query.query)
         );
         let planned = Planned::of(&session);
         let result = self
-            .keep_prepared(
-                identity.clone(),
-                query.query,
-                planned,
-                prepared,
-                param_types,
-                literals,
-            )
+            .keep_prepared(identity.clone(), query.query, planned, statement)
             .await;
         if let Err(status) = &result {
             let mut record = self.access(&identity, client, text).with_duration(started);
@@ -124,10 +105,13 @@ impl FlightSqlFrontend {
         identity: Identity,
         sql: String,
         planned: Planned,
-        prepared: Prepared,
-        param_types: Vec<Option<DataType>>,
-        literals: Option<Vec<ScalarValue>>,
+        statement: ClientStatement,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
+        let ClientStatement {
+            prepared,
+            param_types,
+            literals,
+        } = statement;
         let parameter_schema = Schema::new(
             param_types
                 .iter()
