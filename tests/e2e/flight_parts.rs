@@ -334,3 +334,62 @@ async fn pyarrow_fetches_the_parts_in_parallel() {
     .await
     .unwrap();
 }
+
+/// A whole result runs the plan its FlightInfo was counted with, once: a
+/// ticket redeemed twice and a prepared statement executed twice answer
+/// alike every time (an operator such as a repartition cannot run twice,
+/// so each later run plans again), under the user's policy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_result_runs_its_counted_plan_once_and_plans_again_after() {
+    // One file: a single scan partition, repartitioned for the filter. No
+    // result cache, so that every run runs a plan.
+    let (mesh, _data) = parts_mesh_with(
+        "\n[result_cache]\nmax_bytes = \"0\"\n\n[catalogs.parts.tables.one]\n\
+         path = \"events/part-0.parquet\"\nformat = \"parquet\"\n",
+    )
+    .await;
+    let mut analyst = flight(&mesh, "analyst").await;
+    let sql = "SELECT id, region, ssn FROM parts.public.one WHERE id % 7 = 0";
+    let expected = (ROWS_PER_FILE as usize).div_ceil(7);
+    let count = |batches: &[RecordBatch]| batches.iter().map(RecordBatch::num_rows).sum::<usize>();
+
+    // The plan holds an operator that cannot run twice.
+    let explain = crate::attacks::flight_query(&mut analyst, &format!("EXPLAIN {sql}"))
+        .await
+        .unwrap();
+    let explain = datafusion::arrow::util::pretty::pretty_format_batches(&explain)
+        .unwrap()
+        .to_string();
+    assert!(explain.contains("RepartitionExec"), "{explain}");
+
+    let info = analyst.execute(sql.into(), None).await.unwrap();
+    assert_eq!(info.endpoint.len(), 1, "one file comes whole");
+    let ticket = info.endpoint[0].ticket.clone().unwrap();
+    for run in 0..2 {
+        let batches: Vec<RecordBatch> = analyst
+            .do_get(ticket.clone())
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(count(&batches), expected, "ticket run {run}");
+    }
+
+    let mut statement = analyst.prepare(sql.into(), None).await.unwrap();
+    for run in 0..3 {
+        let info = statement.execute().await.unwrap();
+        assert_eq!(info.endpoint.len(), 1);
+        let ticket = info.endpoint[0].ticket.clone().unwrap();
+        let batches: Vec<RecordBatch> = analyst
+            .do_get(ticket)
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(count(&batches), expected, "prepared run {run}");
+        assert!(rows(&[batches]).iter().all(|(id, _, _)| id % 7 == 0));
+    }
+    mesh.assert_serving().await;
+}

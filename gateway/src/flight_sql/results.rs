@@ -30,27 +30,15 @@ pub(crate) type DoGetStream = Pin<Box<dyn Stream<Item = Result<FlightData, Statu
 
 type BatchStream = Pin<Box<dyn Stream<Item = Result<RecordBatch, FlightError>> + Send>>;
 
-/// Run `prepared` in `session` with `params` bound, streaming its output as
-/// Flight data. The session audits the execution (one record per run).
+/// Run `prepared` in `session` with `params` bound, the whole result or
+/// part `part` of it (with the plan `kept` when this replica counted its
+/// parts from these values), streaming its output as Flight data. The
+/// session audits the execution (one record per run).
 pub(super) async fn execute(
     session: &mut QuerySession,
     prepared: &Prepared,
     params: Option<ParamValues>,
-) -> Result<DoGetStream, Status> {
-    let output = session
-        .execute(prepared, params)
-        .await
-        .map_err(|e| to_status(&e))?;
-    encode(output)
-}
-
-/// Run part `part` of the result of `prepared` (with the plan `kept` when
-/// this replica planned it), streaming it as Flight data.
-pub(super) async fn execute_part(
-    session: &mut QuerySession,
-    prepared: &Prepared,
-    params: Option<ParamValues>,
-    part: ResultPart,
+    part: Option<ResultPart>,
     kept: Option<&ResultParts>,
 ) -> Result<DoGetStream, Status> {
     let output = session

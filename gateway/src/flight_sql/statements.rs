@@ -185,11 +185,10 @@ impl FlightSqlFrontend {
             // A setting GetFlightInfo applied (and audited) in this
             // process's session is not applied again.
             _ if here && is_setting(&prepared) => results::nothing()?,
-            Some(part) => {
+            part => {
                 let kept = parts.as_deref();
-                results::execute_part(&mut session, &prepared, params, part, kept).await?
+                results::execute(&mut session, &prepared, params, part, kept).await?
             }
-            None => results::execute(&mut session, &prepared, params).await?,
         };
         self.started(&request, &session).await;
         Ok(results::response(stream, &session))
@@ -197,8 +196,8 @@ impl FlightSqlFrontend {
 }
 
 /// What a statement ticket runs: a plan, the values of its `$n` (a text
-/// planned by its shape), and the parts its result comes in, with the
-/// physical plan they were counted from.
+/// planned by its shape), and the parts its result comes in (or that it
+/// comes whole), with the physical plan they were counted from.
 #[derive(Debug, Clone)]
 pub(super) struct Run {
     pub prepared: Prepared,

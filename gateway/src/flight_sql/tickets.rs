@@ -149,10 +149,13 @@ impl Tickets {
         planned: Planned,
         mut run: Run,
     ) -> Vec<String> {
-        run.parts = run.parts.filter(|p| p.count > 1);
+        // A whole result keeps its counted plan for its run.
+        run.parts = run.parts.filter(|p| p.count > 1 || p.whole_with_plan());
         let indexes: Vec<Option<ResultPart>> = match &run.parts {
-            Some(parts) => (0..parts.count).map(|i| Some(parts.part(i))).collect(),
-            None => vec![None],
+            Some(parts) if parts.count > 1 => {
+                (0..parts.count).map(|i| Some(parts.part(i))).collect()
+            }
+            _ => vec![None],
         };
         let id = self.plans.keep(identity, run).await;
         indexes

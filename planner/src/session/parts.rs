@@ -13,7 +13,9 @@
 //! The plan made when the parts are counted ([`QuerySession::result_parts`])
 //! is kept in [`ResultParts`] and run by each part's execution
 //! ([`QuerySession::execute_part`]), as long as the policy it was made
-//! under is still in force. Where it is not at hand (another replica, an
+//! under is still in force. A result that comes whole keeps its plan too,
+//! for one run only: an operator may hold state from its first run (a
+//! repartition's channels), so a second run of the result plans again. Where it is not at hand (another replica, an
 //! expired ticket, a policy reload) the statement is planned again, and the
 //! part runs only if the new plan has the same fingerprint: the same
 //! operators over the same files, split the same way (DataFusion orders a
@@ -23,6 +25,7 @@
 //! between sibling partitions is off when a part runs.
 
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use datafusion::common::stats::Precision;
@@ -65,6 +68,8 @@ pub struct ResultParts {
     pub bytes: Option<u64>,
     /// The plan the parts run, while it can be reused.
     plan: Option<KeptPlan>,
+    /// Set when a whole result's plan has run (it runs once).
+    ran: Arc<AtomicBool>,
 }
 
 #[derive(Debug, Clone)]
@@ -91,7 +96,21 @@ impl ResultParts {
             rows: None,
             bytes: None,
             plan: None,
+            ran: Arc::default(),
         }
+    }
+
+    /// A whole result whose plan was made when it was counted.
+    fn whole_planned(plan: KeptPlan) -> Self {
+        Self {
+            plan: Some(plan),
+            ..Self::whole()
+        }
+    }
+
+    /// This result comes whole and its plan is kept for its run.
+    pub fn whole_with_plan(&self) -> bool {
+        self.count == 1 && self.plan.is_some() && !self.ran.load(Ordering::Relaxed)
     }
 
     /// Part `index` of this result.
@@ -115,6 +134,19 @@ impl ResultParts {
             _ => false,
         };
         same.then(|| (kept.physical.clone(), kept.optimized.clone()))
+    }
+
+    /// A whole result's kept plan, if it was made under `policy` and has
+    /// not run yet; it is then marked as run.
+    pub(super) fn take_whole(
+        &self,
+        policy: Option<&Arc<Policy>>,
+    ) -> Option<(Arc<dyn ExecutionPlan>, LogicalPlan)> {
+        if self.count != 1 {
+            return None;
+        }
+        let plan = self.plan_under(policy)?;
+        (!self.ran.swap(true, Ordering::AcqRel)).then_some(plan)
     }
 }
 
@@ -151,20 +183,23 @@ impl QuerySession {
         }
         let state = self.ctx.state();
         let (physical, optimized) = physical_plan(&state, plan, cache, params).await?;
-        let Some((count, fingerprint)) = split(&physical) else {
-            return Ok(ResultParts::whole());
+        let split = split(&physical);
+        let kept = KeptPlan {
+            physical,
+            optimized,
+            policy: policy.clone(),
         };
-        let (rows, bytes) = exact_size(physical.as_ref())?;
+        let Some((count, fingerprint)) = split else {
+            return Ok(ResultParts::whole_planned(kept));
+        };
+        let (rows, bytes) = exact_size(kept.physical.as_ref())?;
         Ok(ResultParts {
             count,
             fingerprint,
             rows,
             bytes,
-            plan: Some(KeptPlan {
-                physical,
-                optimized,
-                policy: policy.clone(),
-            }),
+            plan: Some(kept),
+            ran: Arc::default(),
         })
     }
 }
@@ -321,5 +356,27 @@ mod tests {
         let repartitioned: Arc<dyn ExecutionPlan> =
             Arc::new(RepartitionExec::try_new(scan, Partitioning::RoundRobinBatch(4)).unwrap());
         assert!(split(&repartitioned).is_none());
+    }
+
+    #[test]
+    fn a_whole_results_plan_runs_once_under_its_policy() {
+        use datafusion::logical_expr::LogicalPlanBuilder;
+        use datafusion::physical_plan::empty::EmptyExec;
+        let schema = Arc::new(datafusion::arrow::datatypes::Schema::empty());
+        let policy = Arc::new(Policy::default());
+        let kept = ResultParts::whole_planned(KeptPlan {
+            physical: Arc::new(EmptyExec::new(schema)),
+            optimized: LogicalPlanBuilder::empty(false).build().unwrap(),
+            policy: Some(policy.clone()),
+        });
+        assert!(kept.whole_with_plan());
+        let other = Arc::new(Policy::default());
+        assert!(kept.take_whole(Some(&other)).is_none(), "another policy");
+        assert!(kept.take_whole(None).is_none(), "no policy");
+        let shared = kept.clone();
+        assert!(kept.take_whole(Some(&policy)).is_some());
+        assert!(!shared.whole_with_plan(), "clones share the run");
+        assert!(shared.take_whole(Some(&policy)).is_none(), "runs once");
+        assert!(!ResultParts::whole().whole_with_plan());
     }
 }

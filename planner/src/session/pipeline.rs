@@ -44,10 +44,11 @@ pub struct StatementResult {
     pub transaction: TransactionState,
 }
 
-/// One part of a result to run, and the plan it was counted from if kept.
+/// One part of a result to run (the whole when `None`), and the plan its
+/// parts were counted from if kept.
 #[derive(Clone, Copy)]
-struct PartRun<'a> {
-    part: ResultPart,
+struct Counted<'a> {
+    part: Option<ResultPart>,
     kept: Option<&'a ResultParts>,
 }
 
@@ -120,18 +121,19 @@ impl QuerySession {
             .map(|result| result.output)
     }
 
-    /// Run one part of a query's result (see [`super::parts`]) with `$n`
-    /// parameter values outside any transaction block, with the plan `kept`
-    /// when it is at hand.
+    /// Run one part of a query's result (see [`super::parts`]), or the
+    /// whole result when `part` is `None`, with `$n` parameter values
+    /// outside any transaction block, with the plan `kept` when its parts
+    /// were counted from `params` and it is at hand.
     pub async fn execute_part(
         &mut self,
         prepared: &Prepared,
         params: Option<ParamValues>,
-        part: ResultPart,
+        part: Option<ResultPart>,
         kept: Option<&ResultParts>,
     ) -> QueryResult<QueryOutput> {
-        let part = PartRun { part, kept };
-        self.run_statement(prepared, params, TransactionState::Idle, Some(part))
+        let counted = Counted { part, kept };
+        self.run_statement(prepared, params, TransactionState::Idle, Some(counted))
             .await
             .map(|result| result.output)
     }
@@ -154,7 +156,7 @@ impl QuerySession {
         prepared: &Prepared,
         params: Option<ParamValues>,
         transaction: TransactionState,
-        part: Option<PartRun<'_>>,
+        counted: Option<Counted<'_>>,
     ) -> QueryResult<StatementResult> {
         let started = Instant::now();
         // Registered before it runs: its query id names it in the logs, the
@@ -172,7 +174,7 @@ impl QuerySession {
             .and_then(|()| transaction.admit(prepared))
         {
             Ok(()) => {
-                let run = self.execute_inner(prepared, params, part);
+                let run = self.execute_inner(prepared, params, counted);
                 match &query {
                     Some(query) => run_until_stopped(query, run).instrument(span).await,
                     None => run.instrument(span).await,
@@ -292,11 +294,15 @@ impl QuerySession {
         &mut self,
         prepared: &Prepared,
         params: Option<ParamValues>,
-        part: Option<PartRun<'_>>,
+        counted: Option<Counted<'_>>,
     ) -> QueryResult<(QueryOutput, TxEffect)> {
         self.columns_read.clear();
+        let part = counted.and_then(|c| c.part);
+        let kept = counted.and_then(|c| c.kept);
         // A plan made under an older policy never runs: plan it again.
         let replanned = self.replan_if_stale(prepared).await?;
+        // A whole result's kept plan runs only with the plan it was made from.
+        let kept_whole = kept.filter(|_| replanned.is_none() && part.is_none());
         let prepared = replanned.as_ref().unwrap_or(prepared);
         // A plan without placeholders takes no values: a text bound to the
         // plan of its shape and planned again from the text itself has its
@@ -370,23 +376,30 @@ impl QuerySession {
                     let read = |optimized: &LogicalPlan| {
                         columns_read(optimized, prepared.tables(), &self.catalog, &schema)
                     };
-                    if let Some(run) = &part {
-                        // The plan the parts were counted from, while the
-                        // policy it was made under is in force.
-                        let policy = self.guard.as_ref().map(|g| g.policy());
-                        let (physical, optimized) =
-                            match run.kept.and_then(|k| k.plan_under(policy.as_ref())) {
-                                Some(kept) => kept,
-                                None => {
-                                    parts::physical_plan(&state, plan, cache, params.as_ref())
-                                        .await?
-                                }
-                            };
-                        parts::check_split(&physical, &run.part)?;
+                    // The plan the parts were counted from, while the
+                    // policy it was made under is in force.
+                    let policy = self.guard.as_ref().map(|g| g.policy());
+                    if let Some(part) = &part {
+                        let (physical, optimized) = match kept
+                            .and_then(|k| k.plan_under(policy.as_ref()))
+                        {
+                            Some(kept) => kept,
+                            None => {
+                                parts::physical_plan(&state, plan, cache, params.as_ref()).await?
+                            }
+                        };
+                        parts::check_split(&physical, part)?;
                         let task = parts::part_task(
                             TaskContext::from(&state).with_runtime(runtime.clone()),
                         );
-                        let stream = physical.execute(run.part.index, task)?;
+                        let stream = physical.execute(part.index, task)?;
+                        return Ok::<_, QueryError>(Some((stream, read(&optimized))));
+                    }
+                    if let Some((physical, optimized)) =
+                        kept_whole.and_then(|k| k.take_whole(policy.as_ref()))
+                    {
+                        let stream =
+                            datafusion::physical_plan::execute_stream(physical, task(&state))?;
                         return Ok::<_, QueryError>(Some((stream, read(&optimized))));
                     }
                     if returns_rows {

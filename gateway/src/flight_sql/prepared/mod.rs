@@ -189,6 +189,7 @@ impl FlightSqlFrontend {
             return command_info(prepared, &command, request.into_inner());
         }
         let mut session = self.session(identity, request.remote_addr(), request.metadata())?;
+        let planned_here = kept.is_some();
         let prepared = match kept {
             Some(prepared) => prepared,
             None => self.plan_again(&session, &entry).await?,
@@ -219,6 +220,10 @@ impl FlightSqlFrontend {
                     .with_descriptor(request.into_inner());
                 return Ok(Response::new(info));
             }
+            // A whole result's plan is kept for the DoGet that follows.
+            if planned_here && parts.whole_with_plan() {
+                entry.keep_counted(std::sync::Arc::new(parts));
+            }
         }
         command_info(&prepared, &command, request.into_inner())
     }
@@ -236,7 +241,9 @@ impl FlightSqlFrontend {
             .await?;
         // The row the presented handle carries is the one its client bound
         // (this replica may keep an older one); else the last bound here.
-        let params = data.params().or_else(|| entry.params.clone());
+        let bound = data.params();
+        let own_values = bound.is_none();
+        let params = bound.or_else(|| entry.params.clone());
         if params.is_none() && !entry.param_types.is_empty() {
             return Err(Status::invalid_argument(format!(
                 "the statement has {} parameter(s); bind them with DoPut first",
@@ -247,13 +254,19 @@ impl FlightSqlFrontend {
         self.cancels
             .check(&request.get_ref().ticket, &identity)
             .await?;
+        // The whole result GetFlightInfo counted, with the plan made then,
+        // when this run has the values it was counted with.
+        let counted = (kept.is_some() && own_values)
+            .then(|| entry.take_counted())
+            .flatten();
         let mut session = self.session(identity, request.remote_addr(), request.metadata())?;
         let prepared = match kept {
             Some(prepared) => prepared,
             None => self.plan_again(&session, &entry).await?,
         };
         let params = params.map(ParamValues::from);
-        let stream = results::execute(&mut session, &prepared, params).await?;
+        let stream =
+            results::execute(&mut session, &prepared, params, None, counted.as_deref()).await?;
         self.started(&request, &session).await;
         Ok(results::response(stream, &session))
     }

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use meshgate_planner::datafusion::arrow::datatypes::DataType;
 use meshgate_planner::datafusion::common::ScalarValue;
-use meshgate_planner::{Identity, Prepared};
+use meshgate_planner::{Identity, Prepared, ResultParts};
 use moka::notification::RemovalCause;
 use tonic::Status;
 
@@ -43,6 +43,9 @@ pub(crate) struct PreparedEntry {
     plan: Mutex<Prepared>,
     pub(crate) param_types: Vec<Option<DataType>>,
     pub(crate) params: Option<Vec<ScalarValue>>,
+    /// A whole result counted by the last GetFlightInfo, with the physical
+    /// plan made then, for the DoGet that follows it.
+    counted: Mutex<Option<Arc<ResultParts>>>,
     /// Fixed when the entry is made: the budgets are charged and refunded
     /// by it.
     bytes: u64,
@@ -72,6 +75,7 @@ impl PreparedEntry {
             plan: Mutex::new(prepared),
             param_types,
             params,
+            counted: Mutex::new(None),
             bytes,
         }
     }
@@ -89,6 +93,18 @@ impl PreparedEntry {
     /// Run `prepared` from now on: the statement planned again.
     pub(crate) fn replace_plan(&self, prepared: Prepared) {
         *self.plan.lock().expect("plan lock") = prepared;
+        self.counted.lock().expect("counted lock").take();
+    }
+
+    /// Keep `parts`, a whole result GetFlightInfo counted with the entry's
+    /// own values, for the next DoGet.
+    pub(crate) fn keep_counted(&self, parts: Arc<ResultParts>) {
+        *self.counted.lock().expect("counted lock") = Some(parts);
+    }
+
+    /// The whole result the last GetFlightInfo counted, if not taken yet.
+    pub(crate) fn take_counted(&self) -> Option<Arc<ResultParts>> {
+        self.counted.lock().expect("counted lock").take()
     }
 
     /// The same statement with `params` bound.
