@@ -83,14 +83,22 @@ async fn parts_mesh_with(extra: &str) -> (AttackMesh, tempfile::TempDir) {
     (mesh, data)
 }
 
+/// Every batch the DoGet of `ticket` streams.
+async fn fetch_ticket(
+    client: &mut arrow_flight::sql::client::FlightSqlServiceClient<tonic::transport::Channel>,
+    ticket: Ticket,
+) -> Vec<RecordBatch> {
+    let stream = client.do_get(ticket).await.expect("do_get");
+    stream.try_collect().await.expect("stream")
+}
+
 /// Every endpoint of `info`, each fetched by its own client at once.
 async fn fetch_parallel(mesh: &AttackMesh, user: &str, info: &FlightInfo) -> Vec<Vec<RecordBatch>> {
     let fetches = info.endpoint.iter().map(|endpoint| {
         let ticket: Ticket = endpoint.ticket.clone().expect("ticket");
         async move {
             let mut client = flight(mesh, user).await;
-            let stream = client.do_get(ticket).await.expect("do_get");
-            stream.try_collect::<Vec<_>>().await.expect("part stream")
+            fetch_ticket(&mut client, ticket).await
         }
     });
     futures::future::join_all(fetches).await
@@ -366,13 +374,7 @@ async fn a_whole_result_runs_its_counted_plan_once_and_plans_again_after() {
     assert_eq!(info.endpoint.len(), 1, "one file comes whole");
     let ticket = info.endpoint[0].ticket.clone().unwrap();
     for run in 0..2 {
-        let batches: Vec<RecordBatch> = analyst
-            .do_get(ticket.clone())
-            .await
-            .unwrap()
-            .try_collect()
-            .await
-            .unwrap();
+        let batches = fetch_ticket(&mut analyst, ticket.clone()).await;
         assert_eq!(count(&batches), expected, "ticket run {run}");
     }
 
@@ -381,13 +383,7 @@ async fn a_whole_result_runs_its_counted_plan_once_and_plans_again_after() {
         let info = statement.execute().await.unwrap();
         assert_eq!(info.endpoint.len(), 1);
         let ticket = info.endpoint[0].ticket.clone().unwrap();
-        let batches: Vec<RecordBatch> = analyst
-            .do_get(ticket)
-            .await
-            .unwrap()
-            .try_collect()
-            .await
-            .unwrap();
+        let batches = fetch_ticket(&mut analyst, ticket).await;
         assert_eq!(count(&batches), expected, "prepared run {run}");
         assert!(rows(&[batches]).iter().all(|(id, _, _)| id % 7 == 0));
     }
