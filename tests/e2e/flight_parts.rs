@@ -346,7 +346,8 @@ async fn pyarrow_fetches_the_parts_in_parallel() {
 /// A whole result runs the plan its FlightInfo was counted with, once: a
 /// ticket redeemed twice and a prepared statement executed twice answer
 /// alike every time (an operator such as a repartition cannot run twice,
-/// so each later run plans again), under the user's policy.
+/// so each later run plans again), and a policy reload between the two
+/// calls is followed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_whole_result_runs_its_counted_plan_once_and_plans_again_after() {
     // One file: a single scan partition, repartitioned for the filter. No
@@ -386,6 +387,46 @@ async fn a_whole_result_runs_its_counted_plan_once_and_plans_again_after() {
         let batches = fetch_ticket(&mut analyst, ticket).await;
         assert_eq!(count(&batches), expected, "prepared run {run}");
         assert!(rows(&[batches]).iter().all(|(id, _, _)| id % 7 == 0));
+    }
+
+    // Counted (GetFlightInfo) under one policy, run (DoGet) after a reload
+    // that gives the analyst a row filter on this table: the kept plans
+    // are not run, the runs follow the new policy.
+    let ticket = analyst.execute(sql.into(), None).await.unwrap().endpoint[0]
+        .ticket
+        .clone()
+        .unwrap();
+    let prepared_ticket = statement.execute().await.unwrap().endpoint[0]
+        .ticket
+        .clone()
+        .unwrap();
+    let filtered = POLICY.to_owned()
+        + "\n[[row_filters]]\nprincipals = [\"user:analyst\"]\n\
+           tables = [\"parts.public.one\"]\nfilter = \"id < 100\"\n";
+    let new = mesh.policy_path().with_extension("new");
+    std::fs::write(&new, filtered).unwrap();
+    std::fs::rename(&new, mesh.policy_path()).unwrap();
+    let watcher = mesh
+        .mesh
+        .connect_as("analyst", &password("analyst"), "parts")
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while simple_rows(
+        &watcher,
+        "SELECT count(*) FROM parts.public.one WHERE id >= 100",
+    )
+    .await
+    .unwrap()
+        != [[Some("0".to_owned())]]
+    {
+        assert!(std::time::Instant::now() < deadline, "reload never seen");
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    for ticket in [ticket, prepared_ticket] {
+        let seen = rows(&[fetch_ticket(&mut analyst, ticket).await]);
+        let ids: Vec<i64> = seen.iter().map(|(id, _, _)| *id).collect();
+        assert_eq!(ids, (0..100).step_by(7).collect::<Vec<i64>>());
     }
     mesh.assert_serving().await;
 }
