@@ -90,6 +90,13 @@ async fn postgres_functions_and_session_statements_answer_like_postgresql() {
         ("SELECT pg_encoding_to_char(6)", Some("UTF8")),
         ("SELECT format_type(23, NULL)", Some("integer")),
         ("SELECT quote_ident('a b')", Some("\"a b\"")),
+        ("SELECT current_schema()", Some("public")),
+        ("SELECT array_upper(ARRAY[4, 5, 6], 1)", Some("3")),
+        (
+            "SELECT count(*) FROM generate_series(1, array_upper(ARRAY[4, 5, 6], 1))",
+            Some("3"),
+        ),
+        ("SELECT count(*) > 100 FROM pg_get_keywords()", Some("t")),
         ("SELECT obj_description(0, 'pg_class')", None),
         ("SELECT col_description(0, 1)", None),
         ("SELECT to_regtype('int4')", Some("23")),

@@ -18,6 +18,7 @@
 pub(crate) mod activity;
 pub(crate) mod analyzer;
 mod arrays;
+mod catalog_functions;
 mod catalog_oids;
 mod class_owner;
 pub(crate) mod column_origins;
@@ -95,8 +96,8 @@ pub(crate) fn install(
     }
     let internal =
         |e: &dyn std::fmt::Display| QueryError::Internal(format!("cannot set up pg_catalog: {e}"));
-    datafusion_pg_catalog::setup_pg_catalog(ctx, catalog, roles.clone())
-        .map_err(|e| internal(&e))?;
+    let static_tables = static_tables().map_err(|e| internal(&e))?;
+    catalog_functions::register(ctx, catalog, &static_tables);
     let current = ctx
         .catalog(catalog)
         .ok_or_else(|| internal(&format!("catalog {catalog} is missing")))?;
@@ -105,7 +106,6 @@ pub(crate) fn install(
         current_catalog: current.clone(),
         all: ctx.catalog_names(),
     };
-    let static_tables = static_tables().map_err(|e| internal(&e))?;
     let provider = PgCatalogSchemaProvider::try_new(
         Arc::new(scoped) as Arc<dyn CatalogProviderList>,
         static_tables,
