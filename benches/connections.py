@@ -6,7 +6,9 @@ Serves the demo mesh (`meshgate demo`) with a `meshgate` binary, opens N pgwire 
 (psycopg, password sign-in, each runs one query so its session is fully set
 up), and reads the process's resident memory (VmRSS) before and after; then
 checks every connection still answers. The figure per connection is
-(RSS after - RSS before) / N.
+(RSS after - RSS before) / N; the gateway's CPU time (user + system, from
+/proc) spent while they open, per connection, is the cost of one sign-in
+and session set-up, and holds on a busy machine where the rate does not.
 
 Usage (from the repository root, after a release build):
   $HOME/.cache/meshgate/venv/bin/python benches/connections.py \\
@@ -36,6 +38,13 @@ def rss_mib(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     raise RuntimeError("no VmRSS")
+
+
+def cpu_seconds(pid):
+    """User + system CPU time the process has used, in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main():
@@ -68,6 +77,7 @@ def main():
             with psycopg.connect(dsn) as warm:
                 warm.execute("SELECT count(*) FROM members").fetchone()
             before = rss_mib(server.pid)
+            cpu0 = cpu_seconds(server.pid)
             t0 = time.perf_counter()
             conns = []
             for _ in range(args.connections):
@@ -75,6 +85,7 @@ def main():
                 c.execute("SELECT 1").fetchone()
                 conns.append(c)
             opened = time.perf_counter() - t0
+            cpu = cpu_seconds(server.pid) - cpu0
             after = rss_mib(server.pid)
             alive = sum(1 for c in conns if c.execute("SELECT 1").fetchone() == (1,))
             for c in conns:
@@ -84,10 +95,12 @@ def main():
             server.wait(timeout=10)
 
     per = (after - before) * 1024 / args.connections
-    print(f"| connections | RSS before (MiB) | RSS after (MiB) | KiB per connection | opened in | still answering |")
-    print("| ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| connections | RSS before (MiB) | RSS after (MiB) | KiB per connection | opened in "
+          "| gateway CPU per connection | still answering |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     print(f"| {args.connections:,} | {before:.1f} | {after:.1f} | {per:.0f} | {opened:.1f}s "
-          f"({args.connections / opened:,.0f}/s) | {alive:,} |")
+          f"({args.connections / opened:,.0f}/s) | {cpu * 1000 / args.connections:.2f} ms "
+          f"| {alive:,} |")
 
 
 if __name__ == "__main__":
