@@ -16,7 +16,19 @@ use super::FilterProbeRows;
 /// memory), one partition so that nothing sits between a table's `WHERE`
 /// and its scan.
 async fn context(dir: &std::path::Path, small_keys: Vec<i64>) -> SessionContext {
-    let config = SessionConfig::new().with_target_partitions(1);
+    context_with(
+        dir,
+        small_keys,
+        SessionConfig::new().with_target_partitions(1),
+    )
+    .await
+}
+
+async fn context_with(
+    dir: &std::path::Path,
+    small_keys: Vec<i64>,
+    config: SessionConfig,
+) -> SessionContext {
     let state = SessionStateBuilder::new()
         .with_config(config)
         .with_default_features()
@@ -185,4 +197,35 @@ async fn keys_from_above_that_add_nothing_to_the_direct_join_are_not_evaluated()
         .unwrap_or_else(|| panic!("{lines:#?}"));
     // Sampled, then let through: the direct join drops the rows itself.
     assert_not_evaluated_after_sample(filter, 200_000);
+}
+
+#[tokio::test]
+async fn a_partitioned_joins_keys_filter_keeps_every_row_it_matches() {
+    let dir = tempfile::tempdir().unwrap();
+    // Two partitions and no single-partition shortcut: each partition of
+    // the join builds its own keys, and the filter routes rows to them.
+    let mut config = SessionConfig::new().with_target_partitions(2);
+    let options = config.options_mut();
+    options.optimizer.hash_join_single_partition_threshold = 0;
+    options.optimizer.hash_join_single_partition_threshold_rows = 0;
+    let ctx = context_with(dir.path(), vec![1, 2, 3, 4, 5, 10, 20, 999], config).await;
+    let sql = format!("SELECT count(*), sum(c) FROM ({QUERY})");
+    let (plan, _) = run(&ctx, &sql).await;
+    let lines: Vec<String> = operators(&plan).iter().map(line).collect();
+    assert!(
+        lines.iter().any(|l| l.contains("mode=Partitioned")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("FilterExec: DynamicFilter") && l.contains("hash_repartition")),
+        "{lines:#?}"
+    );
+    // Keys 1..=5 and 999 have v > 0: 6 groups of 200 rows.
+    let batches = ctx.sql(&sql).await.unwrap().collect().await.unwrap();
+    let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+        .unwrap()
+        .to_string();
+    assert!(text.contains("| 6        | 1200     |"), "{text}");
 }
