@@ -267,7 +267,7 @@ impl Selectivity {
 /// WHEN i THEN f_i ... ELSE false END` written as `f_0 OR f_1 OR ...`
 /// (see the module docs). A `CASE` whose `ELSE` is not `false` (a
 /// partition the join could not report keeps every row) is left as it is.
-pub(crate) fn unrouted(filter: Arc<dyn PhysicalExpr>) -> Result<Arc<dyn PhysicalExpr>> {
+fn unrouted(filter: Arc<dyn PhysicalExpr>) -> Result<Arc<dyn PhysicalExpr>> {
     filter
         .transform_up(|e| {
             let Some(case) = e.downcast_ref::<CaseExpr>() else {
